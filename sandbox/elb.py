@@ -1,0 +1,250 @@
+"""Load balancers on loopback: one real listener per ELBv2 listener, real health checks.
+
+Each load balancer gets an address from the service range. A listener forwards requests
+round-robin to the healthy targets of its target groups (502 when a target fails, 503 when
+none is healthy). HTTPS listeners terminate TLS with a certificate the local CA issues for
+the ACM certificate's domains. Health checks are real HTTP GETs from the balancer's address,
+so target security groups apply to them as to any other traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import httpkit
+from .snapshot import ListenerInfo, LoadBalancerInfo, TargetGroupInfo
+from .tls import LocalCA
+
+log = logging.getLogger("sandbox.elb")
+
+HEALTHY_THRESHOLD = 1  # compressed from AWS's 5 so the sandbox converges in seconds
+UNHEALTHY_THRESHOLD = 2
+
+
+@dataclass
+class TargetHealth:
+    state: str = "initial"
+    reason: str = "Elb.RegistrationInProgress"
+    description: str = "Target registration is in progress"
+    ok_streak: int = 0
+    fail_streak: int = 0
+
+    def record(self, ok: bool, reason: str, description: str) -> None:
+        if ok:
+            self.ok_streak, self.fail_streak = self.ok_streak + 1, 0
+            if self.ok_streak >= HEALTHY_THRESHOLD:
+                self.state, self.reason, self.description = "healthy", "", ""
+        else:
+            self.ok_streak, self.fail_streak = 0, self.fail_streak + 1
+            if self.fail_streak >= UNHEALTHY_THRESHOLD:
+                self.state, self.reason, self.description = "unhealthy", reason, description
+
+
+@dataclass
+class Balancer:
+    info: LoadBalancerInfo
+    address: str
+    servers: dict[str, asyncio.AbstractServer] = field(default_factory=dict)  # listener arn
+    requests: int = 0
+    listener_info: dict[str, ListenerInfo] = field(default_factory=dict)
+
+
+class Balancers:
+    """Keeps the loopback listeners in step with ELBv2's load balancers and listeners."""
+
+    def __init__(
+        self,
+        ca: LocalCA,
+        allocate: Callable[[], str],
+        target_address: Callable[[str], str | None],
+        admit: Callable[[tuple[str, ...], int, str], bool],
+        hold_seconds: float,
+    ) -> None:
+        self.ca = ca
+        self.allocate = allocate
+        self.target_address = target_address
+        self.admit = admit
+        self.hold_seconds = hold_seconds
+        self.balancers: dict[str, Balancer] = {}
+        self.target_groups: dict[str, TargetGroupInfo] = {}
+        self.health: dict[tuple[str, str, int], TargetHealth] = {}
+        self.certificates: dict[str, list[str]] = {}
+        self.rr = itertools.count()
+
+    # -- reconciliation -------------------------------------------------------------
+    async def apply(
+        self,
+        lbs: list[LoadBalancerInfo],
+        tgs: dict[str, TargetGroupInfo],
+        certificates: dict[str, list[str]],
+    ) -> None:
+        self.target_groups = tgs
+        self.certificates = certificates
+        seen = {lb.arn for lb in lbs}
+        for arn in list(self.balancers):
+            if arn not in seen:
+                await self._close(self.balancers.pop(arn))
+        for lb in lbs:
+            bal = self.balancers.get(lb.arn)
+            if bal is None:
+                bal = self.balancers[lb.arn] = Balancer(lb, self.allocate())
+            bal.info = lb
+            wanted = {li.arn: li for li in lb.listeners}
+            for arn in list(bal.servers):
+                if arn not in wanted or wanted[arn] != bal.listener_info.get(arn):
+                    srv = bal.servers.pop(arn)
+                    srv.close()
+            for arn, li in wanted.items():
+                if arn not in bal.servers:
+                    with contextlib.suppress(OSError):
+                        bal.servers[arn] = await self._listen(bal, li)
+                        bal.listener_info[arn] = li
+        live = {
+            (tg.arn, tid, port) for tg in tgs.values() for tid, port in tg.targets
+        }
+        for key in list(self.health):
+            if key not in live:
+                del self.health[key]
+
+    async def _listen(self, bal: Balancer, li: ListenerInfo) -> asyncio.AbstractServer:
+        ctx = None
+        if li.protocol == "HTTPS":
+            domains: list[str] = []
+            for arn in li.certificate_arns:
+                domains += self.certificates.get(arn, [])
+            ctx = self.ca.server_context(domains or [bal.info.dns_name])
+
+        async def handle(req: httpkit.Request) -> httpkit.Response:
+            return await self._forward(bal, li, req)
+
+        return await httpkit.serve(
+            bal.address,
+            li.port,
+            handle,
+            admit=lambda ip: self.admit(bal.info.groups, li.port, ip),
+            hold_seconds=self.hold_seconds,
+            ssl=ctx,
+        )
+
+    async def _close(self, bal: Balancer) -> None:
+        for srv in bal.servers.values():
+            srv.close()
+        bal.servers.clear()
+
+    async def close(self) -> None:
+        for bal in self.balancers.values():
+            await self._close(bal)
+
+    # -- traffic ----------------------------------------------------------------------
+    def healthy_targets(self, li: ListenerInfo) -> list[tuple[str, int]]:
+        out = []
+        for tg_arn in li.target_group_arns:
+            tg = self.target_groups.get(tg_arn)
+            for tid, port in tg.targets if tg else ():
+                h = self.health.get((tg_arn, tid, port))
+                if h and h.state == "healthy":
+                    out.append((tid, port))
+        return out
+
+    async def _forward(
+        self, bal: Balancer, li: ListenerInfo, req: httpkit.Request
+    ) -> httpkit.Response:
+        bal.requests += 1
+        targets = self.healthy_targets(li)
+        if not targets:
+            return _error(503, "Service Temporarily Unavailable")
+        tid, port = targets[next(self.rr) % len(targets)]
+        address = self.target_address(tid)
+        if address is None:
+            return _error(502, "Bad Gateway")
+        proto = "https" if li.protocol == "HTTPS" else "http"
+        try:
+            return await httpkit.proxy(
+                req,
+                address,
+                port,
+                local_address=bal.address,
+                timeout=10.0,
+                extra_headers={"X-Forwarded-Proto": proto, "X-Forwarded-Port": str(li.port)},
+            )
+        except httpkit.HttpError as exc:
+            return _error(504 if exc.kind == "timeout" else 502, "Bad Gateway")
+
+    # -- health checks ----------------------------------------------------------------
+    def _source_for(self, tg_arn: str) -> str | None:
+        for bal in self.balancers.values():
+            for li in bal.info.listeners:
+                if tg_arn in li.target_group_arns:
+                    return bal.address
+        return None
+
+    async def check_all(self, timeout: float) -> None:
+        jobs = []
+        for tg in list(self.target_groups.values()):
+            source = self._source_for(tg.arn)
+            for tid, port in tg.targets:
+                h = self.health.setdefault((tg.arn, tid, port), TargetHealth())
+                if source is None:
+                    h.state, h.reason = "unused", "Target.NotInUse"
+                    h.description = "Target group is not configured to receive traffic from the load balancer"
+                    continue
+                jobs.append(self._check(tg, tid, port, source, h, timeout))
+        if jobs:
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _check(
+        self, tg: TargetGroupInfo, tid: str, port: int, source: str, h: TargetHealth,
+        timeout: float,
+    ) -> None:
+        address = self.target_address(tid)
+        hc_port = port if tg.health_port == "traffic-port" else int(tg.health_port)
+        if address is None:
+            h.record(False, "Target.FailedHealthChecks", "Health checks failed")
+            return
+        try:
+            resp = await httpkit.request(
+                address, hc_port, "GET", tg.health_path, local_address=source, timeout=timeout
+            )
+        except httpkit.HttpError as exc:
+            reason = "Target.Timeout" if exc.kind == "timeout" else "Target.FailedHealthChecks"
+            desc = "Request timed out" if exc.kind == "timeout" else "Health checks failed"
+            h.record(False, reason, desc)
+            return
+        if resp.status == 200:
+            h.record(True, "", "")
+        else:
+            h.record(
+                False,
+                "Target.ResponseCodeMismatch",
+                f"Health checks failed with these codes: [{resp.status}]",
+            )
+
+    def lookup(self, tg_arn: str, target_id: str, port: int) -> tuple[str, str, str]:
+        h = self.health.get((tg_arn, target_id, port))
+        if h is None:
+            return TargetHealth().state, TargetHealth().reason, TargetHealth().description
+        return h.state, h.reason, h.description
+
+    def state(self) -> dict[str, Any]:
+        return {
+            bal.info.dns_name: {
+                "arn": bal.info.arn,
+                "address": bal.address,
+                "listeners": [
+                    {"port": li.port, "protocol": li.protocol} for li in bal.info.listeners
+                ],
+                "requests": bal.requests,
+            }
+            for bal in self.balancers.values()
+        }
+
+
+def _error(status: int, text: str) -> httpkit.Response:
+    body = f"<html><body><h1>{status} {text}</h1></body></html>\n".encode()
+    return httpkit.Response(status, {"Content-Type": "text/html", "Server": "awselb/2.0"}, body)

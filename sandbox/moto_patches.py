@@ -1,0 +1,198 @@
+"""Where the sandbox bends moto so its answers come from what really happens on loopback.
+
+moto keeps its state in process-wide backends, so these patches are process-wide too and
+consult one registered `Hooks` object (the running sandbox):
+- EC2 public IPs are allocated from the sandbox's loopback range;
+- GetConsoleOutput prints the host's real SSH host key fingerprints the way cloud-init does;
+- ELBv2 target health is the result of the sandbox's real health checks;
+- an ACM DNS certificate is ISSUED only once its validation CNAME is in a Route53 zone;
+- Elastic Beanstalk environments get a CNAME, a launch phase, DescribeEnvironmentResources
+  and TerminateEnvironment (moto lacks the last two).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+from moto.acm.models import CertBundle
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.ec2.models import elastic_ip_addresses, elastic_network_interfaces
+from moto.ec2.responses.general import General
+from moto.ec2.utils import Base64EncodedString
+from moto.elasticbeanstalk.models import Environment
+from moto.elasticbeanstalk.responses import EBResponse
+from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+
+ACCOUNT = DEFAULT_ACCOUNT_ID
+
+
+class Hooks(Protocol):
+    def console_output(self, instance_id: str) -> str: ...
+
+    def target_health(self, tg_arn: str, target_id: str, port: int) -> tuple[str, str, str]:
+        """(state, reason code, description); reason may be ''."""
+        ...
+
+    def eb_resources(self, env: Any) -> dict[str, Any]: ...
+
+    def eb_terminate(self, env: Any) -> None: ...
+
+
+class _State:
+    hooks: Hooks | None = None
+    public_ips: Iterator[str] = iter(())
+    elastic_ips: Iterator[str] = iter(())
+    lock = threading.Lock()
+    installed = False
+
+
+def _addresses(cidr: str) -> Iterator[str]:
+    for addr in ipaddress.ip_network(cidr).hosts():
+        last = int(addr) & 0xFF
+        if last not in (0, 1, 255):
+            yield str(addr)
+
+
+def _next(it_name: str) -> str:
+    with _State.lock:
+        try:
+            return next(getattr(_State, it_name))  # type: ignore[no-any-return]
+        except StopIteration:
+            raise RuntimeError("sandbox loopback address range exhausted") from None
+
+
+def register(hooks: Hooks, public_cidr: str, elastic_cidr: str) -> None:
+    """Point the patches at a sandbox and install them once per process."""
+    _State.hooks = hooks
+    _State.public_ips = _addresses(public_cidr)
+    _State.elastic_ips = _addresses(elastic_cidr)
+    if not _State.installed:
+        _install()
+        _State.installed = True
+
+
+def unregister() -> None:
+    _State.hooks = None
+
+
+def _install() -> None:
+    elastic_network_interfaces.random_public_ip = lambda: _next("public_ips")  # type: ignore[attr-defined]
+    elastic_ip_addresses.random_ip = lambda: _next("elastic_ips")  # type: ignore[attr-defined]
+    General.get_console_output = _get_console_output  # type: ignore[method-assign]
+    _orig_health = FakeTargetGroup.health_for
+
+    def health_for(self: FakeTargetGroup, target: dict[str, Any], ec2_backend: Any) -> Any:
+        status = _orig_health(self, target, ec2_backend)
+        hooks = _State.hooks
+        if hooks is None or status.status != "healthy":
+            return status
+        state, reason, desc = hooks.target_health(self.arn, status.id, int(status.port))
+        return FakeHealthStatus(
+            status.id, status.port, self.health_check_port, state, reason or None, desc or None
+        )
+
+    FakeTargetGroup.health_for = health_for  # type: ignore[method-assign]
+    CertBundle.check = _cert_check  # type: ignore[method-assign]
+
+    _orig_env_init = Environment.__init__
+
+    def env_init(self: Environment, *args: Any, **kwargs: Any) -> None:
+        _orig_env_init(self, *args, **kwargs)
+        self.cname = f"{self.environment_name}.{self.region}.elasticbeanstalk.com"
+        self.endpoint_url = self.cname
+        self.status = "Launching"
+        self.health = "Grey"
+        self.environment_id = f"e-{abs(hash(self.environment_arn)) % 10**10:010d}"
+        self.created_monotonic = None  # set by the sandbox when it sees the environment
+
+    Environment.__init__ = env_init  # type: ignore[method-assign]
+    EBResponse.describe_environment_resources = _eb_describe_resources  # type: ignore[attr-defined]
+    EBResponse.terminate_environment = _eb_terminate  # type: ignore[attr-defined]
+
+    def describe_environments(self: EBResponse) -> ActionResult:
+        names = set(self._get_multi_param("EnvironmentNames.member") or [])
+        include_deleted = self._get_param("IncludeDeleted", True)
+        envs = [
+            e
+            for e in self.elasticbeanstalk_backend.describe_environments()
+            if (not names or e.environment_name in names)
+            and (include_deleted or e.status != "Terminated")
+        ]
+        return ActionResult({"Environments": envs})
+
+    EBResponse.describe_environments = describe_environments  # type: ignore[method-assign]
+
+
+def _get_console_output(self: General) -> ActionResult:
+    instance_id = self._get_param("InstanceId")
+    instance = self.ec2_backend.get_instance(instance_id)
+    text = _State.hooks.console_output(instance.id) if _State.hooks else ""
+    result = {
+        "InstanceId": instance.id,
+        "Timestamp": utcnow(),
+        "Output": Base64EncodedString.from_raw_string(text),
+    }
+    return ActionResult(result)
+
+
+def validation_record_name(domain: str) -> str:
+    """The CNAME name moto hands out for a domain's DNS validation (see CertBundle.describe)."""
+    base = domain[2:] if domain.startswith("*.") else domain
+    return f"_d930b28be6c5927595552b219965053e.{base}."
+
+
+def _route53_names() -> set[tuple[str, str]]:
+    from moto.route53.models import route53_backends
+
+    backend = route53_backends[ACCOUNT]["aws"]
+    return {
+        (rr.name.rstrip(".").lower() + ".", str(rr.type).upper())
+        for zone in list(backend.zones.values())
+        for rr in list(zone.rrsets)
+    }
+
+
+def _cert_check(self: CertBundle) -> None:
+    now = utcnow()
+    if self._not_valid_after(self._cert) <= now:
+        self.status = "EXPIRED"
+        return
+    if self.type != "AMAZON_ISSUED" or self.status != "PENDING_VALIDATION":
+        return
+    domains = set(self.sans + ([self.common_name] if self.common_name else []))
+    records = _route53_names()
+    if all((validation_record_name(d).lower(), "CNAME") in records for d in domains):
+        self.status = "ISSUED"
+
+
+def _find_env(resp: EBResponse) -> Any:
+    name = resp._get_param("EnvironmentName")
+    env_id = resp._get_param("EnvironmentId")
+    from moto.elasticbeanstalk.exceptions import InvalidParameterValueError
+
+    for env in resp.elasticbeanstalk_backend.describe_environments():
+        if (name and env.environment_name == name) or (env_id and env.environment_id == env_id):
+            return env
+    raise InvalidParameterValueError(f"No Environment found for EnvironmentName = '{name}'.")
+
+
+def _eb_describe_resources(self: EBResponse) -> ActionResult:
+    env = _find_env(self)
+    resources = _State.hooks.eb_resources(env) if _State.hooks else {}
+    return ActionResult({"EnvironmentResources": resources})
+
+
+def _eb_terminate(self: EBResponse) -> ActionResult:
+    env = _find_env(self)
+    if env.status in ("Terminating", "Terminated"):
+        return ActionResult(env)
+    env.status = "Terminating"
+    if _State.hooks:
+        _State.hooks.eb_terminate(env)
+    return ActionResult(env)
+

@@ -1,0 +1,95 @@
+"""The sandbox as users start it (`python -m sandbox`), its bad-input errors, and throttling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import botocore.exceptions
+import pytest
+
+from sandbox import Sandbox, SandboxConfig
+
+from .conftest import client
+
+
+def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sandbox", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--fault-profile", "nope"], "fault-profile"),
+        (["--install-latency", "-1"], "install-latency"),
+        (["--throttle-rate", "2"], "throttle-rate"),
+    ],
+)
+def test_bad_options_give_one_line(args: list[str], needle: str, tmp_env_file: str) -> None:
+    proc = _run_cli(*args, "--env-file", tmp_env_file)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0]
+    assert not os.path.exists(tmp_env_file)
+
+
+def test_port_in_use_gives_one_line(tmp_env_file: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        proc = _run_cli("--port", str(port), "--env-file", tmp_env_file)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"port {port}" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--env-file", tmp_env_file],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("SANDBOX READY endpoint=http://127.0.0.1:")
+        env = dict(
+            ln.split("=", 1) for ln in open(tmp_env_file).read().splitlines()
+            if ln and not ln.startswith("#")
+        )
+        assert env["AWS_ENDPOINT_URL"] in line and f"ssh_port={env['TOMCAT_FLEET_SSH_PORT']}" in line
+        # the env file alone is enough for boto3
+        out = subprocess.run(
+            [sys.executable, "-c",
+             "import boto3; print(len(boto3.client('ec2').describe_regions()['Regions']))"],
+            env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0 and int(out.stdout) > 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+@pytest.fixture(scope="module")
+def throttled() -> Any:
+    with Sandbox(SandboxConfig(throttle_rate=0.5, seed=7)) as s:
+        yield s
+
+
+def test_throttle_rate_refuses_ec2_calls(throttled: Sandbox) -> None:
+    ec2 = client(throttled, "ec2")
+    refused = 0
+    for _ in range(40):
+        try:
+            ec2.describe_instances()
+        except botocore.exceptions.ClientError as exc:
+            assert exc.response["Error"]["Code"] == "RequestLimitExceeded"
+            assert exc.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+            refused += 1
+    assert 5 < refused < 35
+    state = throttled.state()
+    assert state["api"]["throttled"]["ec2:DescribeInstances"] == refused
+    assert state["api"]["calls"]["ec2:DescribeInstances"] == 40
