@@ -23,15 +23,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-port", type=int, default=0, help="SSH port of every host (0: any)")
     p.add_argument("--env-file", default=".sandbox.env")
     p.add_argument("--state-dir", default=None, help="where the CA and certificates live")
-    p.add_argument("--install-latency", type=float, default=2.0,
-                   help="seconds to install and start tomcat9 (jittered)")
+    p.add_argument(
+        "--install-latency",
+        type=float,
+        default=2.0,
+        help="seconds to install and start tomcat9 (jittered)",
+    )
     p.add_argument("--latency-jitter", type=float, default=0.2)
     p.add_argument("--boot-delay", type=float, default=2.0)
     p.add_argument("--cloud-init-seconds", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fault-profile", default="clean", help="/".join(FAULT_PROFILES))
-    p.add_argument("--throttle-rate", type=float, default=0.0,
-                   help="fraction of EC2 calls refused with RequestLimitExceeded")
+    p.add_argument(
+        "--throttle-rate",
+        type=float,
+        default=0.0,
+        help="fraction of EC2 calls refused with RequestLimitExceeded",
+    )
     p.add_argument("--mutate-bucket", type=float, default=0.0, help="token bucket size, 0=off")
     p.add_argument("--mutate-refill", type=float, default=5.0, help="tokens per second")
     p.add_argument("--describe-bucket", type=float, default=0.0)
@@ -44,13 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(
-        port=args.port, ssh_port=args.ssh_port, state_dir=args.state_dir,
-        install_latency=args.install_latency, latency_jitter=args.latency_jitter,
-        boot_delay=args.boot_delay, cloud_init_seconds=args.cloud_init_seconds,
-        seed=args.seed, fault_profile=args.fault_profile, throttle_rate=args.throttle_rate,
-        mutate_bucket_size=args.mutate_bucket, mutate_refill_per_s=args.mutate_refill,
-        describe_bucket_size=args.describe_bucket, describe_refill_per_s=args.describe_refill,
-        controller_cidr=args.controller_cidr, drop_hold_seconds=args.drop_hold_seconds,
+        port=args.port,
+        ssh_port=args.ssh_port,
+        state_dir=args.state_dir,
+        install_latency=args.install_latency,
+        latency_jitter=args.latency_jitter,
+        boot_delay=args.boot_delay,
+        cloud_init_seconds=args.cloud_init_seconds,
+        seed=args.seed,
+        fault_profile=args.fault_profile,
+        throttle_rate=args.throttle_rate,
+        mutate_bucket_size=args.mutate_bucket,
+        mutate_refill_per_s=args.mutate_refill,
+        describe_bucket_size=args.describe_bucket,
+        describe_refill_per_s=args.describe_refill,
+        controller_cidr=args.controller_cidr,
+        drop_hold_seconds=args.drop_hold_seconds,
         hosted_zone=args.hosted_zone,
     )
 
@@ -81,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         sandbox.write_env_file(args.env_file)
-        print(f"SANDBOX READY endpoint={sandbox.endpoint} ssh_port={sandbox.ssh_port}",
-              flush=True)
+        print(f"SANDBOX READY endpoint={sandbox.endpoint} ssh_port={sandbox.ssh_port}", flush=True)
         stop.wait()
     finally:
         sandbox.stop()

@@ -14,14 +14,15 @@ from moto.elbv2.models import elbv2_backends
 from .moto_patches import ACCOUNT
 
 
-def provision_environment(
-    region: str, env_name: str, address: str, port: int
-) -> tuple[str, str]:
+def provision_environment(region: str, env_name: str, address: str, port: int) -> tuple[str, str]:
     """Create the environment's balancer, target group and listener; mark it Ready."""
     ec2 = ec2_backends[ACCOUNT][region]
     elbv2 = elbv2_backends[ACCOUNT][region]
-    env = next(e for e in eb_backends[ACCOUNT][region].describe_environments()
-               if e.environment_name == env_name)
+    env = next(
+        e
+        for e in eb_backends[ACCOUNT][region].describe_environments()
+        if e.environment_name == env_name
+    )
     subnets = [s.id for s in ec2.describe_subnets(filters={"default-for-az": ["true"]})][:2]
     tags = [{"Key": "elasticbeanstalk:environment-name", "Value": env_name}] + [
         {"Key": k, "Value": v} for k, v in (env.tags or {}).items()
@@ -31,13 +32,22 @@ def provision_environment(
         name=f"awseb-{short}", security_groups=[], subnet_ids=subnets, tags=tags
     )
     tg = elbv2.create_target_group(
-        name=f"awseb-{short}-tg", protocol="HTTP", port=port, vpc_id=lb.vpc_id,
-        target_type="ip", healthcheck_path="/", tags=tags,
+        name=f"awseb-{short}-tg",
+        protocol="HTTP",
+        port=port,
+        vpc_id=lb.vpc_id,
+        target_type="ip",
+        healthcheck_path="/",
+        tags=tags,
     )
     tg.register([{"Id": address, "Port": port}])
     elbv2.create_listener(
-        load_balancer_arn=lb.arn, protocol="HTTP", port="80", ssl_policy="",
-        certificate=None, actions=[{"Type": "forward", "TargetGroupArn": tg.arn}],
+        load_balancer_arn=lb.arn,
+        protocol="HTTP",
+        port="80",
+        ssl_policy="",
+        certificate=None,
+        actions=[{"Type": "forward", "TargetGroupArn": tg.arn}],
     )
     env.status = "Ready"
     env.health = "Green"

@@ -105,9 +105,7 @@ class Balancers:
                     with contextlib.suppress(OSError):
                         bal.servers[arn] = await self._listen(bal, li)
                         bal.listener_info[arn] = li
-        live = {
-            (tg.arn, tid, port) for tg in tgs.values() for tid, port in tg.targets
-        }
+        live = {(tg.arn, tid, port) for tg in tgs.values() for tid, port in tg.targets}
         for key in list(self.health):
             if key not in live:
                 del self.health[key]
@@ -192,14 +190,21 @@ class Balancers:
                 h = self.health.setdefault((tg.arn, tid, port), TargetHealth())
                 if source is None:
                     h.state, h.reason = "unused", "Target.NotInUse"
-                    h.description = "Target group is not configured to receive traffic from the load balancer"
+                    h.description = (
+                        "Target group is not configured to receive traffic from the load balancer"
+                    )
                     continue
                 jobs.append(self._check(tg, tid, port, source, h, timeout))
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
 
     async def _check(
-        self, tg: TargetGroupInfo, tid: str, port: int, source: str, h: TargetHealth,
+        self,
+        tg: TargetGroupInfo,
+        tid: str,
+        port: int,
+        source: str,
+        h: TargetHealth,
         timeout: float,
     ) -> None:
         address = self.target_address(tid)

@@ -76,8 +76,13 @@ def _addresses(cidr: str) -> Iterator[str]:
 
 
 class Fleet:
-    def __init__(self, cfg: SandboxConfig, ssh_port: int, ca: LocalCA,
-                 moto_call: Callable[[Callable[[], Any]], Any]) -> None:
+    def __init__(
+        self,
+        cfg: SandboxConfig,
+        ssh_port: int,
+        ca: LocalCA,
+        moto_call: Callable[[Callable[[], Any]], Any],
+    ) -> None:
         self.cfg = cfg
         self.ssh_port = ssh_port
         self.ca = ca
@@ -93,10 +98,14 @@ class Fleet:
         self.service_ips = _addresses(cfg.service_ip_cidr)
         self.lb_groups: dict[str, tuple[str, ...]] = {}
         self.balancers = Balancers(
-            ca, self._allocate, self.target_address, self.admits_groups,
+            ca,
+            self._allocate,
+            self.target_address,
+            self.admits_groups,
             cfg.drop_hold_seconds,
         )
         self.rng = random.Random(cfg.seed)
+        self.loop = asyncio.get_running_loop()
 
     def _allocate(self) -> str:
         return next(self.service_ips)
@@ -123,9 +132,7 @@ class Fleet:
     # -- reconciliation ---------------------------------------------------------------
     async def apply(self, snap: Snapshot) -> None:
         self.rules = snap.rules
-        running = {
-            i.id: i for i in snap.instances if i.state == "running" and i.public_ip
-        }
+        running = {i.id: i for i in snap.instances if i.state == "running" and i.public_ip}
         for iid in list(self.hosts):
             if iid not in running:
                 await self._retire(self.hosts.pop(iid))
@@ -171,13 +178,23 @@ class Fleet:
         await asyncio.sleep(delay)
         try:
             host.sshd = HostSshd(
-                host.state, self, host.host_key, host.info.public_key, self.cfg.ssh_user,
-                self.ssh_port, lambda ip: self.admits_groups(tuple(host.state.groups), 22, ip),
+                host.state,
+                self,
+                host.host_key,
+                host.info.public_key,
+                self.cfg.ssh_user,
+                self.ssh_port,
+                lambda ip: self.admits_groups(tuple(host.state.groups), 22, ip),
                 self.cfg.drop_hold_seconds,
             )
         except OSError as exc:
-            log.error("cannot listen for %s on %s:%s: %s", host.info.id,
-                      host.state.public_ip, self.ssh_port, exc)
+            log.error(
+                "cannot listen for %s on %s:%s: %s",
+                host.info.id,
+                host.state.public_ip,
+                self.ssh_port,
+                exc,
+            )
             return
         host.state.booted_at = time.monotonic()
         host.booted = True
@@ -254,7 +271,7 @@ class Fleet:
         if local:
             release_environment(self.cfg.region, local.lb_arn, local.tg_arn)
             if local.app_server:
-                local.app_server.close()
+                self.loop.call_soon_threadsafe(local.app_server.close)
         env.status = "Terminated"
 
     # -- names ----------------------------------------------------------------------------
@@ -295,8 +312,9 @@ class Fleet:
         return None
 
     # -- Network protocol (used by the emulated shell) ----------------------------------
-    async def http_get(self, host: HostState, url: str, *, verify_tls: bool,
-                       timeout: float) -> HttpResult:
+    async def http_get(
+        self, host: HostState, url: str, *, verify_tls: bool, timeout: float
+    ) -> HttpResult:
         parts = urlsplit(url if "://" in url else f"http://{url}")
         name = parts.hostname or ""
         https = parts.scheme == "https"
@@ -315,15 +333,22 @@ class Fleet:
             path += "?" + parts.query
         try:
             resp = await httpkit.request(
-                name_address, port, "GET", path, ssl=ctx, server_hostname=name if https else None,
-                local_address=host.public_ip, timeout=timeout,
+                name_address,
+                port,
+                "GET",
+                path,
+                ssl=ctx,
+                server_hostname=name if https else None,
+                local_address=host.public_ip,
+                timeout=timeout,
             )
         except httpkit.HttpError as exc:
             return HttpResult(None, error=exc.kind if exc.kind != "reset" else "refused")
         return HttpResult(resp.status, resp.body, dict(resp.headers))
 
-    async def mysql_login(self, host: HostState, endpoint: str, port: int, user: str,
-                          password: str, timeout: float) -> str | None:
+    async def mysql_login(
+        self, host: HostState, endpoint: str, port: int, user: str, password: str, timeout: float
+    ) -> str | None:
         db = self.databases.get(endpoint.lower().rstrip("."))
         if db is None:
             return f"ERROR 2005 (HY000): Unknown MySQL server host '{endpoint}' (-2)"
@@ -354,7 +379,9 @@ class Fleet:
             return _tomcat_page(f"instance {host.instance_id}", instance_id=host.instance_id)
 
         local.tomcat = await httpkit.serve(
-            host.public_ip, TOMCAT_PORT, page,
+            host.public_ip,
+            TOMCAT_PORT,
+            page,
             admit=lambda ip: self.admits_groups(tuple(host.groups), TOMCAT_PORT, ip),
             hold_seconds=self.cfg.drop_hold_seconds,
         )
@@ -374,52 +401,58 @@ class Fleet:
         fp = key.get_fingerprint("sha256")
         pub = key.export_public_key("openssh").decode().split()
         line = f"{pub[0]} {pub[1]} root@{host.hostname}"
-        return "\n".join([
-            f"[    0.000000] Linux version 5.15.0-1051-aws (buildd@lcy02-amd64-011) #{instance_id}",
-            "Cloud-init v. 23.3.3-0ubuntu0~22.04.1 running 'modules:final'",
-            "ec2: #############################################################",
-            "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----",
-            f"ec2: 256 {fp} root@{host.hostname} (ED25519)",
-            "ec2: -----END SSH HOST KEY FINGERPRINTS-----",
-            "ec2: #############################################################",
-            "-----BEGIN SSH HOST KEY KEYS-----",
-            line,
-            "-----END SSH HOST KEY KEYS-----",
-            "Cloud-init v. 23.3.3-0ubuntu0~22.04.1 finished. Datasource DataSourceEc2Local.",
-            "",
-        ])
+        return "\n".join(
+            [
+                "[    0.000000] Linux version 5.15.0-1051-aws (buildd@lcy02-amd64-011)",
+                "Cloud-init v. 23.3.3-0ubuntu0~22.04.1 running 'modules:final'",
+                "ec2: #############################################################",
+                "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----",
+                f"ec2: 256 {fp} root@{host.hostname} (ED25519)",
+                "ec2: -----END SSH HOST KEY FINGERPRINTS-----",
+                "ec2: #############################################################",
+                "-----BEGIN SSH HOST KEY KEYS-----",
+                line,
+                "-----END SSH HOST KEY KEYS-----",
+                "Cloud-init v. 23.3.3-0ubuntu0~22.04.1 finished. Datasource DataSourceEc2Local.",
+                "",
+            ]
+        )
 
     # -- state JSON ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         hosts = []
         for host in self.hosts.values():
             s = host.state
-            hosts.append({
-                "instance_id": s.instance_id,
-                "public_ip": s.public_ip,
-                "private_ip": s.private_ip,
-                "booted": host.booted,
-                "never_boots": s.faults.never_boots,
-                "slow_factor": s.faults.slow_factor,
-                "ssh_logins": s.ssh_logins,
-                "commands_run": s.commands_run,
-                "packages": sorted(s.packages),
-                "tomcat": "running" if host.tomcat is not None else (
-                    "installed" if "tomcat9" in s.packages else "absent"
-                ),
-                "http_requests": s.http_requests,
-            })
+            hosts.append(
+                {
+                    "instance_id": s.instance_id,
+                    "public_ip": s.public_ip,
+                    "private_ip": s.private_ip,
+                    "booted": host.booted,
+                    "never_boots": s.faults.never_boots,
+                    "slow_factor": s.faults.slow_factor,
+                    "ssh_logins": s.ssh_logins,
+                    "commands_run": s.commands_run,
+                    "packages": sorted(s.packages),
+                    "tomcat": "running"
+                    if host.tomcat is not None
+                    else ("installed" if "tomcat9" in s.packages else "absent"),
+                    "http_requests": s.http_requests,
+                }
+            )
         return {
             "hosts": hosts,
             "load_balancers": self.balancers.state(),
             "environments": {
-                name: {"address": env.address, "load_balancer": env.lb_arn,
-                       "requests": env.requests}
+                name: {
+                    "address": env.address,
+                    "load_balancer": env.lb_arn,
+                    "requests": env.requests,
+                }
                 for name, env in self.environments.items()
             },
             "databases": {
-                db.address: {"id": db.id, "status": self.database_status(db.id),
-                             "port": db.port}
+                db.address: {"id": db.id, "status": self.database_status(db.id), "port": db.port}
                 for db in self.databases.values()
             },
             "names": self.names(),

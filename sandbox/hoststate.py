@@ -65,7 +65,12 @@ class Network(Protocol):
         ...
 
     async def mysql_login(
-        self, host: HostState, endpoint: str, port: int, user: str, password: str,
+        self,
+        host: HostState,
+        endpoint: str,
+        port: int,
+        user: str,
+        password: str,
         timeout: float,
     ) -> str | None:
         """None on success, else the mysql client's error line (e.g. ERROR 1045 ...)."""

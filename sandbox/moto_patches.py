@@ -61,7 +61,7 @@ def _addresses(cidr: str) -> Iterator[str]:
 def _next(it_name: str) -> str:
     with _State.lock:
         try:
-            return next(getattr(_State, it_name))  # type: ignore[no-any-return]
+            return str(next(getattr(_State, it_name)))
         except StopIteration:
             raise RuntimeError("sandbox loopback address range exhausted") from None
 
@@ -81,8 +81,8 @@ def unregister() -> None:
 
 
 def _install() -> None:
-    elastic_network_interfaces.random_public_ip = lambda: _next("public_ips")  # type: ignore[attr-defined]
-    elastic_ip_addresses.random_ip = lambda: _next("elastic_ips")  # type: ignore[attr-defined]
+    elastic_network_interfaces.random_public_ip = lambda: _next("public_ips")
+    elastic_ip_addresses.random_ip = lambda: _next("elastic_ips")
     General.get_console_output = _get_console_output  # type: ignore[method-assign]
     _orig_health = FakeTargetGroup.health_for
 
@@ -91,9 +91,14 @@ def _install() -> None:
         hooks = _State.hooks
         if hooks is None or status.status != "healthy":
             return status
-        state, reason, desc = hooks.target_health(self.arn, status.id, int(status.port))
+        state, reason, desc = hooks.target_health(self.arn, status.instance_id, int(status.port))
         return FakeHealthStatus(
-            status.id, status.port, self.health_check_port, state, reason or None, desc or None
+            status.instance_id,
+            status.port,
+            self.health_check_port,
+            state,
+            reason or None,
+            desc or None,
         )
 
     FakeTargetGroup.health_for = health_for  # type: ignore[method-assign]
@@ -108,14 +113,13 @@ def _install() -> None:
         self.status = "Launching"
         self.health = "Grey"
         self.environment_id = f"e-{abs(hash(self.environment_arn)) % 10**10:010d}"
-        self.created_monotonic = None  # set by the sandbox when it sees the environment
 
     Environment.__init__ = env_init  # type: ignore[method-assign]
     EBResponse.describe_environment_resources = _eb_describe_resources  # type: ignore[attr-defined]
     EBResponse.terminate_environment = _eb_terminate  # type: ignore[attr-defined]
 
     def describe_environments(self: EBResponse) -> ActionResult:
-        names = set(self._get_multi_param("EnvironmentNames.member") or [])
+        names = set(self._get_param("EnvironmentNames") or [])
         include_deleted = self._get_param("IncludeDeleted", True)
         envs = [
             e
@@ -195,4 +199,3 @@ def _eb_terminate(self: EBResponse) -> ActionResult:
     if _State.hooks:
         _State.hooks.eb_terminate(env)
     return ActionResult(env)
-

@@ -44,8 +44,9 @@ def rule_admits(rule: Rule, port: int, source: Source) -> bool:
     return False
 
 
-def allowed(rules_by_group: dict[str, list[Rule]], dest_groups: list[str], port: int,
-            source: Source) -> bool:
+def allowed(
+    rules_by_group: dict[str, list[Rule]], dest_groups: list[str], port: int, source: Source
+) -> bool:
     """True when any ingress rule of any destination group admits the source on `port`."""
     return any(
         rule_admits(rule, port, source)

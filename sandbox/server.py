@@ -36,7 +36,7 @@ log = logging.getLogger("sandbox")
 T = TypeVar("T")
 
 DUMMY_ACCESS_KEY = "sandbox-access-key"
-DUMMY_SECRET_KEY = "sandbox-secret-key"  # noqa: S105 - a dummy credential the sandbox accepts
+DUMMY_SECRET_KEY = "sandbox-secret-key"
 RECONCILE_SECONDS = 0.5
 
 
@@ -66,8 +66,9 @@ class Sandbox:
     def __init__(self, cfg: SandboxConfig | None = None) -> None:
         self.cfg = cfg or SandboxConfig()
         self.loop = asyncio.new_event_loop()
-        self.loop_thread = threading.Thread(target=self._run_loop, name="sandbox-fleet",
-                                            daemon=True)
+        self.loop_thread = threading.Thread(
+            target=self._run_loop, name="sandbox-fleet", daemon=True
+        )
         self.api: AwsApi | None = None
         self.fleet: Fleet | None = None
         self._owned_dir: str | None = None
@@ -151,7 +152,6 @@ class Sandbox:
     async def _start_fleet(self) -> None:
         self._wake = asyncio.Event()
         self.fleet = Fleet(self.cfg, self.ssh_port, self.ca, self._moto_call)
-        self.fleet.loop = self.loop
         self._tasks = [
             self.loop.create_task(self._reconcile_loop()),
             self.loop.create_task(self._health_loop()),
@@ -160,8 +160,13 @@ class Sandbox:
     async def _stop_fleet(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.fleet is not None:
             await self.fleet.close()
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     # -- moto access ----------------------------------------------------------------------
     def _locked(self, fn: Callable[[], T]) -> T:

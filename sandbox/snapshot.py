@@ -106,6 +106,10 @@ def _rules(ec2: Any) -> dict[str, list[Rule]]:
     return rules
 
 
+def _text(value: str | bytes | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _proto(p: str | None) -> str:
     p = (p or "-1").lower()
     return {"6": "tcp", "all": "-1", "17": "udp", "1": "icmp"}.get(p, p)
@@ -147,10 +151,7 @@ def take(region: str) -> Snapshot:
             public_ip=i.public_ip,
             private_ip=i.private_ip,
             key_name=i.key_name,
-            public_key=(
-                keys[i.key_name].decode() if isinstance(keys.get(i.key_name), bytes)
-                else keys.get(i.key_name)
-            ) if i.key_name else None,
+            public_key=_text(keys.get(i.key_name)) if i.key_name else None,
             groups=tuple(g.id for g in i.security_groups),
         )
         for i in ec2.all_instances()
@@ -182,7 +183,7 @@ def take(region: str) -> Snapshot:
         DatabaseInfo(
             id=db.db_instance_identifier,
             address=db.address,
-            port=int(db.port),
+            port=int(db.port or 3306),
             user=db.master_username or "",
             password=db.master_user_password or "",
             groups=tuple(db.vpc_security_group_ids or ()),

@@ -124,8 +124,9 @@ class HostSshd:
             return
         env = {str(k): str(v) for k, v in (process.env or {}).items()}
         run = asyncio.ensure_future(
-            run_command(command, env, self.host, self.net, process.stdout.write,
-                        process.stderr.write)
+            run_command(
+                command, env, self.host, self.net, process.stdout.write, process.stderr.write
+            )
         )
         if self.host.faults.drops_connection():
             # cut the connection part-way through, like a network drop

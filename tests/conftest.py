@@ -23,7 +23,7 @@ def client(sb: Sandbox, service: str, **kw: Any) -> Any:
         region_name=sb.cfg.region,
         aws_access_key_id="sandbox-access-key",
         aws_secret_access_key="sandbox-secret-key",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
         **kw,
     )
 
@@ -32,10 +32,15 @@ def ssh(ip: str, port: int, key_pem: str, timeout: float = 5.0) -> paramiko.SSHC
     c = paramiko.SSHClient()
     c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     c.connect(
-        ip, port=port, username="ubuntu",
+        ip,
+        port=port,
+        username="ubuntu",
         pkey=paramiko.RSAKey.from_private_key(io.StringIO(key_pem)),
-        timeout=timeout, banner_timeout=timeout, auth_timeout=timeout,
-        look_for_keys=False, allow_agent=False,
+        timeout=timeout,
+        banner_timeout=timeout,
+        auth_timeout=timeout,
+        look_for_keys=False,
+        allow_agent=False,
     )
     return c
 

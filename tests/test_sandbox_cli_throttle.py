@@ -18,8 +18,9 @@ from .conftest import client
 
 
 def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sandbox", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sandbox", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize(
@@ -51,22 +52,34 @@ def test_port_in_use_gives_one_line(tmp_env_file: str) -> None:
 
 
 def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--env-file", tmp_env_file],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--env-file", tmp_env_file],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("SANDBOX READY endpoint=http://127.0.0.1:")
-        env = dict(
-            ln.split("=", 1) for ln in open(tmp_env_file).read().splitlines()
-            if ln and not ln.startswith("#")
+        with open(tmp_env_file) as f:
+            lines = f.read().splitlines()
+        env = dict(ln.split("=", 1) for ln in lines if ln and not ln.startswith("#"))
+        assert (
+            env["AWS_ENDPOINT_URL"] in line and f"ssh_port={env['TOMCAT_FLEET_SSH_PORT']}" in line
         )
-        assert env["AWS_ENDPOINT_URL"] in line and f"ssh_port={env['TOMCAT_FLEET_SSH_PORT']}" in line
         # the env file alone is enough for boto3
         out = subprocess.run(
-            [sys.executable, "-c",
-             "import boto3; print(len(boto3.client('ec2').describe_regions()['Regions']))"],
-            env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-c",
+                "import boto3; print(len(boto3.client('ec2').describe_regions()['Regions']))",
+            ],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert out.returncode == 0 and int(out.stdout) > 0
     finally:
         proc.send_signal(signal.SIGINT)

@@ -34,8 +34,13 @@ INSTALL = (
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    cfg = SandboxConfig(install_latency=0.1, boot_delay=0.3, cloud_init_seconds=0.3,
-                        drop_hold_seconds=3.0, health_check_interval=0.3)
+    cfg = SandboxConfig(
+        install_latency=0.1,
+        boot_delay=0.3,
+        cloud_init_seconds=0.3,
+        drop_hold_seconds=3.0,
+        health_check_interval=0.3,
+    )
     with Sandbox(cfg) as s:
         yield s
 
@@ -50,20 +55,37 @@ def fleet(sb: Sandbox) -> dict[str, Any]:
     ec2.authorize_security_group_ingress(
         GroupId=sg["GroupId"],
         IpPermissions=[
-            {"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-             "IpRanges": [{"CidrIp": sb.cfg.controller_cidr}]}
+            {
+                "IpProtocol": "tcp",
+                "FromPort": p,
+                "ToPort": p,
+                "IpRanges": [{"CidrIp": sb.cfg.controller_cidr}],
+            }
             for p in (22, 8080)
         ],
     )
-    res = ec2.run_instances(ImageId="ami-12c6146b", MinCount=N, MaxCount=N,
-                            InstanceType="t3.small", KeyName="fleet",
-                            SecurityGroupIds=[sg["GroupId"]])
+    res = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=N,
+        MaxCount=N,
+        InstanceType="t3.small",
+        KeyName="fleet",
+        SecurityGroupIds=[sg["GroupId"]],
+    )
     ids = [i["InstanceId"] for i in res["Instances"]]
     desc = ec2.describe_instances(InstanceIds=ids)
-    ips = {i["InstanceId"]: i["PublicIpAddress"]
-           for r in desc["Reservations"] for i in r["Instances"]}
-    return {"ec2": ec2, "key": key, "other": other, "sg": sg["GroupId"], "ids": ids,
-            "ips": ips, "vpc": vpc["VpcId"]}
+    ips = {
+        i["InstanceId"]: i["PublicIpAddress"] for r in desc["Reservations"] for i in r["Instances"]
+    }
+    return {
+        "ec2": ec2,
+        "key": key,
+        "other": other,
+        "sg": sg["GroupId"],
+        "ids": ids,
+        "ips": ips,
+        "vpc": vpc["VpcId"],
+    }
 
 
 def _ssh_when_up(ip: str, port: int, key: str) -> paramiko.SSHClient:
@@ -128,15 +150,21 @@ def test_unknown_command_and_console_fingerprint(sb: Sandbox, fleet: dict[str, A
 
 def test_security_group_drops_ssh_without_rule(sb: Sandbox, fleet: dict[str, Any]) -> None:
     ec2 = fleet["ec2"]
-    closed = ec2.create_security_group(GroupName="closed", Description="no ingress",
-                                       VpcId=fleet["vpc"])
-    res = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, KeyName="fleet",
-                            SecurityGroupIds=[closed["GroupId"]])
+    closed = ec2.create_security_group(
+        GroupName="closed", Description="no ingress", VpcId=fleet["vpc"]
+    )
+    res = ec2.run_instances(
+        ImageId="ami-12c6146b",
+        MinCount=1,
+        MaxCount=1,
+        KeyName="fleet",
+        SecurityGroupIds=[closed["GroupId"]],
+    )
     iid = res["Instances"][0]["InstanceId"]
     ip = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0][
-        "PublicIpAddress"]
-    wait_for(lambda: any(h["instance_id"] == iid and h["booted"]
-                         for h in sb.state()["hosts"]))
+        "PublicIpAddress"
+    ]
+    wait_for(lambda: any(h["instance_id"] == iid and h["booted"] for h in sb.state()["hosts"]))
     started = time.monotonic()
     with pytest.raises((socket.timeout, paramiko.SSHException, EOFError, OSError)):
         ssh(ip, sb.ssh_port, fleet["key"], timeout=1.0)
@@ -146,26 +174,46 @@ def test_security_group_drops_ssh_without_rule(sb: Sandbox, fleet: dict[str, Any
 
 def _alb(sb: Sandbox, fleet: dict[str, Any]) -> dict[str, Any]:
     ec2, elb = fleet["ec2"], client(sb, "elbv2")
-    subnets = [s["SubnetId"] for s in ec2.describe_subnets(
-        Filters=[{"Name": "vpc-id", "Values": [fleet["vpc"]]}])["Subnets"]][:2]
+    subnets = [
+        s["SubnetId"]
+        for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [fleet["vpc"]]}])[
+            "Subnets"
+        ]
+    ][:2]
     lb_sg = ec2.create_security_group(GroupName="alb", Description="alb", VpcId=fleet["vpc"])
     ec2.authorize_security_group_ingress(
         GroupId=lb_sg["GroupId"],
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": p, "ToPort": p,
-                        "IpRanges": [{"CidrIp": "0.0.0.0/0"}]} for p in (80, 443)])
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": p, "ToPort": p, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+            for p in (80, 443)
+        ],
+    )
     ec2.authorize_security_group_ingress(
         GroupId=fleet["sg"],
-        IpPermissions=[{"IpProtocol": "tcp", "FromPort": 8080, "ToPort": 8080,
-                        "UserIdGroupPairs": [{"GroupId": lb_sg["GroupId"]}]}])
-    tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=8080, VpcId=fleet["vpc"],
-                                 HealthCheckPath="/")["TargetGroups"][0]
-    elb.register_targets(TargetGroupArn=tg["TargetGroupArn"],
-                         Targets=[{"Id": i, "Port": 8080} for i in fleet["ids"]])
-    lb = elb.create_load_balancer(Name="web", Subnets=subnets,
-                                  SecurityGroups=[lb_sg["GroupId"]])["LoadBalancers"][0]
-    elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
-                        DefaultActions=[{"Type": "forward",
-                                         "TargetGroupArn": tg["TargetGroupArn"]}])
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8080,
+                "ToPort": 8080,
+                "UserIdGroupPairs": [{"GroupId": lb_sg["GroupId"]}],
+            }
+        ],
+    )
+    tg = elb.create_target_group(
+        Name="web", Protocol="HTTP", Port=8080, VpcId=fleet["vpc"], HealthCheckPath="/"
+    )["TargetGroups"][0]
+    elb.register_targets(
+        TargetGroupArn=tg["TargetGroupArn"], Targets=[{"Id": i, "Port": 8080} for i in fleet["ids"]]
+    )
+    lb = elb.create_load_balancer(Name="web", Subnets=subnets, SecurityGroups=[lb_sg["GroupId"]])[
+        "LoadBalancers"
+    ][0]
+    elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}],
+    )
     return {"elb": elb, "tg": tg, "lb": lb}
 
 
@@ -175,8 +223,12 @@ def test_alb_forwards_to_all_healthy_targets(sb: Sandbox, fleet: dict[str, Any])
     fleet["alb"] = alb
 
     def healthy() -> bool:
-        states = [d["TargetHealth"]["State"] for d in elb.describe_target_health(
-            TargetGroupArn=tg["TargetGroupArn"])["TargetHealthDescriptions"]]
+        states = [
+            d["TargetHealth"]["State"]
+            for d in elb.describe_target_health(TargetGroupArn=tg["TargetGroupArn"])[
+                "TargetHealthDescriptions"
+            ]
+        ]
         return states.count("healthy") == N
 
     wait_for(healthy, timeout=30)
@@ -198,26 +250,42 @@ def test_acm_issues_only_after_cname_then_https(sb: Sandbox, fleet: dict[str, An
     record = cert["DomainValidationOptions"][0]["ResourceRecord"]
     assert record["Name"] == validation_record_name(domain)
     zone = r53.list_hosted_zones_by_name(DNSName=sb.cfg.hosted_zone)["HostedZones"][0]
-    r53.change_resource_record_sets(HostedZoneId=zone["Id"], ChangeBatch={"Changes": [{
-        "Action": "UPSERT", "ResourceRecordSet": {
-            "Name": record["Name"], "Type": "CNAME", "TTL": 300,
-            "ResourceRecords": [{"Value": record["Value"]}]}}]})
+    r53.change_resource_record_sets(
+        HostedZoneId=zone["Id"],
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {
+                        "Name": record["Name"],
+                        "Type": "CNAME",
+                        "TTL": 300,
+                        "ResourceRecords": [{"Value": record["Value"]}],
+                    },
+                }
+            ]
+        },
+    )
     cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
     assert cert["Status"] == "ISSUED"
 
     alb = fleet.get("alb") or _alb(sb, fleet)
     alb["elb"].create_listener(
-        LoadBalancerArn=alb["lb"]["LoadBalancerArn"], Protocol="HTTPS", Port=443,
+        LoadBalancerArn=alb["lb"]["LoadBalancerArn"],
+        Protocol="HTTPS",
+        Port=443,
         Certificates=[{"CertificateArn": arn}],
-        DefaultActions=[{"Type": "forward", "TargetGroupArn": alb["tg"]["TargetGroupArn"]}])
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": alb["tg"]["TargetGroupArn"]}],
+    )
     sb.wait_settled()
     address = sb.state()["names"][alb["lb"]["DNSName"].lower()]
     ctx = ssl.create_default_context(cafile=sb.ca.ca_path)
     import http.client
 
     conn = http.client.HTTPSConnection(address, 443, context=ctx, timeout=5)
-    conn.sock = ctx.wrap_socket(socket.create_connection((address, 443), timeout=5),
-                                server_hostname=domain)
+    conn.sock = ctx.wrap_socket(
+        socket.create_connection((address, 443), timeout=5), server_hostname=domain
+    )
     conn.request("GET", "/", headers={"Host": domain})
     resp = conn.getresponse()
     assert resp.status == 200 and resp.getheader("X-Instance-Id") in fleet["ids"]

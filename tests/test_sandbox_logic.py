@@ -38,8 +38,10 @@ def test_throttler_rate_is_seeded() -> None:
 
 def test_security_groups() -> None:
     rules = {
-        "sg-web": [Rule("tcp", 22, 22, cidr="198.51.100.10/32"),
-                   Rule("tcp", 8080, 8080, source_group="sg-alb")],
+        "sg-web": [
+            Rule("tcp", 22, 22, cidr="198.51.100.10/32"),
+            Rule("tcp", 8080, 8080, source_group="sg-alb"),
+        ],
         "sg-all": [Rule("-1", None, None, cidr="0.0.0.0/0")],
     }
     controller = Source(("198.51.100.10",))
