@@ -92,11 +92,11 @@ class Fleet:
         self.by_public: dict[str, Host] = {}
         self.rules: dict[str, list[Rule]] = {}
         self.databases: dict[str, DatabaseInfo] = {}
-        self.db_ready_at: dict[str, float] = {}
+        self.db_seen: set[str] = set()
         self.environments: dict[str, Environment] = {}
         self.counters = FleetCounters()
         self.service_ips = _addresses(cfg.service_ip_cidr)
-        self.lb_groups: dict[str, tuple[str, ...]] = {}
+        self.records: list[tuple[str, str, str]] = []
         self.balancers = Balancers(
             ca,
             self._allocate,
@@ -132,6 +132,7 @@ class Fleet:
     # -- reconciliation ---------------------------------------------------------------
     async def apply(self, snap: Snapshot) -> None:
         self.rules = snap.rules
+        self.records = snap.records
         running = {i.id: i for i in snap.instances if i.state == "running" and i.public_ip}
         for iid in list(self.hosts):
             if iid not in running:
@@ -208,16 +209,17 @@ class Fleet:
         await self.stop_tomcat(host.state)
 
     def _apply_databases(self, dbs: list[DatabaseInfo]) -> None:
-        now = time.monotonic()
         self.databases = {db.address.lower(): db for db in dbs}
         for db in dbs:
-            self.db_ready_at.setdefault(db.id, now + self.cfg.rds_create_seconds)
+            if db.id not in self.db_seen and db.status == "creating":
+                self.db_seen.add(db.id)
+                self.loop.create_task(self._make_available(db.id))
 
-    def database_status(self, db_id: str) -> str | None:
-        ready = self.db_ready_at.get(db_id)
-        if ready is None:
-            return None
-        return "available" if time.monotonic() >= ready else "creating"
+    async def _make_available(self, db_id: str) -> None:
+        from .moto_patches import mark_database_available
+
+        await asyncio.sleep(self.cfg.rds_create_seconds)
+        await self.moto_call(lambda: mark_database_available(self.cfg.region, db_id))
 
     async def close(self) -> None:
         for host in list(self.hosts.values()):
@@ -285,8 +287,12 @@ class Fleet:
             out[f"{env.name}.{self.cfg.region}.elasticbeanstalk.com".lower()] = (
                 bal_addr or env.address
             )
-        for addr, _db in self.databases.items():
+        for addr in self.databases:
             out[addr] = "rds:" + addr
+        for name, _kind, target in self.records:  # Route53 aliases and CNAMEs to served names
+            resolved = out.get(target.rstrip(".").lower())
+            if resolved:
+                out.setdefault(name, resolved)
         return out
 
     def _env_balancer_address(self, env: Environment) -> str | None:
@@ -354,7 +360,7 @@ class Fleet:
             return f"ERROR 2005 (HY000): Unknown MySQL server host '{endpoint}' (-2)"
         source = Source((host.public_ip, host.private_ip), frozenset(host.groups))
         reachable = (
-            self.database_status(db.id) == "available"
+            db.status == "available"
             and port == db.port
             and allowed(self.rules, list(db.groups), port, source)
         )
@@ -452,7 +458,7 @@ class Fleet:
                 for name, env in self.environments.items()
             },
             "databases": {
-                db.address: {"id": db.id, "status": self.database_status(db.id), "port": db.port}
+                db.address: {"id": db.id, "status": db.status, "port": db.port}
                 for db in self.databases.values()
             },
             "names": self.names(),

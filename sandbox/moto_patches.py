@@ -6,6 +6,7 @@ consult one registered `Hooks` object (the running sandbox):
 - GetConsoleOutput prints the host's real SSH host key fingerprints the way cloud-init does;
 - ELBv2 target health is the result of the sandbox's real health checks;
 - an ACM DNS certificate is ISSUED only once its validation CNAME is in a Route53 zone;
+- an RDS instance is `creating` until the sandbox's create delay has passed;
 - Elastic Beanstalk environments get a CNAME, a launch phase, DescribeEnvironmentResources
   and TerminateEnvironment (moto lacks the last two).
 """
@@ -27,6 +28,7 @@ from moto.ec2.utils import Base64EncodedString
 from moto.elasticbeanstalk.models import Environment
 from moto.elasticbeanstalk.responses import EBResponse
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+from moto.rds.models import DBInstance, rds_backends
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 
@@ -115,6 +117,14 @@ def _install() -> None:
         self.environment_id = f"e-{abs(hash(self.environment_arn)) % 10**10:010d}"
 
     Environment.__init__ = env_init  # type: ignore[method-assign]
+
+    _orig_db_init = DBInstance.__init__
+
+    def db_init(self: DBInstance, *args: Any, **kwargs: Any) -> None:
+        _orig_db_init(self, *args, **kwargs)
+        self.status = "creating"  # the sandbox makes it available after its create delay
+
+    DBInstance.__init__ = db_init  # type: ignore[method-assign]
     EBResponse.describe_environment_resources = _eb_describe_resources  # type: ignore[attr-defined]
     EBResponse.terminate_environment = _eb_terminate  # type: ignore[attr-defined]
 
@@ -142,6 +152,12 @@ def _get_console_output(self: General) -> ActionResult:
         "Output": Base64EncodedString.from_raw_string(text),
     }
     return ActionResult(result)
+
+
+def mark_database_available(region: str, db_id: str) -> None:
+    db = rds_backends[ACCOUNT][region].databases.get(db_id)
+    if db is not None and db.status == "creating":
+        db.status = "available"
 
 
 def validation_record_name(domain: str) -> str:

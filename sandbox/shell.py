@@ -27,10 +27,15 @@ from .faults import jittered
 from .hoststate import HostState, Network
 
 Sink = Callable[[str], None]
+_LQ, _RQ = "\u2018", "\u2019"  # the curly quotes GNU tools print around names
 
 
 def _discard(_: str) -> None:
     pass
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
 
 
 @dataclass
@@ -300,7 +305,7 @@ async def _sleep(args: list[str], ctx: _Ctx) -> int:
     for arg in args:
         seconds = _duration(arg)
         if seconds is None:
-            ctx.err(f"sleep: invalid time interval ‘{arg}’\n")
+            ctx.err(f"sleep: invalid time interval {_LQ}{arg}{_RQ}\n")
             ctx.err("Try 'sleep --help' for more information.\n")
             return 1
         total += seconds
@@ -425,7 +430,7 @@ async def _env(args: list[str], ctx: _Ctx) -> int:
         ctx.out("".join(f"{k}={v}\n" for k, v in env.items()))
         return 0
     if args[0] in _BUILTINS or _lookup(args[0], ctx.host) is None:
-        ctx.err(f"env: ‘{args[0]}’: No such file or directory\n")
+        ctx.err(f"env: {_LQ}{args[0]}{_RQ}: No such file or directory\n")
         return 127
     return await _exec(args, ctx.but(env=env))
 
@@ -591,6 +596,8 @@ _DESCRIPTIONS = {  # for dpkg -s / -l; others get a generic line
 
 def _description(name: str) -> str:
     return _DESCRIPTIONS.get(name, f"{name} (Ubuntu jammy package)")
+
+
 BASE_PACKAGES = frozenset({"curl", "wget", "ca-certificates", "openssh-server", "cloud-init"})
 BASE_UNITS = frozenset({"ssh", "cloud-init", "cron", "systemd-journald", "snapd"})
 
@@ -658,33 +665,14 @@ class _AptArgs:
 
 
 _APT_SHORT = set("yqfmVu")
-_APT_LONG = {
-    "--yes": "y",
-    "--assume-yes": "y",
-    "--force-yes": "y",
-    "--quiet": "q",
-    "--no-install-recommends": "",
-    "--install-recommends": "",
-    "--install-suggests": "",
-    "--no-install-suggests": "",
-    "--fix-missing": "",
-    "--fix-broken": "",
-    "--ignore-missing": "",
-    "--allow-downgrades": "",
-    "--allow-remove-essential": "",
-    "--allow-unauthenticated": "",
-    "--allow-change-held-packages": "",
-    "--allow-releaseinfo-change": "",
-    "--no-upgrade": "",
-    "--only-upgrade": "",
-    "--show-progress": "",
-    "--autoremove": "",
-    "--auto-remove": "",
-    "--purge": "",
-    "--verbose-versions": "",
-    "--show-upgraded": "",
-    "--no-download": "",
-}
+_APT_YES = frozenset({"--yes", "--assume-yes", "--force-yes"})
+_APT_NOOP = _words(
+    "--no-install-recommends --install-recommends --install-suggests --no-install-suggests "
+    "--fix-missing --fix-broken --ignore-missing --allow-downgrades --allow-remove-essential "
+    "--allow-unauthenticated --allow-change-held-packages --allow-releaseinfo-change "
+    "--no-upgrade --only-upgrade --show-progress --autoremove --auto-remove --purge "
+    "--verbose-versions --show-upgraded --no-download "
+)
 
 
 def _parse_apt(args: list[str]) -> _AptArgs | str:
@@ -706,11 +694,13 @@ def _parse_apt(args: list[str]) -> _AptArgs | str:
             parsed.options[name.lower()] = value
         elif m := re.fullmatch(r"(?:-q|--quiet)=(\d)", arg):
             parsed.quiet = int(m.group(1))
+        elif arg == "--quiet":
+            parsed.quiet += 1
+        elif arg in _APT_YES:
+            parsed.yes = True
         elif arg.startswith("--"):
-            if arg not in _APT_LONG:
+            if arg not in _APT_NOOP:
                 return arg
-            parsed.yes |= _APT_LONG[arg] == "y"
-            parsed.quiet += _APT_LONG[arg] == "q"
         elif arg.startswith("-") and len(arg) > 1:
             if not set(arg[1:]) <= _APT_SHORT:
                 return arg
@@ -1076,34 +1066,14 @@ _UNIT_DESCRIPTIONS = {
     "cloud-init": "Initial cloud-init job (metadata service crawler)",
     "cron": "Regular background program processing daemon",
 }
-_SYSTEMCTL_FLAGS = {
-    "--now",
-    "--quiet",
-    "-q",
-    "--no-pager",
-    "--no-block",
-    "--system",
-    "-l",
-    "--full",
-    "--no-legend",
-    "--plain",
-    "--no-ask-password",
-    "--force",
-    "-f",
-}
-_NEEDS_ROOT = {
-    "enable",
-    "disable",
-    "start",
-    "stop",
-    "restart",
-    "reload",
-    "try-restart",
-    "reload-or-restart",
-    "daemon-reload",
-    "mask",
-    "unmask",
-}
+_SYSTEMCTL_FLAGS = _words(
+    "--force --full --no-ask-password --no-block --no-legend --no-pager --now --plain "
+    "--quiet --system -f -l -q"
+)
+_NEEDS_ROOT = _words(
+    "daemon-reload disable enable mask reload reload-or-restart restart start stop "
+    "try-restart unmask"
+)
 
 
 async def _systemctl(args: list[str], ctx: _Ctx) -> int:
@@ -1268,7 +1238,7 @@ _SYSTEMCTL_VERBS: dict[str, Callable[[str, _Ctx, set[str], bool], Awaitable[int]
 
 
 def _getopt(
-    args: list[str], short_with_arg: str, long_with_arg: set[str]
+    args: list[str], short_with_arg: str, long_with_arg: frozenset[str] | set[str]
 ) -> tuple[list[tuple[str, str]], list[str]] | str:
     """Return (options, operands), or the first argument that needs a value it lacks."""
     opts: list[tuple[str, str]] = []
@@ -1320,55 +1290,18 @@ def _split_url(url: str) -> tuple[str, str, int]:
 # curl
 
 _CURL_SHORT_ARG = "owmHXduAexbcrT"
-_CURL_LONG_ARG = {
-    "--output",
-    "--write-out",
-    "--max-time",
-    "--connect-timeout",
-    "--retry",
-    "--retry-delay",
-    "--retry-max-time",
-    "--header",
-    "--request",
-    "--data",
-    "--data-raw",
-    "--data-binary",
-    "--user",
-    "--user-agent",
-    "--referer",
-    "--proxy",
-    "--noproxy",
-    "--cacert",
-    "--resolve",
-    "--cookie",
-    "--upload-file",
-    "--range",
-    "--interface",
-}
-_CURL_LONG_FLAGS = {
-    "--silent",
-    "--show-error",
-    "--fail",
-    "--fail-with-body",
-    "--insecure",
-    "--location",
-    "--head",
-    "--include",
-    "--verbose",
-    "--compressed",
-    "--http1.1",
-    "--http2",
-    "--retry-connrefused",
-    "--retry-all-errors",
-    "--ipv4",
-    "--ipv6",
-    "--globoff",
-    "--no-progress-meter",
-    "--remote-name",
-    "--no-buffer",
-    "--no-keepalive",
-    "--tlsv1.2",
-}
+_CURL_LONG_ARG = _words(
+    "--cacert --connect-timeout --cookie --data --data-binary --data-raw --header "
+    "--interface --max-time --noproxy --output --proxy --range --referer --request "
+    "--resolve --retry --retry-delay --retry-max-time --upload-file --user --user-agent "
+    "--write-out"
+)
+_CURL_LONG_FLAGS = _words(
+    "--compressed --fail --fail-with-body --globoff --head --http1.1 --http2 --include "
+    "--insecure --ipv4 --ipv6 --location --no-buffer --no-keepalive --no-progress-meter "
+    "--remote-name --retry-all-errors --retry-connrefused --show-error --silent --tlsv1.2 "
+    "--verbose"
+)
 _CURL_SHORT_FLAGS = set("sSfkLIiv46gNO#0")
 _CURL_HELP = "curl: try 'curl --help' or 'curl --manual' for more information\n"
 _CURL_ALIASES = {
@@ -1505,45 +1438,16 @@ async def _curl_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
 # wget
 
 _WGET_SHORT_ARG = "OTtoaUeP"
-_WGET_LONG_ARG = {
-    "--output-document",
-    "--timeout",
-    "--tries",
-    "--connect-timeout",
-    "--read-timeout",
-    "--dns-timeout",
-    "--header",
-    "--user-agent",
-    "--wait",
-    "--waitretry",
-    "--output-file",
-    "--directory-prefix",
-    "--user",
-    "--password",
-    "--progress",
-}
-_WGET_FLAGS = {
-    "-q",
-    "--quiet",
-    "--no-check-certificate",
-    "-S",
-    "--server-response",
-    "--spider",
-    "-nv",
-    "--no-verbose",
-    "-c",
-    "--continue",
-    "-v",
-    "--verbose",
-    "--retry-connrefused",
-    "-4",
-    "--inet4-only",
-    "-N",
-    "--timestamping",
-    "--no-cache",
-    "-n",
-    "--show-progress",
-}
+_WGET_LONG_ARG = _words(
+    "--connect-timeout --directory-prefix --dns-timeout --header --output-document "
+    "--output-file --password --progress --read-timeout --timeout --tries --user "
+    "--user-agent --wait --waitretry"
+)
+_WGET_FLAGS = _words(
+    "--continue --inet4-only --no-cache --no-check-certificate --no-verbose --quiet "
+    "--retry-connrefused --server-response --show-progress --spider --timestamping "
+    "--verbose -4 -N -S -c -n -nv -q -v"
+)
 
 
 async def _wget(args: list[str], ctx: _Ctx) -> int:
@@ -1594,7 +1498,7 @@ async def _wget(args: list[str], ctx: _Ctx) -> int:
 async def _wget_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
     if "://" not in url:
         url = "http://" + url
-    scheme, name, port = _split_url(url)
+    _, name, port = _split_url(url)
     log = _discard if "--quiet" in opts else ctx.err
     brief = "--no-verbose" in opts
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -1610,7 +1514,7 @@ async def _wget_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
         if resolved is None:
             if not brief:
                 log(f"Resolving {name} ({name})... failed: Name or service not known.\n")
-            log(f"wget: unable to resolve host address ‘{name}’\n")
+            log(f"wget: unable to resolve host address {_LQ}{name}{_RQ}\n")
             return 4
         address = resolved
         if not brief:
@@ -1620,7 +1524,7 @@ async def _wget_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
         ctx.host, url, verify_tls="--no-check-certificate" not in opts, timeout=timeout
     )
     if result.error == "resolve":
-        log(f"wget: unable to resolve host address ‘{name}’\n")
+        log(f"wget: unable to resolve host address {_LQ}{name}{_RQ}\n")
         return 4
     if result.error != "tls" and (result.error or result.status is None):
         why = "Connection timed out" if result.error == "timeout" else "Connection refused"
@@ -1632,7 +1536,7 @@ async def _wget_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
         log(f"Connecting to {target}... connected.\n")
     if result.error == "tls" or result.status is None:
         log(
-            f"ERROR: cannot verify {name}'s certificate, issued by ‘CN=Sandbox Root CA’:\n"
+            f"ERROR: cannot verify {name}'s certificate, issued by {_LQ}CN=Sandbox Root CA{_RQ}:\n"
             "  Unable to locally verify the issuer's authority.\n"
             f"To connect to {name} insecurely, use `--no-check-certificate'.\n"
         )
@@ -1665,14 +1569,14 @@ async def _wget_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
         dest = urlsplit(url).path.rsplit("/", 1)[-1] or "index.html"
     if dest == "-":
         ctx.out(result.body.decode("utf-8", errors="replace"))
-    shown = "STDOUT" if dest == "-" else dest
     if brief:
-        log(f'{stamp} URL:{url} [{size}/{size}] -> "{"-" if dest == "-" else dest}" [1]\n')
+        log(f'{stamp} URL:{url} [{size}/{size}] -> "{dest}" [1]\n')
     else:
+        shown = "STDOUT" if dest == "-" else dest
         log(
-            f"Length: {size} [text/html]\nSaving to: ‘{shown}’\n\n"
-            f"     0K                                                       100% 10.2M=0s\n\n"
-            f"{stamp} (10.2 MB/s) - ‘{'-' if dest == '-' else dest}’ saved [{size}/{size}]\n\n"
+            f"Length: {size} [text/html]\nSaving to: {_LQ}{shown}{_RQ}\n\n"
+            f"     0K {' ' * 54} 100% 10.2M=0s\n\n"
+            f"{stamp} (10.2 MB/s) - {_LQ}{dest}{_RQ} saved [{size}/{size}]\n\n"
         )
     return 0
 
@@ -1873,6 +1777,9 @@ async def _dpkg(args: list[str], ctx: _Ctx) -> int:
     return 2
 
 
+_DPKG_FIELD = re.compile(r"\$\{([\w:-]+)(?:;-?\d+)?\}")
+
+
 async def _dpkg_query(args: list[str], ctx: _Ctx) -> int:
     parsed = _getopt(args, "f", {"--showformat"})
     if isinstance(parsed, str) or not parsed[0]:
@@ -1912,9 +1819,10 @@ async def _dpkg_query(args: list[str], ctx: _Ctx) -> int:
                 "Architecture": pkg.arch,
                 "binary:Package": name,
             }
-            text = re.sub(
-                r"\$\{([\w:-]+)(?:;-?\d+)?\}", lambda mm: fields.get(mm.group(1), ""), fmt
-            )
+            text = fmt
+            for key, value in fields.items():
+                text = text.replace("${" + key + "}", value)
+            text = _DPKG_FIELD.sub("", text)  # fields the sandbox does not know
             ctx.out(text.replace("\\n", "\n").replace("\\t", "\t"))
         else:
             rows.append(f"ii  {name:<22} {pkg.version:<27} {pkg.arch:<12} {_description(name)}\n")

@@ -87,6 +87,7 @@ class Snapshot:
     databases: list[DatabaseInfo]
     environments: list[EnvironmentInfo]
     certificates: dict[str, list[str]]  # arn -> domains (CN first)
+    records: list[tuple[str, str, str]]  # Route53 (name, type, target) for A-alias and CNAME
 
 
 def _rules(ec2: Any) -> dict[str, list[Rule]]:
@@ -185,7 +186,7 @@ def take(region: str) -> Snapshot:
             address=db.address,
             port=int(db.port or 3306),
             user=db.master_username or "",
-            password=db.master_user_password or "",
+            password=getattr(db, "_master_user_password", None) or "",
             groups=tuple(db.vpc_security_group_ids or ()),
             status=db.status,
             public=bool(db.publicly_accessible),
@@ -208,4 +209,19 @@ def take(region: str) -> Snapshot:
         arn: [c.common_name, *[s for s in c.sans if s != c.common_name]]
         for arn, c in list(acm._certificates.items())
     }
-    return Snapshot(instances, _rules(ec2), lbs, tgs, dbs, envs, certs)
+    return Snapshot(instances, _rules(ec2), lbs, tgs, dbs, envs, certs, _records())
+
+
+def _records() -> list[tuple[str, str, str]]:
+    from moto.route53.models import route53_backends
+
+    out = []
+    for zone in list(route53_backends[ACCOUNT]["aws"].zones.values()):
+        for rr in list(zone.rrsets):
+            name = rr.name.rstrip(".").lower()
+            kind = str(rr.type).upper()
+            if rr.alias_target and kind in ("A", "AAAA"):
+                out.append((name, kind, str(rr.alias_target.get("DNSName", ""))))
+            elif kind == "CNAME" and rr.records:
+                out.append((name, kind, str(rr.records[0])))
+    return out
