@@ -374,7 +374,7 @@ _SUDO_USAGE = (
 
 async def _sudo(args: list[str], ctx: _Ctx) -> int:
     """sudo with Ubuntu's default env_reset: the caller's variables are dropped unless -E."""
-    preserve = False
+    preserve, user = False, "root"
     while args and args[0].startswith("-"):
         flag, args = args[0], args[1:]
         if flag == "--":
@@ -384,10 +384,13 @@ async def _sudo(args: list[str], ctx: _Ctx) -> int:
         elif flag in ("--non-interactive", "--set-home"):
             pass
         elif flag == "-u" and args:
-            if args[0] not in ("root", "0", "#0"):
-                ctx.err(f"sudo: unknown user {args[0]}\n")
+            user, args = args[0], args[1:]
+            if user not in ("root", "0", "#0", "ubuntu", ctx.user):
+                ctx.err(
+                    f"sudo: unknown user {user}\nsudo: error initializing audit plugin "
+                    "sudoers_audit\n"
+                )
                 return 1
-            args = args[1:]
         elif re.fullmatch(r"-[EnHS]+", flag):
             preserve = preserve or "E" in flag
         else:
@@ -401,7 +404,10 @@ async def _sudo(args: list[str], ctx: _Ctx) -> int:
         env = dict(ctx.env)
     else:
         env = {k: v for k, v in ctx.env.items() if k in _SUDO_KEEP or k.startswith("LC_")}
-    env.update(USER="root", LOGNAME="root", HOME="/root", SUDO_USER=ctx.env.get("USER", "ubuntu"))
+    root = user in ("root", "0", "#0")
+    name = "root" if root else user
+    home = "/root" if root else f"/home/{user}"
+    env.update(USER=name, LOGNAME=name, HOME=home, SUDO_USER=ctx.env.get("USER", "ubuntu"))
     words = list(args)
     while words and _ASSIGN.match(words[0]):
         name, _, value = words.pop(0).partition("=")
@@ -409,7 +415,7 @@ async def _sudo(args: list[str], ctx: _Ctx) -> int:
     if not words or words[0] in _BUILTINS or _lookup(words[0], ctx.host) is None:
         ctx.err(f"sudo: {words[0] if words else ''}: command not found\n")
         return 1
-    return await _exec(words, ctx.but(env=env, root=True))
+    return await _exec(words, ctx.but(env=env, root=root))
 
 
 async def _env(args: list[str], ctx: _Ctx) -> int:
@@ -436,11 +442,15 @@ async def _env(args: list[str], ctx: _Ctx) -> int:
 
 
 async def _bash(args: list[str], ctx: _Ctx) -> int:
-    while args and re.fullmatch(r"-[exluo]+|--login|--noprofile|--norc", args[0]):
-        args = args[1:]
-    if args[:1] == ["-c"] and len(args) > 1:
+    command: str | None = None
+    while args and args[0].startswith("-"):
+        flag, args = args[0], args[1:]
+        if "c" in flag and not flag.startswith("--") and args:  # -c, -lc, -ec ...
+            command, args = args[0], args[1:]
+            break
+    if command is not None:
         try:
-            return await _run_line(args[1], ctx)
+            return await _run_line(command, ctx)
         except _ShellExit as stop:
             return stop.status
     if args:
@@ -916,7 +926,7 @@ async def _apt_install(a: _AptArgs, ctx: _Ctx, prog: str) -> int:
             ctx.out("0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n")
         return 0
 
-    extra = [n for n in new if n not in wanted]
+    extra = sorted(n for n in new if n not in wanted)
     kb = sum(PACKAGES[n].kb for n in new)
     if loud:
         if extra:
@@ -1361,10 +1371,22 @@ def _write_out(
     return text.replace("\\n", "\n").replace("\\t", "\t").replace("\\r", "\r")
 
 
+def _curl_meter(size: int) -> str:
+    pct = 100 if size else 0
+    line = f"{pct:3d} {size:5d}  {pct:3d} {size:5d}    0     0  {size * 10:5d}      0 "
+    times = "--:--:-- " * 3
+    return (
+        "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n"
+        "                                 Dload  Upload   Total   Spent    Left  Speed\n"
+        f"{line}{times}{size * 10:5d}\n"
+    )
+
+
 async def _curl_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
     if "://" not in url:
         url = "http://" + url
     scheme, name, port = _split_url(url)
+    silent = "--silent" in opts or "--no-progress-meter" in opts
     show_errors = "--silent" not in opts or "--show-error" in opts
     say = ctx.err if show_errors else _discard
 
@@ -1399,6 +1421,8 @@ async def _curl_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
             "timeout": (28, f"Connection timed out after {int(timeout * 1000) + 1} milliseconds"),
             "tls": (60, "SSL certificate problem: unable to get local issuer certificate"),
         }.get(result.error or "", (56, "Recv failure: Connection reset by peer"))
+        if not silent:
+            ctx.err(_curl_meter(0))
         say(f"curl: ({code}) {message}\n")
         if code == 60 and show_errors:
             ctx.err(
@@ -1412,6 +1436,8 @@ async def _curl_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
         return code
 
     status = result.status
+    if not silent:  # stdout is not a tty, so curl shows its meter on stderr
+        ctx.err(_curl_meter(len(result.body)))
     failed = status >= 400 and ("--fail" in opts or "--fail-with-body" in opts)
     if failed:
         say(f"curl: (22) The requested URL returned error: {status}\n")
@@ -1511,7 +1537,7 @@ async def _wget_one(url: str, opts: dict[str, str], ctx: _Ctx) -> int:
     is_ip = re.fullmatch(r"[\d.]+", name) is not None
     if not is_ip:
         resolved = ctx.net.resolve(name)
-        if resolved is None:
+        if resolved is None or not re.fullmatch(r"[\d.]+", resolved):  # e.g. an RDS name
             if not brief:
                 log(f"Resolving {name} ({name})... failed: Name or service not known.\n")
             log(f"wget: unable to resolve host address {_LQ}{name}{_RQ}\n")
