@@ -13,10 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -27,31 +23,13 @@ import paramiko
 import psutil
 from botocore.config import Config
 
+from sandbox.process import SandboxProcess
+
 INSTALL = (
     "sudo cloud-init status --wait && sudo apt-get update -q && "
     "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q tomcat9 && "
     "sudo systemctl enable --now tomcat9"
 )
-
-
-def start_sandbox(extra: list[str]) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    env_file = tempfile.mktemp(suffix=".env")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--env-file", env_file, *extra],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("SANDBOX READY"):
-        proc.kill()
-        raise SystemExit(f"sandbox did not start: {line!r}")
-    with open(env_file) as f:
-        env = dict(
-            ln.split("=", 1) for ln in f.read().splitlines() if "=" in ln and not ln.startswith("#")
-        )
-    os.unlink(env_file)
-    return proc, env
 
 
 class PeakRss:
@@ -108,18 +86,17 @@ def main() -> None:
     ap.add_argument("--install-latency", type=float, default=2.0)
     args = ap.parse_args()
 
-    proc, env = start_sandbox(
-        [
-            "--install-latency",
-            str(args.install_latency),
-            "--boot-delay",
-            "1",
-            "--cloud-init-seconds",
-            "0.5",
-        ]
-    )
-    rss = PeakRss(proc.pid)
-    try:
+    sandbox_args = [
+        "--install-latency",
+        str(args.install_latency),
+        "--boot-delay",
+        "1",
+        "--cloud-init-seconds",
+        "0.5",
+    ]
+    with SandboxProcess(sandbox_args) as sandbox:
+        rss = PeakRss(sandbox.pid)
+        env = sandbox.env
         ec2 = boto3.client(
             "ec2",
             endpoint_url=env["AWS_ENDPOINT_URL"],
@@ -169,9 +146,6 @@ def main() -> None:
         with urllib.request.urlopen(env["TOMCAT_FLEET_SANDBOX_STATE_URL"], timeout=30) as r:
             state = json.load(r)
         served = sum(1 for h in state["hosts"] if h["http_requests"] >= 1)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         rss.stop.set()
     peak_mb = rss.peak / 2**20
     rows = [

@@ -2,6 +2,7 @@
 
 moto keeps its state in process-wide backends, so these patches are process-wide too and
 consult one registered `Hooks` object (the running sandbox):
+- RunInstances honours ClientToken (same token, same reservation) as EC2 does;
 - EC2 public IPs are allocated from the sandbox's loopback range;
 - GetConsoleOutput prints the host's real SSH host key fingerprints the way cloud-init does;
 - ELBv2 target health is the result of the sandbox's real health checks;
@@ -23,6 +24,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.ec2.models import elastic_ip_addresses, elastic_network_interfaces
+from moto.ec2.models.instances import InstanceBackend
 from moto.ec2.responses.general import General
 from moto.ec2.utils import Base64EncodedString
 from moto.elasticbeanstalk.models import Environment
@@ -86,6 +88,24 @@ def _install() -> None:
     elastic_network_interfaces.random_public_ip = lambda: _next("public_ips")
     elastic_ip_addresses.random_ip = lambda: _next("elastic_ips")
     General.get_console_output = _get_console_output  # type: ignore[method-assign]
+    _orig_run = InstanceBackend.run_instances
+
+    def run_instances(
+        self: Any,
+        image_id: str,
+        count: int,
+        user_data: Any,
+        security_group_names: list[str],
+        **kwargs: Any,
+    ) -> Any:
+        token = kwargs.get("client_token")
+        if token and token != "ABCDE":  # moto's default when no token is sent
+            for reservation in self.all_reservations():
+                if any(i.client_token == token for i in reservation.instances):
+                    return reservation  # EC2 idempotency: same token, same reservation
+        return _orig_run(self, image_id, count, user_data, security_group_names, **kwargs)
+
+    InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
     _orig_health = FakeTargetGroup.health_for
 
     def health_for(self: FakeTargetGroup, target: dict[str, Any], ec2_backend: Any) -> Any:

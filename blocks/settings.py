@@ -1,0 +1,118 @@
+"""Project settings from the environment / `.env` (prefix `TOMCAT_FLEET_`).
+
+The sandbox's env file sets the same variables, so the code never asks "am I on the
+sandbox?": it reads an endpoint URL, an SSH port and where its public address comes from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tasks.models import InstallStep
+
+_TRANSIENT_APT = [
+    "Could not get lock",
+    "Unable to acquire the dpkg frontend lock",
+    "Failed to fetch",
+    "Temporary failure resolving",
+    "Unable to fetch some archives",
+]
+
+DEFAULT_INSTALL_STEPS: list[InstallStep] = [
+    InstallStep(name="cloud-init", command="cloud-init status --wait", timeout_s=900),
+    InstallStep(
+        name="apt-update",
+        command="sudo apt-get -o DPkg::Lock::Timeout=120 update -q",
+        transient_markers=_TRANSIENT_APT,
+    ),
+    InstallStep(
+        name="install",
+        command=(
+            "sudo DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 "
+            "install -y -q tomcat9"
+        ),
+        transient_markers=_TRANSIENT_APT,
+    ),
+    InstallStep(name="enable-start", command="sudo systemctl enable --now tomcat9"),
+    InstallStep(
+        name="verify",
+        command="curl -fsS -o /dev/null --max-time 10 http://localhost:8080/",
+        transient_markers=["Connection refused", "timed out"],
+    ),
+]
+
+DEFAULT_PROBE = (
+    "systemctl is-active --quiet tomcat9 && "
+    "curl -fsS -o /dev/null --max-time 5 http://localhost:8080/"
+)
+
+
+class FleetSettings(BaseSettings):
+    """Where AWS is, how to reach hosts, and what to run on them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOMCAT_FLEET_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # AWS
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = Field(None, description="set for the sandbox; None on AWS")
+    aws_credentials_block: str | None = Field(
+        None, description="name of a prefect-aws AwsCredentials block; None: default chain"
+    )
+    deployment_name: str = Field("tomcat-fleet", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    ami_id: str = "ami-0c7217cdde317cfec"  # Ubuntu 22.04 LTS, us-east-1
+    instance_type: str = "t3.small"
+    key_name: str = Field("tomcat-fleet", min_length=1)
+    controller_ip_url: str = "https://checkip.amazonaws.com"
+    ingress_cidr: str | None = Field(
+        None, description="CIDR allowed to SSH in; None: the controller's own address /32"
+    )
+    ingress_ports: list[int] = Field(default_factory=lambda: [22, 80, 8080])
+
+    # SSH
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_user: str = "ubuntu"
+    ssh_key_file: str | None = None
+    ssh_key_block: str | None = Field(None, description="name of a Prefect Secret block")
+    host_key_policy: Literal["strict", "tofu", "insecure"] = "tofu"
+    state_dir: str = ".tomcat-fleet"
+    ssh_connect_timeout_s: float = Field(10.0, gt=0)
+    ssh_wait_s: float = Field(300.0, gt=0, description="how long a host may take to boot")
+    host_attempts: int = Field(3, ge=1, le=20, description="install attempts per host")
+
+    # what runs on each host
+    install_steps: list[InstallStep] = Field(default_factory=lambda: list(DEFAULT_INSTALL_STEPS))
+    probe_command: str = DEFAULT_PROBE
+
+    # where logs go
+    log_dir: str = "logs"
+    ca_bundle: str | None = None
+
+    @field_validator("ingress_ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        bad = [p for p in v if not 1 <= p <= 65535]
+        if bad:
+            raise ValueError(f"ports must be 1-65535, got {bad}")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _key_source(self) -> FleetSettings:
+        if self.ssh_key_file and self.ssh_key_block:
+            raise ValueError("set ssh_key_file or ssh_key_block, not both")
+        return self
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return Path(self.state_dir) / self.deployment_name / "known_hosts"
+
+    def key_file_path(self) -> Path:
+        """Where the deployment's private key lives when it comes from a file."""
+        if self.ssh_key_file:
+            return Path(self.ssh_key_file)
+        return Path(self.state_dir) / self.deployment_name / f"{self.key_name}.pem"

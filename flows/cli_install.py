@@ -1,0 +1,232 @@
+"""`python -m flows.install_tomcat`: run the install flow standalone.
+
+    python -m flows.install_tomcat --sandbox --instances 60 --install-latency 0.5
+    python -m flows.install_tomcat --inventory inventory.json      # existing instances
+
+`--sandbox` starts a sandbox child process for the run (its options are accepted here);
+without it the environment's settings are used (AWS, or a sandbox's env file). Without
+PREFECT_API_URL one local Prefect server is started for the run. The last line printed is
+a JSON summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from sandbox.config import FAULT_PROFILES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.install_tomcat",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--instances", type=int, help="launch N instances first")
+    src.add_argument("--inventory", help="JSON file of instances (ids and public IPs)")
+    p.add_argument("--chunk-size", type=int, default=0, help="hosts per chunk (0: choose)")
+    p.add_argument("--max-workers", type=int, default=0, help="threads per chunk (0: choose)")
+    p.add_argument("--desired-count", type=int, default=0, help="pool size (0: choose)")
+    p.add_argument("--runner", default="process", choices=["process", "thread", "dask"])
+    p.add_argument("--dask-address", default=None)
+    p.add_argument("--allow-failures", default="0", help="count or percent, e.g. 5 or 10%%")
+    p.add_argument("--host-key-policy", choices=["strict", "tofu", "insecure"], default=None)
+    p.add_argument("--deployment-name", default=None)
+    p.add_argument("--state-dir", default=None)
+    p.add_argument("--log-dir", default=None)
+    sb = p.add_argument_group("sandbox (with --sandbox)")
+    sb.add_argument("--sandbox", action="store_true", help="start a sandbox for this run")
+    sb.add_argument("--install-latency", type=float, default=2.0)
+    sb.add_argument("--boot-delay", type=float, default=1.0)
+    sb.add_argument("--seed", type=int, default=0)
+    sb.add_argument("--fault-profile", default="clean", choices=list(FAULT_PROFILES))
+    sb.add_argument("--throttle-rate", type=float, default=0.0)
+    return p
+
+
+def sandbox_args(args: argparse.Namespace) -> list[str]:
+    return [
+        "--install-latency",
+        str(args.install_latency),
+        "--boot-delay",
+        str(args.boot_delay),
+        "--seed",
+        str(args.seed),
+        "--fault-profile",
+        args.fault_profile,
+        "--throttle-rate",
+        str(args.throttle_rate),
+        "--cloud-init-seconds",
+        str(min(1.0, args.boot_delay)),
+    ]
+
+
+@contextlib.contextmanager
+def maybe_sandbox(args: argparse.Namespace) -> Iterator[int | None]:
+    if not args.sandbox:
+        yield None
+        return
+    from sandbox.process import SandboxProcess
+
+    with SandboxProcess(sandbox_args(args)) as sb:
+        os.environ.update(sb.env)
+        yield sb.pid
+
+
+def tree_rss_mb(exclude: int | None) -> float:
+    me = psutil.Process()
+    skip = set()
+    if exclude:
+        with contextlib.suppress(psutil.Error):
+            p = psutil.Process(exclude)
+            skip = {exclude, *(c.pid for c in p.children(recursive=True))}
+    total = 0
+    for proc in [me, *me.children(recursive=True)]:
+        if proc.pid in skip:
+            continue
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
+class Peak:
+    def __init__(self, exclude: int | None) -> None:
+        import threading
+
+        self.exclude = exclude
+        self.peak = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            self.peak = max(self.peak, tree_rss_mb(self.exclude))
+            self.stop.wait(0.25)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("host_key_policy", "deployment_name", "state_dir", "log_dir"):
+        if getattr(args, name) is not None:
+            out[name] = getattr(args, name)
+    return out
+
+
+def launch(count: int, settings_overrides: dict[str, Any]) -> tuple[list[Any], int, int]:
+    """Key pair, security group and `count` instances, waited until reachable."""
+    from blocks.settings import FleetSettings
+    from tasks.aws import Aws
+    from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
+
+    settings = FleetSettings(**settings_overrides)
+    aws = Aws(settings)
+    ensure_key_pair(aws, settings)
+    sg = ensure_security_group(aws, settings)
+    ids = launch_instances(aws, settings, count, sg, client_token=uuid.uuid4().hex)
+    instances = wait_running(aws, ids)
+    return instances, aws.api_calls, aws.stats.retries
+
+
+def read_inventory(path: str) -> list[Any]:
+    from tasks.models import Instance
+
+    data = json.loads(Path(path).read_text())
+    rows = data["instances"] if isinstance(data, dict) else data
+    return [Instance(**row) for row in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.instances is not None and args.instances < 1:
+        print("install-tomcat: --instances must be at least 1", file=sys.stderr)
+        return 2
+    if args.inventory and not Path(args.inventory).is_file():
+        print(f"install-tomcat: --inventory {args.inventory}: no such file", file=sys.stderr)
+        return 2
+    from flows.runtime import prefect_api
+
+    t0 = time.monotonic()
+    with maybe_sandbox(args) as sandbox_pid, prefect_api():
+        peak = Peak(sandbox_pid)
+        from prefect.settings import (
+            PREFECT_API_URL,
+            PREFECT_SERVER_EPHEMERAL_ENABLED,
+            temporary_settings,
+        )
+
+        from flows.install_tomcat import install_tomcat
+        from tasks.planning import PlanError
+
+        with temporary_settings(
+            {
+                PREFECT_API_URL: os.environ["PREFECT_API_URL"],
+                PREFECT_SERVER_EPHEMERAL_ENABLED: False,
+            }
+        ):
+            ov = overrides(args)
+            api_calls = retries = 0
+            try:
+                if args.instances is not None:
+                    instances, api_calls, retries = launch(args.instances, ov)
+                else:
+                    instances = read_inventory(args.inventory)
+                state = install_tomcat(
+                    instances,
+                    chunk_size=args.chunk_size,
+                    max_workers=args.max_workers,
+                    desired_count=args.desired_count,
+                    runner=args.runner,
+                    allow_failures=args.allow_failures,
+                    dask_address=args.dask_address,
+                    settings_overrides=ov,
+                    return_state=True,
+                )
+            except (PlanError, RuntimeError, ValueError) as exc:
+                print(f"install-tomcat: {exc}", file=sys.stderr)
+                return 2
+            summary = _summary_of(state)
+        peak.stop.set()
+    if summary is None:
+        print(f"install-tomcat: flow ended {state.type.value}: {state.message}", file=sys.stderr)
+        return 1
+    out = {
+        "hosts": summary.hosts,
+        "installed": summary.installed,
+        "failed": summary.failed,
+        "already_installed": summary.already_installed,
+        "install_s": round(summary.install_s, 2),
+        "wall_s": round(time.monotonic() - t0, 2),
+        "peak_rss_mb": round(peak.peak, 1),
+        "chunk_size": summary.chunk_size,
+        "max_workers": summary.max_workers,
+        "desired_count": summary.desired_count,
+        "runner": summary.runner,
+        "api_calls": api_calls + summary.api_calls,
+        "throttle_retries": retries + summary.throttle_retries,
+        "flow_state": state.type.value,
+    }
+    print(json.dumps(out))
+    return 0 if state.is_completed() else 1
+
+
+def _summary_of(state: Any) -> Any:
+    from tasks.models import InstallSummary
+
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception:
+        return None
+    return result if isinstance(result, InstallSummary) else None

@@ -1,0 +1,391 @@
+"""Flow `install-tomcat`: chunks of hosts on a process pool, threads inside, every host
+accounted for.
+
+Order of work: validate the shape and the inputs (nothing touched yet), load the SSH key,
+open security-group ingress once per group, then map the chunks onto the chosen task
+runner (`process`, `thread` or `dask`) in the subflow `install-chunks`, and finally report:
+one row per host in a table artifact, a progress artifact updated as chunks finish, the
+seed's orchestration lines and resource samples in the run log, one aggregated log file.
+
+`python -m flows.install_tomcat --help` runs it standalone (see `flows/cli_install.py`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal, cast
+from uuid import UUID
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.states import Failed
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from blocks.settings import FleetSettings
+from tasks.aws import Aws
+from tasks.ec2 import StageError, authorize_ingress, console_fingerprints, controller_cidr
+from tasks.install_chunk import install_chunk
+from tasks.models import ChunkResult, HostResult, InstallSummary, Instance
+from tasks.planning import (
+    PlanError,
+    PoolPlan,
+    chunked,
+    default_shape,
+    failures_within,
+    parse_allow_failures,
+    plan_pool,
+    sample_points,
+)
+from tasks.resources import Sampler, format_sample
+from tasks.ssh_install import HostInstallConfig, load_private_key
+
+Runner = Literal["process", "thread", "dask"]
+
+
+def resolve_shape(
+    hosts: int, chunk_size: int, max_workers: int, desired_count: int
+) -> tuple[int, int, int]:
+    """0 for a knob means "choose": processes ≈ cores, as many threads as hosts per chunk."""
+    d_chunk, d_workers, d_count = default_shape(max(hosts, 1), os.cpu_count() or 2)
+    chunk = chunk_size or d_chunk
+    count = desired_count or min(d_count, -(-max(hosts, 1) // chunk))
+    return chunk, max_workers or max(chunk, d_workers if chunk == d_chunk else chunk), count
+
+
+def validate(
+    instances: list[Instance],
+    chunk_size: int,
+    max_workers: int,
+    desired_count: int,
+    runner: str,
+    allow_failures: str,
+    dask_address: str | None,
+) -> PoolPlan:
+    """Every input check that needs no network; raises PlanError naming the field."""
+    if not instances:
+        raise PlanError(
+            "instances", "instances is empty; launch instances first (or pass --instances N)"
+        )
+    ids = [i.instance_id for i in instances]
+    if len(set(ids)) != len(ids):
+        raise PlanError("instances", "instances lists the same instance id twice")
+    if runner not in ("process", "thread", "dask"):
+        raise PlanError("runner", f"runner={runner!r} is not one of process, thread, dask")
+    if runner == "dask" and not dask_address:
+        raise PlanError("dask_address", "runner=dask needs dask_address (tcp://host:8786)")
+    parse_allow_failures(allow_failures)
+    for name, value in (
+        ("chunk_size", chunk_size),
+        ("max_workers", max_workers),
+        ("desired_count", desired_count),
+    ):
+        if value < 0:
+            raise PlanError(
+                name, f"{name}={value} is negative; use 0 (choose) or a positive number"
+            )
+    chunk, workers, count = resolve_shape(len(instances), chunk_size, max_workers, desired_count)
+    return plan_pool(len(instances), chunk, workers, count)
+
+
+def load_key(settings: FleetSettings) -> str:
+    """The private key PEM, from a Prefect Secret block or a file. Never logged."""
+    if settings.ssh_key_block:
+        from prefect.blocks.system import Secret
+
+        try:
+            pem = str(cast(Secret, Secret.load(settings.ssh_key_block)).get())
+        except ValueError as exc:
+            raise StageError(
+                f"ssh_key_block {settings.ssh_key_block!r} cannot be loaded "
+                f"({type(exc).__name__}); create it with "
+                "`python -m blocks.register`"
+            ) from None
+    else:
+        path = settings.key_file_path()
+        if not path.is_file():
+            raise StageError(
+                f"ssh key file {path} does not exist; set "
+                "TOMCAT_FLEET_SSH_KEY_FILE or TOMCAT_FLEET_SSH_KEY_BLOCK"
+            )
+        pem = path.read_text()
+    try:
+        load_private_key(pem)
+    except ValueError as exc:
+        raise StageError(f"ssh key: {exc}") from None
+    return pem
+
+
+def make_runner(runner: str, desired_count: int, dask_address: str | None) -> TaskRunner[Any]:
+    if runner == "process":
+        return ProcessPoolTaskRunner(max_workers=desired_count)
+    if runner == "thread":
+        return ThreadPoolTaskRunner(max_workers=desired_count)
+    from prefect_dask import DaskTaskRunner
+
+    return DaskTaskRunner(address=dask_address)
+
+
+@task(
+    name="open-ingress",
+    tags=["install-tomcat", "ec2"],
+    retries=2,
+    retry_delay_seconds=5,
+    cache_policy=NO_CACHE,
+)
+def open_ingress(settings: FleetSettings, group_ids: list[str]) -> dict[str, int]:
+    """22 and 8080 from the controller's CIDR, 80 from anywhere; once per group.
+    Returns the AWS calls made and throttling retries taken."""
+    aws = Aws(settings)
+    cidr = controller_cidr(settings)
+    added = authorize_ingress(
+        aws, group_ids, settings.ingress_ports, lambda port: "0.0.0.0/0" if port == 80 else cidr
+    )
+    get_run_logger().info(
+        "ingress %s from %s: rules added per group %s", settings.ingress_ports, cidr, added
+    )
+    return {"api_calls": aws.api_calls, "throttle_retries": aws.stats.retries}
+
+
+@task(name="host-key-fingerprints", tags=["install-tomcat", "ec2"], cache_policy=NO_CACHE)
+def wait_fingerprints(
+    settings: FleetSettings, ids: list[str], timeout_s: float
+) -> dict[str, list[str]]:
+    """strict policy: wait until every instance's console shows its host keys."""
+    aws = Aws(settings)
+    deadline = time.monotonic() + timeout_s
+    found: dict[str, list[str]] = {}
+    while True:
+        missing = [i for i in ids if not found.get(i)]
+        found.update(console_fingerprints(aws, missing))
+        if all(found.get(i) for i in ids) or time.monotonic() > deadline:
+            return found
+        time.sleep(2.0)
+
+
+@flow(name="install-chunks", log_prints=False)
+def install_chunks(
+    chunks: list[list[Instance]],
+    cfg: HostInstallConfig,
+    max_workers: int,
+    log_dir: str,
+    progress_key: str | None = None,
+) -> list[ChunkResult | str]:
+    """Map chunks onto this flow's task runner; a chunk that fails yields its error text."""
+    logger = get_run_logger()
+    progress: UUID = create_progress_artifact(  # type: ignore[assignment]
+        0.0, key=progress_key, description=f"chunks finished of {len(chunks)}"
+    )
+    futures = {}
+    for index, chunk in enumerate(chunks):
+        label = (
+            f"chunk-{index:03d} {chunk[0].instance_id}..{chunk[-1].instance_id} "
+            f"({len(chunk)} hosts)"
+        )
+        fut = install_chunk.submit(label, index, chunk, cfg, max_workers, log_dir)
+        futures[fut.task_run_id] = (index, fut)
+    out: list[ChunkResult | str] = ["pending"] * len(chunks)
+    for done, fut in enumerate(as_completed([f for _, f in futures.values()]), start=1):
+        index, _ = futures[fut.task_run_id]
+        try:
+            out[index] = fut.result()
+        except Exception as exc:  # a crashed worker must not lose its hosts
+            out[index] = f"chunk task failed: {type(exc).__name__}: {exc}"
+            logger.error("chunk %d failed: %s", index, exc)
+        update_progress_artifact(progress, 100.0 * done / len(chunks))
+    return out
+
+
+@flow(name="install-tomcat", log_prints=False)
+def install_tomcat(
+    instances: list[Instance],
+    chunk_size: int = 0,
+    max_workers: int = 0,
+    desired_count: int = 0,
+    runner: Runner = "process",
+    allow_failures: str = "0",
+    dask_address: str | None = None,
+    expected_runtime_s: float = 120.0,
+    settings_overrides: dict[str, Any] | None = None,
+) -> InstallSummary:
+    """Install, enable and verify Tomcat on every instance; fail past `allow_failures`."""
+    logger = get_run_logger()
+    t0 = time.monotonic()
+    plan = validate(
+        instances, chunk_size, max_workers, desired_count, runner, str(allow_failures), dask_address
+    )
+    settings = FleetSettings(**(settings_overrides or {}))
+    for warning in plan.warnings:
+        logger.warning(warning)
+    if settings.host_key_policy == "insecure":
+        logger.warning(
+            "HOST KEY CHECKING IS OFF (host_key_policy=insecure): any machine "
+            "answering on these addresses will receive commands"
+        )
+    key_pem = load_key(settings)
+    for line in plan.log_lines():
+        logger.info(line)
+    import random
+
+    sampler = Sampler(sample_points(expected_runtime_s, random.Random()), t0)
+    sampler.start()
+
+    groups = sorted({g for i in instances for g in i.security_groups})
+    api = open_ingress(settings, groups) if groups else {}
+    expected: dict[str, list[str]] = {}
+    if settings.host_key_policy == "strict":
+        expected = wait_fingerprints(
+            settings, [i.instance_id for i in instances], settings.ssh_wait_s
+        )
+    cfg = HostInstallConfig(
+        ssh_port=settings.ssh_port,
+        ssh_user=settings.ssh_user,
+        key_pem=key_pem,
+        host_key_policy=settings.host_key_policy,
+        known_hosts_path=str(settings.known_hosts_path),
+        expected_fingerprints=expected,
+        connect_timeout_s=settings.ssh_connect_timeout_s,
+        ssh_wait_s=settings.ssh_wait_s,
+        host_attempts=settings.host_attempts,
+        steps=settings.install_steps,
+        probe_command=settings.probe_command,
+    )
+    log_dir = str(Path(settings.log_dir) / f"install-{int(time.time())}-{os.getpid()}")
+    chunks = chunked(instances, plan.chunk_size)
+    t_install = time.monotonic()
+    outcome = install_chunks.with_options(
+        task_runner=make_runner(runner, plan.desired_count, dask_address),
+        flow_run_name=f"install-chunks-{plan.notation.replace('/', '-')}",
+    )(
+        chunks,
+        cfg,
+        plan.max_workers,
+        log_dir,
+        progress_key=f"{settings.deployment_name}-install-progress",
+    )
+    install_s = time.monotonic() - t_install
+
+    results = account_for_every_host(instances, chunks, outcome)
+    samples = sampler.stop()
+    for s in samples:
+        logger.info("resources %s", format_sample(s))
+    aggregate = aggregate_logs(log_dir, outcome)
+    summary = InstallSummary(
+        hosts=len(instances),
+        installed=sum(r.status == "installed" for r in results),
+        failed=sum(r.status == "failed" for r in results),
+        already_installed=sum(r.already_installed for r in results),
+        install_s=install_s,
+        chunk_size=plan.chunk_size,
+        max_workers=plan.max_workers,
+        desired_count=plan.desired_count,
+        total_chunks=plan.total_chunks,
+        runner=runner,
+        aggregate_log=aggregate,
+        results=results,
+        api_calls=api.get("api_calls", 0),
+        throttle_retries=api.get("throttle_retries", 0),
+    )
+    report(summary, settings.deployment_name)
+    logger.info(
+        "install-tomcat: %d hosts, %d installed (%d already serving), %d failed; "
+        "install phase %.1fs, execution time %.1fs",
+        summary.hosts,
+        summary.installed,
+        summary.already_installed,
+        summary.failed,
+        install_s,
+        time.monotonic() - t0,
+    )
+    if not failures_within(str(allow_failures), summary.failed, summary.hosts):
+        first = summary.failed_hosts[0]
+        message = (
+            f"{summary.failed} of {summary.hosts} hosts failed, more than "
+            f"allow_failures={allow_failures}; first: {first.instance_id}: {first.reason}"
+        )
+        logger.error(message)
+        return Failed(message=message, data=summary)  # type: ignore[return-value]
+    return summary
+
+
+def account_for_every_host(
+    instances: list[Instance], chunks: list[list[Instance]], outcome: list[ChunkResult | str]
+) -> list[HostResult]:
+    """One result per instance, in input order, whatever happened to its chunk."""
+    by_id: dict[str, HostResult] = {}
+    for chunk, res in zip(chunks, outcome, strict=True):
+        if isinstance(res, ChunkResult):
+            by_id.update({h.instance_id: h for h in res.hosts})
+        for inst in chunk:
+            if inst.instance_id not in by_id:
+                reason = res if isinstance(res, str) else "no result from its chunk"
+                by_id[inst.instance_id] = HostResult(
+                    instance_id=inst.instance_id,
+                    public_ip=inst.public_ip,
+                    status="failed",
+                    reason=reason,
+                )
+    return [by_id[i.instance_id] for i in instances]
+
+
+def aggregate_logs(log_dir: str, outcome: list[ChunkResult | str]) -> str:
+    path = Path(log_dir) / "aggregate.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for res in outcome:
+            if isinstance(res, ChunkResult) and Path(res.log_file).exists():
+                out.write(f"===== {Path(res.log_file).name} (pid {res.pid}) =====\n")
+                out.write(Path(res.log_file).read_text())
+    return str(path)
+
+
+def report(summary: InstallSummary, deployment: str) -> None:
+    rows = [
+        {
+            "instance_id": r.instance_id,
+            "public_ip": r.public_ip,
+            "status": r.status,
+            "reason": r.reason or "",
+            "attempts": r.attempts,
+            "seconds": round(r.seconds, 2),
+            "already_installed": r.already_installed,
+            "steps": " ".join(f"{s.name}={s.seconds:.1f}s" for s in r.steps),
+        }
+        for r in summary.results
+    ]
+    create_table_artifact(
+        table=rows,
+        key=f"{deployment}-install-hosts",
+        description=f"install-tomcat: one row per host ({summary.hosts})",
+    )
+    failed = (
+        "\n".join(
+            f"- `{r.instance_id}` {r.public_ip}: {r.reason}" for r in summary.failed_hosts[:50]
+        )
+        or "none"
+    )
+    create_markdown_artifact(
+        key=f"{deployment}-install-summary",
+        markdown=(
+            f"# install-tomcat\n\n| hosts | installed | already serving | failed | "
+            f"install s | shape |\n|---|---|---|---|---|---|\n| {summary.hosts} | "
+            f"{summary.installed} | {summary.already_installed} | {summary.failed} | "
+            f"{summary.install_s:.1f} | chunk {summary.chunk_size} × {summary.max_workers} "
+            f"threads, {summary.desired_count} {summary.runner} workers |\n\n"
+            f"## Failed hosts\n{failed}\n\nAggregated log: `{summary.aggregate_log}`\n"
+        ),
+    )
+
+
+if __name__ == "__main__":
+    from flows.cli_install import main
+
+    raise SystemExit(main())

@@ -1,0 +1,284 @@
+"""Jittered exponential back-off for AWS throttling errors.
+
+`call_with_backoff` / `with_backoff` retry only throttling errors (see `THROTTLING_CODES`);
+every other exception (e.g. ``InvalidAMIID.NotFound``) propagates unchanged on the first
+call. Clients should be built with `botocore_config()`, which turns botocore's own retries
+off, so this module is the only retry layer and the two never multiply.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, TypeVar
+
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+THROTTLING_CODES: frozenset[str] = frozenset(
+    {
+        "RequestLimitExceeded",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "ProvisionedThroughputExceededException",
+        "BandwidthLimitExceeded",
+    }
+)
+
+_MAX_EXPONENT = 64  # 2**64 s is far beyond any cap; avoids float overflow for huge attempts
+_RNG = random.Random()
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore `ClientError` (``response["Error"]["Code"]``), else None."""
+    if not isinstance(exc, ClientError):
+        return None
+    code = (exc.response or {}).get("Error", {}).get("Code")
+    return str(code) if code else None
+
+
+def is_throttle(exc: BaseException) -> bool:
+    """True when `exc` is a ClientError whose code is a throttling code."""
+    return error_code(exc) in THROTTLING_CODES
+
+
+def backoff_delay(
+    attempt: int,
+    *,
+    base: float = 1.0,
+    cap: float = 20.0,
+    jitter: float = 1.0,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to sleep before retry number `attempt` (0 = first retry).
+
+    ``min(cap, base * 2**attempt + uniform(0, jitter))``: never above `cap`, never negative.
+    """
+    if attempt < 0:
+        raise ValueError(f"attempt={attempt} must be >= 0")
+    if base < 0 or cap < 0 or jitter < 0:
+        raise ValueError(f"base={base}, cap={cap}, jitter={jitter} must all be >= 0")
+    r = rng if rng is not None else _RNG
+    raw = base * 2.0 ** min(attempt, _MAX_EXPONENT) + r.uniform(0.0, jitter)
+    return max(0.0, min(cap, raw))
+
+
+@dataclass
+class RetryStats:
+    """Thread-safe retry counters; one per chunk, merged into the flow's totals.
+
+    Picklable (the lock is dropped and recreated), so it can cross process boundaries.
+    """
+
+    retries: int = 0
+    slept_s: float = 0.0
+    by_code: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
+
+    def record(self, code: str | None, delay: float) -> None:
+        """Count one retry caused by `code` that slept `delay` seconds."""
+        with self._lock:
+            self.retries += 1
+            self.slept_s += delay
+            self.by_code[code or "unknown"] += 1
+
+    def merge(self, other: RetryStats) -> None:
+        """Add `other`'s counts into this one."""
+        with other._lock:
+            retries, slept, codes = other.retries, other.slept_s, Counter(other.by_code)
+        with self._lock:
+            self.retries += retries
+            self.slept_s += slept
+            self.by_code.update(codes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain snapshot: ``{"retries": int, "slept_s": float, "by_code": {code: n}}``."""
+        with self._lock:
+            return {
+                "retries": self.retries,
+                "slept_s": self.slept_s,
+                "by_code": dict(sorted(self.by_code.items())),
+            }
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            state = dict(self.__dict__)
+        del state["_lock"]
+        state["by_code"] = Counter(state["by_code"])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class RetriesExhausted(RuntimeError):
+    """A throttled call still failed after every allowed retry; raised ``from`` the last error."""
+
+    def __init__(self, operation: str, attempts: int, last_error: BaseException) -> None:
+        code = error_code(last_error) or type(last_error).__name__
+        super().__init__(
+            f"{operation} still throttled after {attempts} attempts (last error {code}: "
+            f"{last_error}); lower the concurrency (desired_count / max_workers) or raise retries"
+        )
+        self.operation = operation
+        self.attempts = attempts
+        self.last_error = last_error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.operation, self.attempts, self.last_error))
+
+
+def _operation_name(fn: Callable[..., Any]) -> str:
+    """``Class.method`` or ``function``; boto3 client methods give their API name
+    (``describe_instances``), not their generated ``<locals>`` qualname."""
+    qualname = getattr(fn, "__qualname__", None)
+    if isinstance(qualname, str) and "<locals>" not in qualname:
+        return qualname
+    return str(getattr(fn, "__name__", None) or repr(fn))
+
+
+def _retry_loop(
+    call: Callable[[], T],
+    operation: str,
+    *,
+    retries: int,
+    base: float,
+    cap: float,
+    jitter: float,
+    sleep: Callable[[float], Any],
+    rng: random.Random | None,
+    stats: RetryStats | None,
+    retry_if: Callable[[BaseException], bool],
+) -> T:
+    if retries < 0:
+        raise ValueError(f"retries={retries} must be >= 0")
+    last: Exception | None = None
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if not retry_if(exc):
+                raise
+            last = exc
+            if attempt == retries:
+                break
+            delay = backoff_delay(attempt, base=base, cap=cap, jitter=jitter, rng=rng)
+            if stats is not None:
+                stats.record(error_code(exc) or type(exc).__name__, delay)
+            sleep(delay)
+    assert last is not None
+    raise RetriesExhausted(operation, retries + 1, last) from last
+
+
+def call_with_backoff(
+    fn: Callable[..., T],
+    *args: Any,
+    retries: int = 8,
+    base: float = 1.0,
+    cap: float = 20.0,
+    jitter: float = 1.0,
+    sleep: Callable[[float], Any] = time.sleep,
+    rng: random.Random | None = None,
+    stats: RetryStats | None = None,
+    retry_if: Callable[[BaseException], bool] = is_throttle,
+    **kwargs: Any,
+) -> T:
+    """Call ``fn(*args, **kwargs)``, retrying with jittered back-off while `retry_if` says so.
+
+    At most `retries` retries (``retries + 1`` calls); retry *n* (0-based) sleeps
+    ``backoff_delay(n)`` via `sleep`. Exceptions for which `retry_if` is False propagate
+    unchanged at once. When the last retry also fails, `RetriesExhausted` is raised from
+    that error. Keyword arguments named like the options above are consumed here, not
+    passed to `fn` (use `with_backoff` or a lambda if `fn` needs such a name).
+    """
+    return _retry_loop(
+        lambda: fn(*args, **kwargs),
+        _operation_name(fn),
+        retries=retries,
+        base=base,
+        cap=cap,
+        jitter=jitter,
+        sleep=sleep,
+        rng=rng,
+        stats=stats,
+        retry_if=retry_if,
+    )
+
+
+def with_backoff(
+    *,
+    retries: int = 8,
+    base: float = 1.0,
+    cap: float = 20.0,
+    jitter: float = 1.0,
+    sleep: Callable[[float], Any] = time.sleep,
+    rng: random.Random | None = None,
+    stats: RetryStats | None = None,
+    retry_if: Callable[[BaseException], bool] = is_throttle,
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Decorator form of `call_with_backoff` with the same options (all keyword-only)."""
+    if retries < 0:
+        raise ValueError(f"retries={retries} must be >= 0")
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        operation = _operation_name(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return _retry_loop(
+                lambda: fn(*args, **kwargs),
+                operation,
+                retries=retries,
+                base=base,
+                cap=cap,
+                jitter=jitter,
+                sleep=sleep,
+                rng=rng,
+                stats=stats,
+                retry_if=retry_if,
+            )
+
+        return wrapper
+
+    return decorate
+
+
+def botocore_config(
+    *,
+    max_pool_connections: int = 50,
+    connect_timeout: float = 10,
+    read_timeout: float = 60,
+) -> Config:
+    """A botocore `Config` with botocore's own retries turned off.
+
+    ``retries={"mode": "standard", "total_max_attempts": 1}`` makes every API call a single
+    attempt, so a throttling error reaches `call_with_backoff` at once: this module's back-off
+    is the only retry layer, and the two layers never multiply (botocore's default of 3-5
+    attempts times our 9 calls would be up to 45 requests per logical call against an API
+    that is already throttling). `max_pool_connections` should be at least the number of
+    threads sharing one client (`max_workers`).
+    """
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        max_pool_connections=max_pool_connections,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )

@@ -1,0 +1,280 @@
+"""EC2 work: key pair, security group and its ingress, launching and finding instances,
+waiting for them, and reading host-key fingerprints from their console output.
+
+Plain functions over a `tasks.aws.Aws`; the flows wrap them in Prefect tasks. Every call
+goes through the back-off wrapper; batches of ids never exceed 100.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from blocks.settings import FleetSettings
+
+from .aws import Aws
+from .backoff import error_code
+from .host_keys import parse_console_fingerprints
+from .models import Instance
+from .planning import chunked
+
+TAG_KEY = "tomcat-fleet:deployment"
+BATCH = 100
+
+
+class StageError(RuntimeError):
+    """A stage could not do its work; the message says what and how to fix it."""
+
+
+def deployment_tags(settings: FleetSettings, role: str) -> list[dict[str, str]]:
+    return [
+        {"Key": TAG_KEY, "Value": settings.deployment_name},
+        {"Key": "Name", "Value": f"{settings.deployment_name}-{role}"},
+        {"Key": "tomcat-fleet:role", "Value": role},
+    ]
+
+
+def controller_cidr(settings: FleetSettings, timeout: float = 10.0) -> str:
+    """The CIDR SSH ingress is opened to: the setting, else this controller's address/32."""
+    if settings.ingress_cidr:
+        return str(ipaddress.ip_network(settings.ingress_cidr, strict=False))
+    try:
+        with urllib.request.urlopen(settings.controller_ip_url, timeout=timeout) as resp:
+            ip = resp.read().decode().strip()
+        return f"{ipaddress.ip_address(ip)}/32"
+    except (OSError, ValueError) as exc:
+        raise StageError(
+            f"cannot learn this controller's public address from {settings.controller_ip_url} "
+            f"({exc}); set TOMCAT_FLEET_INGRESS_CIDR to the CIDR allowed to SSH in"
+        ) from None
+
+
+def ensure_key_pair(aws: Aws, settings: FleetSettings) -> Path:
+    """The deployment's key pair exists in EC2 and its private key is on disk (0600)."""
+    ec2 = aws.client("ec2")
+    path = settings.key_file_path()
+    try:
+        ec2.describe_key_pairs(KeyNames=[settings.key_name])
+        exists = True
+    except ClientError as exc:
+        if error_code(exc) != "InvalidKeyPair.NotFound":
+            raise
+        exists = False
+    if exists:
+        if not path.exists():
+            raise StageError(
+                f"key pair {settings.key_name!r} exists in EC2 but its private key is not at "
+                f"{path}; set TOMCAT_FLEET_SSH_KEY_FILE to it, or delete the key pair"
+            )
+        return path
+    material = ec2.create_key_pair(
+        KeyName=settings.key_name,
+        TagSpecifications=[{"ResourceType": "key-pair", "Tags": deployment_tags(settings, "key")}],
+    )["KeyMaterial"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(material)
+    return path
+
+
+def default_vpc(aws: Aws) -> str:
+    vpcs = aws.client("ec2").describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])[
+        "Vpcs"
+    ]
+    if not vpcs:
+        raise StageError("this region has no default VPC; create one or choose another region")
+    return str(vpcs[0]["VpcId"])
+
+
+def ensure_security_group(aws: Aws, settings: FleetSettings, role: str = "web") -> str:
+    ec2 = aws.client("ec2")
+    name = f"{settings.deployment_name}-{role}"
+    vpc = default_vpc(aws)
+    found = ec2.describe_security_groups(
+        Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}]
+    )["SecurityGroups"]
+    if found:
+        return str(found[0]["GroupId"])
+    return str(
+        ec2.create_security_group(
+            GroupName=name,
+            Description=f"tomcat-fleet {role}",
+            VpcId=vpc,
+            TagSpecifications=[
+                {"ResourceType": "security-group", "Tags": deployment_tags(settings, role)}
+            ],
+        )["GroupId"]
+    )
+
+
+def _has_rule(perms: list[dict[str, Any]], port: int, cidr: str) -> bool:
+    return any(
+        p.get("IpProtocol") in ("tcp", "-1")
+        and (p.get("IpProtocol") == "-1" or p.get("FromPort", 0) <= port <= p.get("ToPort", -1))
+        and any(r.get("CidrIp") == cidr for r in p.get("IpRanges", []))
+        for p in perms
+    )
+
+
+def authorize_ingress(
+    aws: Aws, group_ids: Iterable[str], ports: list[int], cidr_for: Any
+) -> dict[str, int]:
+    """Open `ports` on each group once, all missing rules in one call per group.
+
+    `cidr_for(port)` gives the source CIDR for a port. A rule that already exists (found
+    first, or reported as a duplicate by a racing caller) counts as success. Returns how
+    many rules each group gained.
+    """
+    ec2 = aws.client("ec2")
+    added: dict[str, int] = {}
+    for gid in sorted(set(group_ids)):
+        perms = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0].get(
+            "IpPermissions", []
+        )
+        missing = [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": p,
+                "ToPort": p,
+                "IpRanges": [{"CidrIp": cidr_for(p), "Description": "tomcat-fleet"}],
+            }
+            for p in ports
+            if not _has_rule(perms, p, cidr_for(p))
+        ]
+        if missing:
+            try:
+                ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=missing)
+            except ClientError as exc:
+                if error_code(exc) != "InvalidPermission.Duplicate":
+                    raise
+        added[gid] = len(missing)
+    return added
+
+
+def launch_instances(
+    aws: Aws,
+    settings: FleetSettings,
+    count: int,
+    group_id: str,
+    client_token: str,
+    role: str = "web",
+) -> list[str]:
+    """RunInstances with a ClientToken: repeating the call returns the same instances."""
+    ec2 = aws.client("ec2")
+    res = ec2.run_instances(
+        ImageId=settings.ami_id,
+        InstanceType=settings.instance_type,
+        MinCount=count,
+        MaxCount=count,
+        KeyName=settings.key_name,
+        SecurityGroupIds=[group_id],
+        ClientToken=client_token,
+        MetadataOptions={"HttpTokens": "required", "HttpEndpoint": "enabled"},
+        BlockDeviceMappings=[
+            {
+                "DeviceName": "/dev/sda1",
+                "Ebs": {
+                    "VolumeSize": 8,
+                    "VolumeType": "gp3",
+                    "Encrypted": True,
+                    "DeleteOnTermination": True,
+                },
+            }
+        ],
+        TagSpecifications=[{"ResourceType": "instance", "Tags": deployment_tags(settings, role)}],
+    )
+    return [i["InstanceId"] for i in res["Instances"]]
+
+
+def describe(aws: Aws, ids: list[str]) -> list[dict[str, Any]]:
+    ec2 = aws.client("ec2")
+    out: list[dict[str, Any]] = []
+    for batch in chunked(ids, BATCH):
+        for r in ec2.describe_instances(InstanceIds=batch)["Reservations"]:
+            out.extend(r["Instances"])
+    return out
+
+
+def wait_running(
+    aws: Aws, ids: list[str], timeout_s: float = 600, poll_s: float = 2.0
+) -> list[Instance]:
+    """Wait until every instance runs, passes status checks and has a public IP."""
+    ec2 = aws.client("ec2")
+    deadline = time.monotonic() + timeout_s
+    pending = set(ids)
+    while pending:
+        for batch in chunked(sorted(pending), BATCH):
+            statuses = ec2.describe_instance_status(InstanceIds=batch, IncludeAllInstances=True)[
+                "InstanceStatuses"
+            ]
+            for st in statuses:
+                if (
+                    st["InstanceState"]["Name"] == "running"
+                    and st.get("InstanceStatus", {}).get("Status", "ok") in ("ok", "not-applicable")
+                    and st.get("SystemStatus", {}).get("Status", "ok") in ("ok", "not-applicable")
+                ):
+                    pending.discard(st["InstanceId"])
+        if not pending:
+            break
+        if time.monotonic() > deadline:
+            raise StageError(
+                f"{len(pending)} instance(s) not running with status ok after "
+                f"{timeout_s:.0f}s: {sorted(pending)[:5]}"
+            )
+        time.sleep(poll_s)
+    while True:
+        described = describe(aws, ids)
+        missing = [d["InstanceId"] for d in described if not d.get("PublicIpAddress")]
+        if not missing:
+            return [_instance(d) for d in described]
+        if time.monotonic() > deadline:
+            raise StageError(
+                f"{len(missing)} instance(s) have no public IP after "
+                f"{timeout_s:.0f}s: {missing[:5]}"
+            )
+        time.sleep(poll_s)
+
+
+def _instance(d: dict[str, Any]) -> Instance:
+    return Instance(
+        instance_id=d["InstanceId"],
+        public_ip=d["PublicIpAddress"],
+        private_ip=d.get("PrivateIpAddress"),
+        security_groups=[g["GroupId"] for g in d.get("SecurityGroups", [])],
+    )
+
+
+def find_instances(aws: Aws, settings: FleetSettings, role: str = "web") -> list[Instance]:
+    """Running instances of this deployment and role."""
+    ec2 = aws.client("ec2")
+    res = ec2.describe_instances(
+        Filters=[
+            {"Name": f"tag:{TAG_KEY}", "Values": [settings.deployment_name]},
+            {"Name": "tag:tomcat-fleet:role", "Values": [role]},
+            {"Name": "instance-state-name", "Values": ["running"]},
+        ]
+    )
+    return [
+        _instance(i)
+        for r in res["Reservations"]
+        for i in r["Instances"]
+        if i.get("PublicIpAddress")
+    ]
+
+
+def console_fingerprints(aws: Aws, ids: list[str]) -> dict[str, list[str]]:
+    """Host-key fingerprints each instance's cloud-init printed (empty until it has)."""
+    ec2 = aws.client("ec2")
+    out = {}
+    for iid in ids:
+        text = ec2.get_console_output(InstanceId=iid, Latest=True).get("Output") or ""
+        out[iid] = parse_console_fingerprints(text)
+    return out

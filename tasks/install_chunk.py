@@ -1,0 +1,147 @@
+"""The chunk task: one task on the pool, a thread per host inside, a log file of its own.
+
+Runs in a pool worker process (or a thread, or a Dask worker). Arguments and result are
+plain data. Each run writes `chunk-<index>-<pid>-<uuid8>.log` (pool workers are reused, so
+pid alone repeats), samples RAM/swap/CPU at its start and end, and one chunk in ten takes
+one extra sample at a random moment. Hosts are never lost: a host whose thread blew up
+is still reported, as failed with the error.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from .models import ChunkResult, HostResult, Instance, ResourceSample
+from .resources import extra_sample_chance, format_sample, sample
+from .ssh_install import HostInstallConfig, install_host
+
+
+def chunk_log(log_dir: str, index: int) -> tuple[logging.Logger, Path, logging.Handler]:
+    Path(log_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(log_dir) / f"chunk-{index:04d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.log"
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger(f"tomcat_fleet.chunk.{path.stem}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger, path, handler
+
+
+class _Both(logging.LoggerAdapter):
+    """Writes to the chunk's file and to Prefect's run logger."""
+
+    def __init__(self, file_log: logging.Logger, run_log: logging.LoggerAdapter) -> None:
+        super().__init__(file_log, {})
+        self.run_log = run_log
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        self.logger.log(level, msg, *args)
+        self.run_log.log(level, msg, *args)
+
+
+@task(
+    name="install-chunk",
+    task_run_name="{label}",
+    tags=["install-tomcat"],
+    cache_policy=NO_CACHE,
+    retries=0,
+)
+def install_chunk(
+    label: str,
+    index: int,
+    instances: list[Instance],
+    cfg: HostInstallConfig,
+    max_workers: int,
+    log_dir: str,
+    extra_sample_fraction: float = 0.1,
+    seed: int | None = None,
+) -> ChunkResult:
+    run_log = get_run_logger()
+    file_log, path, handler = chunk_log(log_dir, index)
+    log = _Both(file_log, run_log)  # type: ignore[arg-type]
+    t0 = time.monotonic()
+    samples: list[ResourceSample] = [sample("chunk start", t0)]
+    log.info(
+        "%s: %d hosts, %d threads, pid %d; %s",
+        label,
+        len(instances),
+        max_workers,
+        os.getpid(),
+        format_sample(samples[0]),
+    )
+    rng = random.Random(seed if seed is not None else os.getpid() ^ index)
+    extra_at = extra_sample_chance(rng, extra_sample_fraction)
+    stop_extra = threading.Event()
+    if extra_at is not None:
+        # expected chunk time is unknown up front: sample at a fraction of a minute's budget
+        delay = extra_at * 60.0
+
+        def extra() -> None:
+            if not stop_extra.wait(delay):
+                samples.append(sample("chunk extra", t0))
+
+        threading.Thread(target=extra, daemon=True).start()
+
+    results: list[HostResult] = []
+    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"chunk{index}") as pool:
+        futures: list[tuple[Instance, Future[HostResult]]] = []
+        for inst in instances:
+            ctx = contextvars.copy_context()
+            futures.append((inst, pool.submit(ctx.run, install_host, inst, cfg, log=file_log)))
+        for inst, fut in futures:
+            try:
+                res = fut.result()
+            except BaseException as exc:  # install_host never raises; belt and braces
+                res = HostResult(
+                    instance_id=inst.instance_id,
+                    public_ip=inst.public_ip,
+                    status="failed",
+                    reason=f"installer crashed: {exc!r}",
+                )
+            results.append(res)
+            level = logging.INFO if res.status == "installed" else logging.WARNING
+            log.log(
+                level,
+                "%s %s: %s%s (attempts %d, %.1fs)%s",
+                res.instance_id,
+                res.public_ip,
+                res.status,
+                " (already serving)" if res.already_installed else "",
+                res.attempts,
+                res.seconds,
+                f" reason: {res.reason}" if res.reason else "",
+            )
+    stop_extra.set()
+    samples.append(sample("chunk end", t0))
+    seconds = time.monotonic() - t0
+    ok = sum(r.status == "installed" for r in results)
+    log.info(
+        "%s done in %.1fs: %d installed, %d failed; %s",
+        label,
+        seconds,
+        ok,
+        len(results) - ok,
+        format_sample(samples[-1]),
+    )
+    file_log.removeHandler(handler)
+    handler.close()
+    return ChunkResult(
+        index=index,
+        pid=os.getpid(),
+        log_file=str(path),
+        seconds=seconds,
+        hosts=results,
+        samples=sorted(samples, key=lambda s: s.at_s),
+    )
