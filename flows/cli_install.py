@@ -85,13 +85,14 @@ def maybe_sandbox(args: argparse.Namespace) -> Iterator[int | None]:
         yield sb.pid
 
 
-def tree_rss_mb(exclude: int | None) -> float:
+def tree_rss_mb(exclude: list[int]) -> float:
+    """RSS of this process and its descendants, minus the `exclude` subtrees (the sandbox
+    and the Prefect server: services the run uses, not the run itself)."""
     me = psutil.Process()
     skip = set()
-    if exclude:
+    for pid in exclude:
         with contextlib.suppress(psutil.Error):
-            p = psutil.Process(exclude)
-            skip = {exclude, *(c.pid for c in p.children(recursive=True))}
+            skip |= {pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))}
     total = 0
     for proc in [me, *me.children(recursive=True)]:
         if proc.pid in skip:
@@ -102,7 +103,7 @@ def tree_rss_mb(exclude: int | None) -> float:
 
 
 class Peak:
-    def __init__(self, exclude: int | None) -> None:
+    def __init__(self, exclude: list[int]) -> None:
         import threading
 
         self.exclude = exclude
@@ -159,45 +160,34 @@ def main(argv: list[str] | None = None) -> int:
     from flows.runtime import prefect_api
 
     t0 = time.monotonic()
-    with maybe_sandbox(args) as sandbox_pid, prefect_api():
-        peak = Peak(sandbox_pid)
-        from prefect.settings import (
-            PREFECT_API_URL,
-            PREFECT_SERVER_EPHEMERAL_ENABLED,
-            temporary_settings,
-        )
-
+    with maybe_sandbox(args) as sandbox_pid, prefect_api() as (_, server_pid):
+        peak = Peak([p for p in (sandbox_pid, server_pid) if p])
+        # Prefect reads its settings when first imported: only now is the API URL known
         from flows.install_tomcat import install_tomcat
         from tasks.planning import PlanError
 
-        with temporary_settings(
-            {
-                PREFECT_API_URL: os.environ["PREFECT_API_URL"],
-                PREFECT_SERVER_EPHEMERAL_ENABLED: False,
-            }
-        ):
-            ov = overrides(args)
-            api_calls = retries = 0
-            try:
-                if args.instances is not None:
-                    instances, api_calls, retries = launch(args.instances, ov)
-                else:
-                    instances = read_inventory(args.inventory)
-                state = install_tomcat(
-                    instances,
-                    chunk_size=args.chunk_size,
-                    max_workers=args.max_workers,
-                    desired_count=args.desired_count,
-                    runner=args.runner,
-                    allow_failures=args.allow_failures,
-                    dask_address=args.dask_address,
-                    settings_overrides=ov,
-                    return_state=True,
-                )
-            except (PlanError, RuntimeError, ValueError) as exc:
-                print(f"install-tomcat: {exc}", file=sys.stderr)
-                return 2
-            summary = _summary_of(state)
+        ov = overrides(args)
+        api_calls = retries = 0
+        try:
+            if args.instances is not None:
+                instances, api_calls, retries = launch(args.instances, ov)
+            else:
+                instances = read_inventory(args.inventory)
+            state = install_tomcat(
+                instances,
+                chunk_size=args.chunk_size,
+                max_workers=args.max_workers,
+                desired_count=args.desired_count,
+                runner=args.runner,
+                allow_failures=args.allow_failures,
+                dask_address=args.dask_address,
+                settings_overrides=ov,
+                return_state=True,
+            )
+        except (PlanError, RuntimeError, ValueError) as exc:
+            print(f"install-tomcat: {exc}", file=sys.stderr)
+            return 2
+        summary = _summary_of(state)
         peak.stop.set()
     if summary is None:
         print(f"install-tomcat: flow ended {state.type.value}: {state.message}", file=sys.stderr)

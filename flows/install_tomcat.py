@@ -12,6 +12,11 @@ seed's orchestration lines and resource samples in the run log, one aggregated l
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # standalone: the CLI sets up Prefect's environment before import
+    from flows.cli_install import main
+
+    raise SystemExit(main())
+
 import os
 import time
 from pathlib import Path
@@ -383,9 +388,3 @@ def report(summary: InstallSummary, deployment: str) -> None:
             f"## Failed hosts\n{failed}\n\nAggregated log: `{summary.aggregate_log}`\n"
         ),
     )
-
-
-if __name__ == "__main__":
-    from flows.cli_install import main
-
-    raise SystemExit(main())

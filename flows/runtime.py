@@ -33,12 +33,13 @@ def _healthy(url: str) -> bool:
 
 
 @contextlib.contextmanager
-def prefect_api(timeout_s: float = 90.0) -> Iterator[str]:
-    """Yield an API URL; start a local server only when none is configured."""
+def prefect_api(timeout_s: float = 90.0) -> Iterator[tuple[str, int | None]]:
+    """Yield (API URL, pid of the server we started or None); start a local server only
+    when none is configured."""
     os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
     existing = os.environ.get("PREFECT_API_URL")
     if existing:
-        yield existing
+        yield existing, None
         return
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -74,7 +75,7 @@ def prefect_api(timeout_s: float = 90.0) -> Iterator[str]:
                 raise RuntimeError(f"local Prefect server did not start; see {log_path}")
             time.sleep(0.3)
         os.environ["PREFECT_API_URL"] = url
-        yield url
+        yield url, proc.pid
     finally:
         os.close(fd)
         os.environ.pop("PREFECT_API_URL", None)

@@ -388,7 +388,9 @@ class Fleet:
             host.public_ip,
             TOMCAT_PORT,
             page,
-            admit=lambda ip: self.admits_groups(tuple(host.groups), TOMCAT_PORT, ip),
+            # the host's own address is its loopback (`curl localhost`): no group applies
+            admit=lambda ip: ip == host.public_ip
+            or self.admits_groups(tuple(host.groups), TOMCAT_PORT, ip),
             hold_seconds=self.cfg.drop_hold_seconds,
         )
 

@@ -135,8 +135,9 @@ class RetriesExhausted(RuntimeError):
     def __init__(self, operation: str, attempts: int, last_error: BaseException) -> None:
         code = error_code(last_error) or type(last_error).__name__
         super().__init__(
-            f"{operation} still throttled after {attempts} attempts (last error {code}: "
-            f"{last_error}); lower the concurrency (desired_count / max_workers) or raise retries"
+            f"{operation} failed after {attempts} attempts, every one retryable (last error "
+            f"{code}: {last_error}); lower the concurrency (desired_count / max_workers) "
+            "or raise retries"
         )
         self.operation = operation
         self.attempts = attempts

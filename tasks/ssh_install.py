@@ -228,6 +228,9 @@ class _HostInstall:
                 f"ssh: authentication failed for user {self.cfg.ssh_user} "
                 "(the instance's key pair does not accept this private key)"
             ) from None
+        if isinstance(exc, paramiko.SSHException) and str(exc) == "No existing session":
+            # paramiko's start_client gives up silently at `timeout`, then says this
+            return f"no SSH handshake within {self.cfg.connect_timeout_s:g}s"
         if isinstance(exc, paramiko.SSHException | EOFError | OSError):
             # refused / timed out / no banner yet / reset: the host is still booting
             return _describe(exc)

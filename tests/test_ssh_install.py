@@ -376,3 +376,19 @@ def test_stop_event_cancels(env: Env, tmp_path: Path) -> None:
     r = install_host(inst, cfg, stop=stop)
     assert r.status == "failed" and r.reason == "cancelled", r
     assert time.monotonic() - started < 3
+
+
+def test_dropped_connections_are_transient(env: Env, tmp_path: Path) -> None:
+    (inst,) = env.launch()
+    faults = env.sb.fleet.hosts[inst.instance_id].state.faults  # type: ignore[union-attr]
+    faults.rates = FaultRates(ssh_drop=1.0)  # every command's connection is cut
+    cfg = env.cfg(tmp_path, host_attempts=2)
+    started = time.monotonic()
+    r = install_host(inst, cfg)
+    assert time.monotonic() - started < 5
+    assert r.status == "failed" and r.attempts == 2, r
+    assert "gave up after 2 attempts: connection lost" in (r.reason or "")
+    assert [(s.name, s.exit_status) for s in r.steps] == [("probe", None), ("probe", None)]
+    faults.rates = FaultRates()
+    healed = install_host(inst, cfg)
+    assert healed.status == "installed" and healed.attempts == 1, healed
