@@ -36,9 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--instances", type=int, help="launch N instances first")
     src.add_argument("--inventory", help="JSON file of instances (ids and public IPs)")
-    p.add_argument("--chunk-size", type=int, default=0, help="hosts per chunk (0: choose)")
-    p.add_argument("--max-workers", type=int, default=0, help="threads per chunk (0: choose)")
-    p.add_argument("--desired-count", type=int, default=0, help="pool size (0: choose)")
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        help="hosts per chunk (default: hosts spread over one process per core)",
+    )
+    p.add_argument(
+        "--max-workers", type=int, default=None, help="threads per chunk (default: chunk size)"
+    )
+    p.add_argument(
+        "--desired-count",
+        type=int,
+        default=None,
+        help="process-pool size (default: cores, at most the chunk count)",
+    )
     p.add_argument("--runner", default="process", choices=["process", "thread", "dask"])
     p.add_argument("--dask-address", default=None)
     p.add_argument("--allow-failures", default="0", help="count or percent, e.g. 5 or 10%%")

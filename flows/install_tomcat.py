@@ -37,7 +37,13 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
-from tasks.ec2 import StageError, authorize_ingress, console_fingerprints, controller_cidr
+from tasks.ec2 import (
+    StageError,
+    authorize_ingress,
+    console_fingerprints,
+    controller_cidr,
+    preflight,
+)
 from tasks.install_chunk import install_chunk
 from tasks.models import ChunkResult, HostResult, InstallSummary, Instance
 from tasks.planning import (
@@ -57,20 +63,22 @@ Runner = Literal["process", "thread", "dask"]
 
 
 def resolve_shape(
-    hosts: int, chunk_size: int, max_workers: int, desired_count: int
+    hosts: int, chunk_size: int | None, max_workers: int | None, desired_count: int | None
 ) -> tuple[int, int, int]:
-    """0 for a knob means "choose": processes ≈ cores, as many threads as hosts per chunk."""
-    d_chunk, d_workers, d_count = default_shape(max(hosts, 1), os.cpu_count() or 2)
-    chunk = chunk_size or d_chunk
-    count = desired_count or min(d_count, -(-max(hosts, 1) // chunk))
-    return chunk, max_workers or max(chunk, d_workers if chunk == d_chunk else chunk), count
+    """None for a knob means "choose": processes ≈ cores, as many threads as hosts in a
+    chunk. Knobs that are given are kept as they are (plan_pool validates them)."""
+    d_chunk, _, d_count = default_shape(hosts, os.cpu_count() or 2)
+    chunk = d_chunk if chunk_size is None else chunk_size
+    if desired_count is None:
+        desired_count = max(1, min(d_count, -(-hosts // chunk))) if chunk > 0 else d_count
+    return chunk, chunk if max_workers is None else max_workers, desired_count
 
 
 def validate(
     instances: list[Instance],
-    chunk_size: int,
-    max_workers: int,
-    desired_count: int,
+    chunk_size: int | None,
+    max_workers: int | None,
+    desired_count: int | None,
     runner: str,
     allow_failures: str,
     dask_address: str | None,
@@ -88,15 +96,6 @@ def validate(
     if runner == "dask" and not dask_address:
         raise PlanError("dask_address", "runner=dask needs dask_address (tcp://host:8786)")
     parse_allow_failures(allow_failures)
-    for name, value in (
-        ("chunk_size", chunk_size),
-        ("max_workers", max_workers),
-        ("desired_count", desired_count),
-    ):
-        if value < 0:
-            raise PlanError(
-                name, f"{name}={value} is negative; use 0 (choose) or a positive number"
-            )
     chunk, workers, count = resolve_shape(len(instances), chunk_size, max_workers, desired_count)
     return plan_pool(len(instances), chunk, workers, count)
 
@@ -212,9 +211,9 @@ def install_chunks(
 @flow(name="install-tomcat", log_prints=False)
 def install_tomcat(
     instances: list[Instance],
-    chunk_size: int = 0,
-    max_workers: int = 0,
-    desired_count: int = 0,
+    chunk_size: int | None = None,
+    max_workers: int | None = None,
+    desired_count: int | None = None,
     runner: Runner = "process",
     allow_failures: str = "0",
     dask_address: str | None = None,
@@ -236,6 +235,7 @@ def install_tomcat(
             "answering on these addresses will receive commands"
         )
     key_pem = load_key(settings)
+    preflight(Aws(settings))
     for line in plan.log_lines():
         logger.info(line)
     import random

@@ -389,8 +389,9 @@ class Fleet:
             TOMCAT_PORT,
             page,
             # the host's own address is its loopback (`curl localhost`): no group applies
-            admit=lambda ip: ip == host.public_ip
-            or self.admits_groups(tuple(host.groups), TOMCAT_PORT, ip),
+            admit=lambda ip: (
+                ip == host.public_ip or self.admits_groups(tuple(host.groups), TOMCAT_PORT, ip)
+            ),
             hold_seconds=self.cfg.drop_hold_seconds,
         )
 

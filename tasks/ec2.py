@@ -33,6 +33,20 @@ class StageError(RuntimeError):
     """A stage could not do its work; the message says what and how to fix it."""
 
 
+def preflight(aws: Aws) -> None:
+    """Fail early, before any host is touched, when the EC2 API cannot be reached."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        aws.client("ec2").describe_availability_zones()
+    except (BotoCoreError, OSError) as exc:
+        where = aws.endpoint_url or f"AWS ({aws.settings.region})"
+        raise StageError(
+            f"cannot reach the EC2 API at {where}: {exc}; check TOMCAT_FLEET_AWS_ENDPOINT_URL, "
+            "the region and the network (is the sandbox running?)"
+        ) from None
+
+
 def deployment_tags(settings: FleetSettings, role: str) -> list[dict[str, str]]:
     return [
         {"Key": TAG_KEY, "Value": settings.deployment_name},

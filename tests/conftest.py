@@ -1,8 +1,12 @@
-"""Shared test helpers: boto3 clients and SSH against a sandbox."""
+"""Shared test helpers: boto3 clients and SSH against a sandbox, and the test session's
+one Prefect server (started before any test module imports Prefect, so every process,
+thread and pool worker reports to it; none starts a temporary server of its own)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +16,44 @@ import paramiko
 import pytest
 
 from sandbox import Sandbox
+
+
+_prefect: contextlib.AbstractContextManager[Any] | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _prefect
+    from flows.runtime import prefect_api  # imports no Prefect
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    _prefect = prefect_api()
+    _prefect.__enter__()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import sys
+
+    if "prefect.logging.handlers" in sys.modules:  # send buffered logs while the API is up
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler.flush()
+    if _prefect is not None:
+        _prefect.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def sandbox_env(sb: Sandbox) -> Any:
+    """The sandbox's env file, applied to this process (as `set -a; . .sandbox.env`)."""
+    saved = {k: os.environ.get(k) for k in sb.env()}
+    os.environ.update(sb.env())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def client(sb: Sandbox, service: str, **kw: Any) -> Any:
