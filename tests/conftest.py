@@ -17,7 +17,6 @@ import pytest
 
 from sandbox import Sandbox
 
-
 _prefect: contextlib.AbstractContextManager[Any] | None = None
 
 

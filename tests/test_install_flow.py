@@ -22,7 +22,7 @@ from tasks.ec2 import (
     preflight,
     wait_running,
 )
-from tasks.models import Instance, InstallSummary
+from tasks.models import InstallSummary, Instance
 from tasks.planning import PlanError
 
 from .conftest import sandbox_env
