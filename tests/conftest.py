@@ -35,7 +35,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if "prefect.logging.handlers" in sys.modules:  # send buffered logs while the API is up
         from prefect.logging.handlers import APILogHandler
 
-        APILogHandler.flush()
+        APILogHandler().flush()
     if _prefect is not None:
         _prefect.__exit__(None, None, None)
 
