@@ -1,0 +1,267 @@
+"""Install shapes side by side on one sandbox, in one run: this flow, the seed's shape and a
+bare thread pool (the floor).
+
+- flow:  `install-tomcat` as users run it: processes ≈ cores (ProcessPoolTaskRunner),
+         one chunk per process, as many threads as hosts in a chunk.
+- seed:  the replaced system's shape: chunk_size 2, one process per chunk with 2 threads,
+         up to `--seed-processes` at once (multiprocessing.Pool, no Prefect), as its
+         notes describe.
+- floor: one process, one ThreadPoolExecutor, paramiko, nothing else.
+
+Every shape installs on fresh instances (same sandbox, same latency) with the same
+per-host code (`tasks.ssh_install.install_host`). Each shape runs in its own child process
+so its peak RSS (process tree) is its own; the sandbox and Prefect server are shared
+services outside every tree. Prints a table and, last, one JSON line.
+
+    python -m benchmarks.install_scaling --hosts 250 500 --install-latency 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+
+def _config(settings: Any, pem: str) -> Any:
+    from tasks.ssh_install import HostInstallConfig
+
+    return HostInstallConfig(
+        ssh_port=settings.ssh_port,
+        ssh_user=settings.ssh_user,
+        key_pem=pem,
+        host_key_policy="insecure",
+        known_hosts_path=str(settings.known_hosts_path),
+        connect_timeout_s=10,
+        ssh_wait_s=120,
+        host_attempts=3,
+        steps=settings.install_steps,
+        probe_command=settings.probe_command,
+    )
+
+
+def _install_pair(args: tuple[list[dict[str, Any]], Any]) -> list[str]:
+    """Seed shape worker: one chunk of 2 hosts, 2 threads, in a pool process."""
+    from tasks.models import Instance
+    from tasks.ssh_install import install_host
+
+    rows, cfg = args
+    with ThreadPoolExecutor(max_workers=len(rows)) as pool:
+        return [r.status for r in pool.map(lambda r: install_host(Instance(**r), cfg), rows)]
+
+
+def child(shape: str, inventory: str, settings_json: str, seed_processes: int) -> None:
+    """Runs one shape in this process; prints JSON {installed, failed, install_s, peak}."""
+    from blocks.settings import FleetSettings
+    from tasks.models import Instance
+    from tasks.resources import PeakTreeRss
+    from tasks.ssh_install import install_host
+
+    settings = FleetSettings(**json.loads(settings_json))
+    pem = settings.key_file_path().read_text()
+    rows = json.loads(Path(inventory).read_text())
+    cfg = _config(settings, pem)
+    with PeakTreeRss() as peak:
+        t0 = time.monotonic()
+        if shape == "floor":
+            with ThreadPoolExecutor(max_workers=min(len(rows), 500)) as pool:
+                statuses = [
+                    r.status for r in pool.map(lambda r: install_host(Instance(**r), cfg), rows)
+                ]
+        else:  # seed
+            pairs = [(rows[i : i + 2], cfg) for i in range(0, len(rows), 2)]
+            ctx = multiprocessing.get_context("fork")
+            with ctx.Pool(processes=min(seed_processes, len(pairs))) as pool:
+                statuses = [s for chunk in pool.map(_install_pair, pairs) for s in chunk]
+        install_s = time.monotonic() - t0
+    print(
+        json.dumps(
+            {
+                "installed": statuses.count("installed"),
+                "failed": len(statuses) - statuses.count("installed"),
+                "install_s": round(install_s, 2),
+                "peak_rss_mb": round(peak.peak_mb, 1),
+            }
+        )
+    )
+
+
+def _last_json(out: str) -> dict[str, Any]:
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)  # type: ignore[no-any-return]
+    raise RuntimeError(f"no JSON line in output:\n{out[-2000:]}")
+
+
+def run_shape(
+    shape: str,
+    rows: list[dict[str, Any]],
+    settings_json: dict[str, Any],
+    seed_processes: int,
+    workdir: Path,
+) -> dict[str, Any]:
+    inventory = workdir / f"{shape}-{len(rows)}.json"
+    inventory.write_text(json.dumps(rows))
+    env = {**os.environ, **{f"TOMCAT_FLEET_{k.upper()}": str(v) for k, v in settings_json.items()}}
+    if shape == "flow":
+        cmd = [
+            sys.executable,
+            "-m",
+            "flows.install_tomcat",
+            "--inventory",
+            str(inventory),
+            "--host-key-policy",
+            "insecure",
+            "--state-dir",
+            settings_json["state_dir"],
+            "--log-dir",
+            str(workdir / "logs"),
+        ]
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "benchmarks.install_scaling",
+            "--child",
+            shape,
+            "--inventory",
+            str(inventory),
+            "--settings",
+            json.dumps(settings_json),
+            "--seed-processes",
+            str(seed_processes),
+        ]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    result = _last_json(proc.stdout)
+    result["wall_s"] = round(time.monotonic() - started, 2)
+    if shape == "flow":
+        result["shape"] = (
+            f"{result['desired_count']} procs x chunk {result['chunk_size']} "
+            f"x {result['max_workers']} threads"
+        )
+    elif shape == "seed":
+        result["shape"] = f"{min(seed_processes, len(rows) // 2)} procs x chunk 2 x 2 threads"
+    else:
+        result["shape"] = f"1 proc x {min(len(rows), 500)} threads"
+    return result
+
+
+def launch(settings: Any, count: int) -> list[dict[str, Any]]:
+    from tasks.aws import Aws
+    from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
+
+    aws = Aws(settings)
+    ensure_key_pair(aws, settings)
+    sg = ensure_security_group(aws, settings)
+    from tasks.ec2 import authorize_ingress
+
+    authorize_ingress(aws, [sg], [22, 8080], lambda _p: "0.0.0.0/0")
+    ids: list[str] = []
+    while len(ids) < count:
+        n = min(500, count - len(ids))
+        ids += launch_instances(aws, settings, n, sg, client_token=uuid.uuid4().hex)
+    return [i.model_dump() for i in wait_running(aws, ids, timeout_s=300)]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--hosts", type=int, nargs="+", default=[250, 500])
+    ap.add_argument("--install-latency", type=float, default=2.0)
+    ap.add_argument("--shapes", nargs="+", default=["floor", "flow", "seed"])
+    ap.add_argument(
+        "--seed-processes",
+        type=int,
+        default=50,
+        help="the seed's desired_count (its notes tested 30-125)",
+    )
+    ap.add_argument("--child", choices=["floor", "seed"], help=argparse.SUPPRESS)
+    ap.add_argument("--inventory", help=argparse.SUPPRESS)
+    ap.add_argument("--settings", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.inventory, args.settings, args.seed_processes)
+        return 0
+
+    from flows.runtime import prefect_api
+    from sandbox.process import SandboxProcess
+
+    workdir = Path(tempfile.mkdtemp(prefix="install-scaling-"))
+    sandbox_args = [
+        "--install-latency",
+        str(args.install_latency),
+        "--boot-delay",
+        "1",
+        "--cloud-init-seconds",
+        "1",
+    ]
+    rows_out: list[dict[str, Any]] = []
+    with SandboxProcess(sandbox_args) as sandbox, prefect_api():
+        os.environ.update(sandbox.env)
+        from blocks.settings import FleetSettings
+
+        settings_json = {"state_dir": str(workdir / "state"), "deployment_name": "bench"}
+        settings = FleetSettings(**settings_json)
+        for hosts in args.hosts:
+            for shape in args.shapes:
+                rows = launch(settings, hosts)
+                res = run_shape(shape, rows, settings_json, args.seed_processes, workdir)
+                res.update({"hosts": hosts, "runner": shape})
+                rows_out.append(res)
+                print(
+                    f"  {shape:<6} {hosts:>4} hosts: install {res['install_s']:>7.1f}s  "
+                    f"peak {res['peak_rss_mb']:>7.0f} MB  installed {res['installed']}",
+                    flush=True,
+                )
+    print()
+    print(
+        f"{'hosts':>5} {'runner':<6} {'shape':<36} {'installed':>9} {'install_s':>9} "
+        f"{'x_floor':>7} {'peak_MB':>8} {'x_flow_mem':>10}"
+    )
+    summary: dict[str, Any] = {
+        "benchmark": "install_scaling",
+        "install_latency_s": args.install_latency,
+        "rows": [],
+    }
+    for hosts in args.hosts:
+        by = {r["runner"]: r for r in rows_out if r["hosts"] == hosts}
+        floor = by.get("floor", {}).get("install_s")
+        flow_mem = by.get("flow", {}).get("peak_rss_mb")
+        for runner, r in by.items():
+            x_floor = r["install_s"] / floor if floor else None
+            x_mem = r["peak_rss_mb"] / flow_mem if flow_mem else None
+            print(
+                f"{hosts:>5} {runner:<6} {r['shape']:<36} {r['installed']:>9} "
+                f"{r['install_s']:>9.1f} {x_floor or 0:>7.2f} {r['peak_rss_mb']:>8.0f} "
+                f"{x_mem or 0:>10.2f}"
+            )
+            summary["rows"].append(
+                {
+                    "hosts": hosts,
+                    "runner": runner,
+                    "shape": r["shape"],
+                    "installed": r["installed"],
+                    "failed": r["failed"],
+                    "install_s": r["install_s"],
+                    "peak_rss_mb": r["peak_rss_mb"],
+                    "install_x_floor": round(x_floor, 2) if x_floor else None,
+                    "memory_x_flow": round(x_mem, 2) if x_mem else None,
+                }
+            )
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
