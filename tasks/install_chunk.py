@@ -69,6 +69,9 @@ def install_chunk(
     seed: int | None = None,
 ) -> ChunkResult:
     run_log = get_run_logger()
+    # paramiko logs tracebacks for connections it gives up on; each host's result already
+    # carries the reason, so keep its transport chatter out of the run log
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     file_log, path, handler = chunk_log(log_dir, index)
     log = _Both(file_log, run_log)  # type: ignore[arg-type]
     t0 = time.monotonic()
