@@ -74,6 +74,22 @@ class FleetSettings(BaseSettings):
     )
     ingress_ports: list[int] = Field(default_factory=lambda: [22, 80, 8080])
 
+    # the web estate (deploy stages 4-11)
+    hosted_zone: str | None = Field(
+        None, description="Route53 public zone the domain lives in (the sandbox creates one)"
+    )
+    domain: str | None = Field(None, description="HTTPS name; default www.<hosted_zone>")
+    eb_domain: str | None = Field(None, description="HTTPS name for Beanstalk; eb.<zone>")
+    db_instance_class: str = "db.t3.micro"
+    db_engine: str = "mysql"
+    db_master_username: str = "admin"
+    db_password_block: str | None = Field(
+        None, description="Prefect Secret block holding the RDS password; default "
+        "<deployment>-rds-password (created with a generated password if missing)"
+    )
+    eb_solution_stack: str | None = Field(None, description="None: newest Tomcat stack")
+    traffic_requests: int = Field(60, ge=1, le=10000)
+
     # SSH
     ssh_port: int = Field(22, ge=1, le=65535)
     ssh_user: str = "ubuntu"
@@ -106,6 +122,26 @@ class FleetSettings(BaseSettings):
         if self.ssh_key_file and self.ssh_key_block:
             raise ValueError("set ssh_key_file or ssh_key_block, not both")
         return self
+
+    @property
+    def web_domain(self) -> str:
+        if self.domain:
+            return self.domain.rstrip(".").lower()
+        if not self.hosted_zone:
+            raise ValueError("set TOMCAT_FLEET_HOSTED_ZONE (or TOMCAT_FLEET_DOMAIN)")
+        return f"www.{self.hosted_zone.rstrip('.').lower()}"
+
+    @property
+    def beanstalk_domain(self) -> str:
+        if self.eb_domain:
+            return self.eb_domain.rstrip(".").lower()
+        if not self.hosted_zone:
+            raise ValueError("set TOMCAT_FLEET_HOSTED_ZONE (or TOMCAT_FLEET_EB_DOMAIN)")
+        return f"eb.{self.hosted_zone.rstrip('.').lower()}"
+
+    @property
+    def password_block(self) -> str:
+        return self.db_password_block or f"{self.deployment_name}-rds-password"
 
     @property
     def known_hosts_path(self) -> Path:

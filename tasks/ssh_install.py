@@ -369,3 +369,29 @@ def install_host(
                 result.reason,
             )
     return result
+
+
+class RemoteError(RuntimeError):
+    """A host could not be reached or refused us; the message is the reason."""
+
+
+CommandResult = _Exec
+
+
+def connect_host(inst: Instance, cfg: HostInstallConfig) -> paramiko.SSHClient:
+    """An authenticated SSH client to one host (waits for boot as `install_host` does).
+    Raises RemoteError with the same reasons `install_host` reports."""
+    host = _HostInstall(inst, cfg, None, None)
+    try:
+        host.pkey = load_private_key(cfg.key_pem.get_secret_value())
+        return host.connect()
+    except _Stop as stop:
+        raise RemoteError(_redact(stop.reason, cfg.key_pem.get_secret_value())) from None
+    except ValueError as exc:
+        raise RemoteError(f"ssh: {exc}") from None
+
+
+def run_command(client: paramiko.SSHClient, command: str, timeout_s: float) -> CommandResult:
+    """Run one command on a connected host: exit status (None if the connection went),
+    stdout, stderr."""
+    return _exec(client, command, timeout_s)
