@@ -84,8 +84,9 @@ class FleetSettings(BaseSettings):
     db_engine: str = "mysql"
     db_master_username: str = "admin"
     db_password_block: str | None = Field(
-        None, description="Prefect Secret block holding the RDS password; default "
-        "<deployment>-rds-password (created with a generated password if missing)"
+        None,
+        description="Prefect Secret block holding the RDS password; default "
+        "<deployment>-rds-password (created with a generated password if missing)",
     )
     eb_solution_stack: str | None = Field(None, description="None: newest Tomcat stack")
     traffic_requests: int = Field(60, ge=1, le=10000)

@@ -91,6 +91,8 @@ class Sandbox:
         os.makedirs(state_dir, exist_ok=True)
         self.state_dir = state_dir
         self.ca = LocalCA(state_dir)
+        # AWS-managed IAM policies (AWSElasticBeanstalkWebTier, ...) exist on AWS: load them
+        os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         _reset_moto()
         moto_patches.register(self, cfg.public_ip_cidr, "127.102.0.0/16")
         throttler = Throttler(

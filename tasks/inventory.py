@@ -9,7 +9,7 @@ from pathlib import Path
 from blocks.settings import FleetSettings
 
 from .deploy_models import InventoryResult
-from .models import Instance, InstallSummary
+from .models import InstallSummary, Instance
 
 
 def save_inventory(

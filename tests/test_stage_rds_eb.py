@@ -1,0 +1,245 @@
+"""Deploy stages 7-9 on the sandbox: Elastic Beanstalk, RDS and the jumphost's SELECT 1.
+Real boto3 against moto, real SSH to the emulated jumphost, real Prefect Secret blocks on
+the test session's server. No mocks of project code."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from blocks.settings import FleetSettings
+from sandbox import Sandbox, SandboxConfig
+from tasks.aws import Aws
+from tasks.beanstalk import EB_POLICIES, create_beanstalk
+from tasks.deploy_models import BeanstalkResult, RdsResult
+from tasks.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_group
+from tasks.jumphost import jumphost_check
+from tasks.rds import create_rds, load_db_password
+
+from .conftest import client, sandbox_env
+
+
+@pytest.fixture(scope="module")
+def sb() -> Any:
+    cfg = SandboxConfig(
+        install_latency=0.05,
+        boot_delay=0.2,
+        cloud_init_seconds=0.2,
+        rds_create_seconds=0.5,
+        eb_launch_seconds=0.3,
+        drop_hold_seconds=2,
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        # moto attaches AWS managed policies (AWSElasticBeanstalkWebTier, ...) only when it
+        # loads them; real IAM always has them
+        mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+        with Sandbox(cfg) as s, sandbox_env(s):
+            yield s
+
+
+@pytest.fixture(scope="module")
+def settings(sb: Sandbox, tmp_path_factory: Any) -> FleetSettings:
+    return FleetSettings(
+        state_dir=str(tmp_path_factory.mktemp("stages") / "state"), deployment_name="dbtest"
+    )
+
+
+@pytest.fixture(scope="module")
+def aws(settings: FleetSettings) -> Aws:
+    return Aws(settings)
+
+
+@pytest.fixture(scope="module")
+def key_pem(aws: Aws, settings: FleetSettings) -> str:
+    ensure_key_pair(aws, settings)
+    return settings.key_file_path().read_text()
+
+
+@pytest.fixture(scope="module")
+def rds_result(aws: Aws, settings: FleetSettings) -> RdsResult:
+    return create_rds(aws, settings, timeout_s=60, poll_s=0.2)
+
+
+def _live_envs(eb: Any) -> list[dict[str, Any]]:
+    return [e for e in eb.describe_environments()["Environments"] if e["Status"] != "Terminated"]
+
+
+# -- stage 7 ------------------------------------------------------------------------------
+def test_beanstalk_ready_with_a_balancer_and_idempotent(
+    sb: Sandbox, aws: Aws, settings: FleetSettings
+) -> None:
+    eb, iam, elb = client(sb, "elasticbeanstalk"), client(sb, "iam"), client(sb, "elbv2")
+    res = create_beanstalk(aws, settings, timeout_s=60, poll_s=0.2)
+    assert isinstance(res, BeanstalkResult)
+    assert (res.application, res.environment) == ("dbtest-app", "dbtest-env")
+    assert (res.role, res.instance_profile) == ("dbtest-eb-ec2-role", "dbtest-eb-profile")
+    assert res.cname.startswith("dbtest-env.")
+    (env,) = eb.describe_environments(EnvironmentNames=["dbtest-env"])["Environments"]
+    assert env["Status"] == "Ready"
+    lbs = elb.describe_load_balancers(LoadBalancerArns=[res.load_balancer_arn])["LoadBalancers"]
+    assert lbs[0]["LoadBalancerArn"] == res.load_balancer_arn
+
+    role = iam.get_role(RoleName=res.role)["Role"]
+    assert {"Key": TAG_KEY, "Value": "dbtest"} in role["Tags"]
+    assert "ec2.amazonaws.com" in str(role["AssumeRolePolicyDocument"])
+    attached = iam.list_attached_role_policies(RoleName=res.role)["AttachedPolicies"]
+    assert {p["PolicyArn"] for p in attached} == set(EB_POLICIES)
+    profile = iam.get_instance_profile(InstanceProfileName=res.instance_profile)
+    assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [res.role]
+    tags = eb.list_tags_for_resource(ResourceArn=env["EnvironmentArn"])["ResourceTags"]
+    assert {"Key": TAG_KEY, "Value": "dbtest"} in tags
+
+    counts = (
+        len(_live_envs(eb)),
+        len(iam.list_roles()["Roles"]),
+        len(iam.list_instance_profiles()["InstanceProfiles"]),
+        len(eb.describe_applications()["Applications"]),
+    )
+    again = create_beanstalk(aws, settings, timeout_s=60, poll_s=0.2)
+    assert again == res
+    assert counts == (
+        len(_live_envs(eb)),
+        len(iam.list_roles()["Roles"]),
+        len(iam.list_instance_profiles()["InstanceProfiles"]),
+        len(eb.describe_applications()["Applications"]),
+    )
+    assert counts[0] == 1
+
+
+# -- stage 8 ------------------------------------------------------------------------------
+def test_rds_private_encrypted_and_reachable_only_from_the_jumphost(
+    sb: Sandbox, aws: Aws, settings: FleetSettings, rds_result: RdsResult
+) -> None:
+    from prefect.blocks.system import Secret
+
+    rds, ec2 = client(sb, "rds"), client(sb, "ec2")
+    (db,) = rds.describe_db_instances(DBInstanceIdentifier="dbtest-db")["DBInstances"]
+    assert db["DBInstanceStatus"] == "available"
+    assert db["PubliclyAccessible"] is False and db["StorageEncrypted"] is True
+    assert {"Key": TAG_KEY, "Value": "dbtest"} in db["TagList"]
+    assert (rds_result.endpoint, rds_result.port) == (db["Endpoint"]["Address"], 3306)
+    assert [g["VpcSecurityGroupId"] for g in db["VpcSecurityGroups"]] == [
+        rds_result.security_group_id
+    ]
+    jump = ensure_security_group(aws, settings, role="jumphost")
+    (group,) = ec2.describe_security_groups(GroupIds=[rds_result.security_group_id])[
+        "SecurityGroups"
+    ]
+    rules = group["IpPermissions"]
+    assert len(rules) == 1
+    assert (rules[0]["FromPort"], rules[0]["ToPort"], rules[0]["IpProtocol"]) == (
+        3306,
+        3306,
+        "tcp",
+    )
+    assert [p["GroupId"] for p in rules[0]["UserIdGroupPairs"]] == [jump]
+    assert not rules[0].get("IpRanges") and not rules[0].get("Ipv6Ranges")
+
+    password = str(Secret.load(settings.password_block).get())  # type: ignore[union-attr]
+    assert len(password) == 24 and password.isalnum()
+    assert password == load_db_password(settings)
+    assert rds_result.password_secret_block == settings.password_block
+    assert password not in rds_result.model_dump_json()
+
+
+def test_rds_second_call_creates_nothing(
+    sb: Sandbox, aws: Aws, settings: FleetSettings, rds_result: RdsResult
+) -> None:
+    rds, ec2 = client(sb, "rds"), client(sb, "ec2")
+    before = load_db_password(settings)
+    again = create_rds(aws, settings, timeout_s=60, poll_s=0.2)
+    assert again == rds_result
+    assert [d["DBInstanceIdentifier"] for d in rds.describe_db_instances()["DBInstances"]] == [
+        "dbtest-db"
+    ]
+    groups = ec2.describe_security_groups(
+        Filters=[{"Name": f"tag:{TAG_KEY}", "Values": ["dbtest"]}]
+    )["SecurityGroups"]
+    assert sorted(g["GroupName"] for g in groups) == ["dbtest-db", "dbtest-jumphost"]
+    assert load_db_password(settings) == before
+
+
+# -- stage 9 ------------------------------------------------------------------------------
+def _jumphosts(sb: Sandbox) -> list[str]:
+    res = client(sb, "ec2").describe_instances(
+        Filters=[
+            {"Name": f"tag:{TAG_KEY}", "Values": ["dbtest"]},
+            {"Name": "tag:tomcat-fleet:role", "Values": ["jumphost"]},
+        ]
+    )
+    return [i["InstanceId"] for r in res["Reservations"] for i in r["Instances"]]
+
+
+def test_jumphost_selects_one(
+    sb: Sandbox, aws: Aws, settings: FleetSettings, rds_result: RdsResult, key_pem: str
+) -> None:
+    res = jumphost_check(aws, settings, rds_result, key_pem, timeout_s=120)
+    assert res.select_1 == "1"
+    assert _jumphosts(sb) == [res.instance_id]
+    host = next(h for h in sb.state()["hosts"] if h["instance_id"] == res.instance_id)
+    assert "mysql-client" in str(host["packages"])
+    sg = client(sb, "ec2").describe_security_groups(GroupIds=[res.security_group_id])
+    ssh_rules = sg["SecurityGroups"][0]["IpPermissions"]
+    assert [(p["FromPort"], [r["CidrIp"] for r in p["IpRanges"]]) for p in ssh_rules] == [
+        (22, [sb.cfg.controller_cidr])
+    ]
+
+    again = jumphost_check(aws, settings, rds_result, key_pem, timeout_s=120)
+    assert again == res
+    assert _jumphosts(sb) == [res.instance_id]
+
+
+def test_wrong_password_fails_without_showing_it(
+    aws: Aws,
+    settings: FleetSettings,
+    rds_result: RdsResult,
+    key_pem: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from prefect.blocks.system import Secret
+
+    caplog.set_level(logging.DEBUG, logger="tasks")
+
+    wrong = "Wr0ngPassw0rdForTheTestX"
+    Secret(value=wrong).save("dbtest-wrong-password", overwrite=True)
+    bad = rds_result.model_copy(update={"password_secret_block": "dbtest-wrong-password"})
+    with pytest.raises(StageError) as err:
+        jumphost_check(aws, settings, bad, key_pem, timeout_s=120)
+    message = str(err.value)
+    assert "ERROR 1045" in message and "does not match" in message
+    assert wrong not in message and load_db_password(settings) not in message
+    assert wrong not in caplog.text
+
+
+def test_db_group_without_the_rule_times_out(
+    sb: Sandbox, aws: Aws, settings: FleetSettings, rds_result: RdsResult, key_pem: str
+) -> None:
+    ec2 = client(sb, "ec2")
+    jump = ensure_security_group(aws, settings, role="jumphost")
+    rules = ec2.describe_security_group_rules(
+        Filters=[{"Name": "group-id", "Values": [rds_result.security_group_id]}]
+    )["SecurityGroupRules"]
+    ingress = [r for r in rules if not r["IsEgress"]]
+    assert [r.get("ReferencedGroupInfo", {}).get("GroupId") for r in ingress] == [jump]
+    ec2.revoke_security_group_ingress(
+        GroupId=rds_result.security_group_id,
+        SecurityGroupRuleIds=[r["SecurityGroupRuleId"] for r in ingress],
+    )
+    sb.wait_settled()
+    with pytest.raises(StageError) as err:
+        jumphost_check(aws, settings, rds_result, key_pem, timeout_s=60, connect_timeout_s=1)
+    message = str(err.value)
+    assert "ERROR 2003" in message and "security group" in message
+    assert load_db_password(settings) not in message
+
+    create_rds(aws, settings, timeout_s=60, poll_s=0.2)  # puts the rule back
+    sb.wait_settled()
+    assert jumphost_check(aws, settings, rds_result, key_pem, timeout_s=60).select_1 == "1"
+
+
+def test_missing_password_block_is_a_stage_error(settings: FleetSettings) -> None:
+    other = settings.model_copy(update={"db_password_block": "dbtest-no-such-block"})
+    with pytest.raises(StageError, match="dbtest-no-such-block"):
+        load_db_password(other)
