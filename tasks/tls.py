@@ -1,0 +1,328 @@
+"""Deploy stage 5: HTTPS on the ALB with a DNS-validated ACM certificate, and the web name.
+
+`enable_https` checks the hosted zone and the names first (nothing is created when they
+are wrong), then finds or requests the certificate for the web name (with the Beanstalk
+name as a second SAN, so stage 9 can reuse it), writes its validation CNAMEs into the zone,
+waits for ISSUED, adds the 443 listener and points the web name at the ALB with an alias
+record. A second call finds everything and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from blocks.settings import FleetSettings
+
+from .aws import Aws
+from .backoff import error_code
+from .deploy_models import AlbResult, TlsResult
+from .ec2 import TAG_KEY, StageError, deployment_tags
+from .load_balancer import find_listener, forwards_to
+
+SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+HTTPS_PORT = 443
+_LIVE_STATUSES = ["PENDING_VALIDATION", "ISSUED"]
+_DEAD_STATUSES = {"FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE"}
+
+
+def _fqdn(name: str) -> str:
+    """Lowercase with one trailing dot; Route53's octal escape for `*` undone."""
+    return name.replace("\\052", "*").rstrip(".").lower() + "."
+
+
+def in_zone(name: str, zone: str) -> bool:
+    n, z = _fqdn(name), _fqdn(zone)
+    return n == z or n.endswith("." + z)
+
+
+def find_hosted_zone(aws: Aws, zone: str) -> str:
+    """The id (without `/hostedzone/`) of the public zone named exactly `zone`."""
+    r53 = aws.client("route53")
+    want = _fqdn(zone)
+    resp = r53.list_hosted_zones_by_name(DNSName=want, MaxItems="100")
+    for hz in resp.get("HostedZones", []):
+        if _fqdn(hz["Name"]) == want and not (hz.get("Config") or {}).get("PrivateZone"):
+            return str(hz["Id"]).split("/")[-1]
+    raise StageError(
+        f"hosted zone {zone.rstrip('.')} not found in Route53; create it or set "
+        "TOMCAT_FLEET_HOSTED_ZONE"
+    )
+
+
+def idempotency_token(settings: FleetSettings, domains: list[str]) -> str:
+    """Alphanumeric, at most 32: the deployment name and a digest of what is requested."""
+    stem = re.sub(r"[^A-Za-z0-9]", "", settings.deployment_name)[:20]
+    digest = hashlib.sha256("|".join([settings.deployment_name, *domains]).encode()).hexdigest()
+    return (stem + digest)[:32]
+
+
+# -- certificate ------------------------------------------------------------------------
+def find_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) -> str | None:
+    """A live certificate of this deployment for domains[0] covering every domain."""
+    acm = aws.client("acm")
+    want = {d.lower() for d in domains}
+    token: str | None = None
+    while True:
+        kwargs: dict[str, Any] = {"CertificateStatuses": _LIVE_STATUSES}
+        if token:
+            kwargs["NextToken"] = token
+        page = acm.list_certificates(**kwargs)
+        for summary in page.get("CertificateSummaryList", []):
+            if str(summary.get("DomainName", "")).lower() != domains[0].lower():
+                continue
+            arn = str(summary["CertificateArn"])
+            tags = {
+                t["Key"]: t.get("Value", "")
+                for t in acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+            }
+            if tags.get(TAG_KEY) != settings.deployment_name:
+                continue
+            cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+            if want <= {s.lower() for s in cert.get("SubjectAlternativeNames", [])}:
+                return arn
+        token = page.get("NextToken")
+        if not token:
+            return None
+
+
+def ensure_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) -> str:
+    found = find_certificate(aws, settings, domains)
+    if found:
+        return found
+    return str(
+        aws.client("acm").request_certificate(
+            DomainName=domains[0],
+            SubjectAlternativeNames=domains,
+            ValidationMethod="DNS",
+            IdempotencyToken=idempotency_token(settings, domains),
+            Options={"CertificateTransparencyLoggingPreference": "ENABLED"},
+            Tags=deployment_tags(settings, "cert"),
+        )["CertificateArn"]
+    )
+
+
+def _record_text(rr: dict[str, Any]) -> str:
+    return f"{rr['Name']} {rr['Type']} {rr['Value']}"
+
+
+def validation_records(
+    aws: Aws, arn: str, deadline: float, timeout_s: float, poll_s: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The certificate and its DNS validation records, once ACM has issued them all."""
+    acm = aws.client("acm")
+    while True:
+        cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        if cert["Status"] in _DEAD_STATUSES:
+            raise StageError(
+                f"certificate {arn} is {cert['Status']}"
+                f"{': ' + cert['FailureReason'] if cert.get('FailureReason') else ''}; "
+                "delete it and run again"
+            )
+        options = cert.get("DomainValidationOptions") or []
+        if options and all(o.get("ResourceRecord") for o in options):
+            records: dict[tuple[str, str], dict[str, Any]] = {}
+            for o in options:
+                rr = o["ResourceRecord"]
+                records.setdefault((_fqdn(rr["Name"]), rr["Type"]), rr)
+            return cert, list(records.values())
+        if time.monotonic() > deadline:
+            waiting = [o.get("DomainName", "?") for o in options if not o.get("ResourceRecord")]
+            raise StageError(
+                f"ACM gave no DNS validation record for {waiting or 'any domain'} of {arn} "
+                f"after {timeout_s:.0f}s (status {cert['Status']})"
+            )
+        time.sleep(poll_s)
+
+
+def _existing_record(r53: Any, zone_id: str, name: str, rtype: str) -> dict[str, Any] | None:
+    resp = r53.list_resource_record_sets(
+        HostedZoneId=zone_id, StartRecordName=name, StartRecordType=rtype, MaxItems="1"
+    )
+    for rrs in resp.get("ResourceRecordSets", []):
+        if _fqdn(rrs["Name"]) == _fqdn(name) and rrs["Type"] == rtype:
+            return dict(rrs)
+    return None
+
+
+def upsert_validation_records(
+    aws: Aws, zone_id: str, zone: str, records: list[dict[str, Any]]
+) -> int:
+    """UPSERT the CNAMEs that are missing or differ, in one change batch; returns how many."""
+    r53 = aws.client("route53")
+    changes = []
+    for rr in records:
+        if not in_zone(rr["Name"], zone):
+            raise StageError(
+                f"validation record {_record_text(rr)} is outside hosted zone {zone}; "
+                "the certificate's names must all live in that zone"
+            )
+        have = _existing_record(r53, zone_id, rr["Name"], rr["Type"])
+        values = [r["Value"].rstrip(".").lower() for r in (have or {}).get("ResourceRecords", [])]
+        if values == [rr["Value"].rstrip(".").lower()]:
+            continue
+        changes.append(
+            {
+                "Action": "UPSERT",
+                "ResourceRecordSet": {
+                    "Name": rr["Name"],
+                    "Type": rr["Type"],
+                    "TTL": 300,
+                    "ResourceRecords": [{"Value": rr["Value"]}],
+                },
+            }
+        )
+    if changes:
+        r53.change_resource_record_sets(
+            HostedZoneId=zone_id,
+            ChangeBatch={"Comment": "tomcat-fleet ACM DNS validation", "Changes": changes},
+        )
+    return len(changes)
+
+
+def wait_issued(
+    aws: Aws,
+    arn: str,
+    records: list[dict[str, Any]],
+    deadline: float,
+    timeout_s: float,
+    poll_s: float,
+) -> None:
+    acm = aws.client("acm")
+    while True:
+        cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        status = cert["Status"]
+        if status == "ISSUED":
+            return
+        if status in _DEAD_STATUSES or time.monotonic() > deadline:
+            pending = [
+                f"{o.get('DomainName')}={o.get('ValidationStatus')}"
+                for o in cert.get("DomainValidationOptions") or []
+                if o.get("ValidationStatus") != "SUCCESS"
+            ]
+            why = "" if status in _DEAD_STATUSES else f" after {timeout_s:.0f}s"
+            raise StageError(
+                f"certificate {arn} is {status}{why} ({', '.join(pending) or 'no detail'}); "
+                f"validation records: {'; '.join(_record_text(r) for r in records)} — check "
+                "they resolve publicly (the zone must be delegated to Route53)"
+            )
+        time.sleep(poll_s)
+
+
+# -- listener and name ------------------------------------------------------------------
+def ensure_https_listener(aws: Aws, settings: FleetSettings, alb: AlbResult, cert_arn: str) -> str:
+    elb = aws.client("elbv2")
+    forward = [{"Type": "forward", "TargetGroupArn": alb.target_group_arn}]
+    li = find_listener(aws, alb.load_balancer_arn, HTTPS_PORT)
+    if li is not None:
+        certs = [c.get("CertificateArn") for c in li.get("Certificates") or []]
+        if (
+            li.get("Protocol") != "HTTPS"
+            or certs[:1] != [cert_arn]
+            or li.get("SslPolicy") != SSL_POLICY
+            or not forwards_to(li, alb.target_group_arn)
+        ):
+            elb.modify_listener(
+                ListenerArn=li["ListenerArn"],
+                Port=HTTPS_PORT,
+                Protocol="HTTPS",
+                SslPolicy=SSL_POLICY,
+                Certificates=[{"CertificateArn": cert_arn}],
+                DefaultActions=forward,
+            )
+        return str(li["ListenerArn"])
+    created = elb.create_listener(
+        LoadBalancerArn=alb.load_balancer_arn,
+        Protocol="HTTPS",
+        Port=HTTPS_PORT,
+        SslPolicy=SSL_POLICY,
+        Certificates=[{"CertificateArn": cert_arn}],
+        DefaultActions=forward,
+        Tags=deployment_tags(settings, "https"),
+    )["Listeners"][0]
+    return str(created["ListenerArn"])
+
+
+def upsert_alias(aws: Aws, zone_id: str, name: str, alb: AlbResult) -> bool:
+    """Point `name` (A, alias) at the ALB; returns whether a change was sent."""
+    lb = aws.client("elbv2").describe_load_balancers(LoadBalancerArns=[alb.load_balancer_arn])[
+        "LoadBalancers"
+    ][0]
+    target = {
+        "HostedZoneId": lb["CanonicalHostedZoneId"],
+        "DNSName": lb["DNSName"],
+        "EvaluateTargetHealth": False,
+    }
+    r53 = aws.client("route53")
+    have = (_existing_record(r53, zone_id, name, "A") or {}).get("AliasTarget") or {}
+    if (
+        have.get("HostedZoneId") == target["HostedZoneId"]
+        and _fqdn(str(have.get("DNSName", ""))) == _fqdn(str(target["DNSName"]))
+        and not have.get("EvaluateTargetHealth")
+    ):
+        return False
+    r53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Comment": "tomcat-fleet web name",
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {"Name": name, "Type": "A", "AliasTarget": target},
+                }
+            ],
+        },
+    )
+    return True
+
+
+# -- the stage --------------------------------------------------------------------------
+def enable_https(
+    aws: Aws,
+    settings: FleetSettings,
+    alb: AlbResult,
+    timeout_s: float = 300,
+    poll_s: float = 1.0,
+) -> TlsResult:
+    """Stage 5: https://<web domain>/ served by the ALB with an ACM certificate."""
+    if not settings.hosted_zone:
+        raise StageError("no hosted zone: set TOMCAT_FLEET_HOSTED_ZONE to a Route53 public zone")
+    zone = settings.hosted_zone.rstrip(".").lower()
+    zone_id = find_hosted_zone(aws, zone)
+    domain = settings.web_domain
+    domains = [domain, *[d for d in [settings.beanstalk_domain] if d != domain]]
+    outside = [d for d in domains if not in_zone(d, zone)]
+    if outside:
+        raise StageError(
+            f"{', '.join(outside)} not inside hosted zone {zone}; set TOMCAT_FLEET_DOMAIN / "
+            "TOMCAT_FLEET_EB_DOMAIN to names in the zone, or use the zone they belong to"
+        )
+
+    deadline = time.monotonic() + timeout_s
+    cert_arn = ensure_certificate(aws, settings, domains)
+    cert, records = validation_records(aws, cert_arn, deadline, timeout_s, poll_s)
+    upsert_validation_records(aws, zone_id, zone, records)
+    if cert["Status"] != "ISSUED":
+        wait_issued(aws, cert_arn, records, deadline, timeout_s, poll_s)
+
+    try:
+        listener_arn = ensure_https_listener(aws, settings, alb, cert_arn)
+    except ClientError as exc:
+        if error_code(exc) in ("CertificateNotFound", "UnsupportedCertificate"):
+            raise StageError(
+                f"the ALB would not take certificate {cert_arn}: {exc}; it must be ISSUED "
+                f"in {settings.region}"
+            ) from None
+        raise
+    upsert_alias(aws, zone_id, domain, alb)
+    return TlsResult(
+        certificate_arn=cert_arn,
+        domain=domain,
+        https_listener_arn=listener_arn,
+        hosted_zone_id=zone_id,
+        url=f"https://{domain}/",
+    )
