@@ -15,14 +15,20 @@ from .moto_patches import ACCOUNT
 
 
 def provision_environment(region: str, env_name: str, address: str, port: int) -> tuple[str, str]:
-    """Create the environment's balancer, target group and listener; mark it Ready."""
+    """Create the environment's balancer, target group and listener; mark it Ready.
+    An environment terminated meanwhile is left alone (returns empty ARNs)."""
     ec2 = ec2_backends[ACCOUNT][region]
     elbv2 = elbv2_backends[ACCOUNT][region]
     env = next(
-        e
-        for e in eb_backends[ACCOUNT][region].describe_environments()
-        if e.environment_name == env_name
+        (
+            e
+            for e in eb_backends[ACCOUNT][region].describe_environments()
+            if e.environment_name == env_name and e.status == "Launching"
+        ),
+        None,
     )
+    if env is None:
+        return "", ""
     subnets = [s.id for s in ec2.describe_subnets(filters={"default-for-az": ["true"]})][:2]
     tags = [{"Key": "elasticbeanstalk:environment-name", "Value": env_name}] + [
         {"Key": k, "Value": v} for k, v in (env.tags or {}).items()

@@ -240,6 +240,8 @@ class Fleet:
 
     async def _launch_environment(self, env: Environment) -> None:
         await asyncio.sleep(self.cfg.eb_launch_seconds)
+        if self.environments.get(env.name) is not env:
+            return  # terminated while it was launching: nothing to provision
 
         async def page(req: httpkit.Request) -> httpkit.Response:
             env.requests += 1
@@ -248,9 +250,13 @@ class Fleet:
         env.app_server = await httpkit.serve(env.address, TOMCAT_PORT, page)
         from .beanstalk import provision_environment
 
-        env.lb_arn, env.tg_arn = await self.moto_call(
+        lb_arn, tg_arn = await self.moto_call(
             lambda: provision_environment(self.cfg.region, env.name, env.address, TOMCAT_PORT)
         )
+        if not lb_arn:  # terminated meanwhile
+            env.app_server.close()
+            return
+        env.lb_arn, env.tg_arn = lb_arn, tg_arn
 
     def eb_resources(self, env: Any) -> dict[str, Any]:
         local = self.environments.get(env.environment_name)

@@ -1,0 +1,112 @@
+"""Flow `teardown`: delete everything a deployment created, found by its tag.
+
+One task (`teardown-resources`) runs `tasks.teardown.teardown`; the flow logs what was
+removed per kind, writes a markdown artifact (`<deployment>-teardown`: kind, count, ids,
+errors) and fails, with the report as its data, when any resource could not be removed.
+A second run removes nothing and completes.
+
+`python -m flows.teardown --help` runs it standalone (see `flows/cli_teardown.py`).
+"""
+
+from __future__ import annotations
+
+if __name__ == "__main__":  # standalone: the CLI sets up Prefect's environment before import
+    from flows.cli_teardown import main
+
+    raise SystemExit(main())
+
+import re
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from blocks.settings import FleetSettings
+from tasks.aws import Aws
+from tasks.teardown import TeardownReport
+from tasks.teardown import teardown as teardown_resources
+
+MAX_IDS_IN_ARTIFACT = 50
+
+
+def teardown_settings(
+    deployment_name: str | None, settings_overrides: dict[str, Any] | None
+) -> FleetSettings:
+    overrides = dict(settings_overrides or {})
+    if deployment_name:
+        overrides["deployment_name"] = deployment_name
+    return FleetSettings(**overrides)
+
+
+def artifact_key(deployment: str) -> str:
+    """`<deployment>-teardown`, lowercase letters, digits and dashes only."""
+    return re.sub(r"[^a-z0-9-]+", "-", f"{deployment}-teardown".lower()).strip("-")
+
+
+@task(name="teardown-resources", tags=["teardown"], cache_policy=NO_CACHE)
+def teardown_task(
+    settings: FleetSettings, delete_secrets: bool, timeout_s: float, poll_s: float
+) -> TeardownReport:
+    return teardown_resources(
+        Aws(settings),
+        settings,
+        timeout_s=timeout_s,
+        poll_s=poll_s,
+        delete_secrets=delete_secrets,
+        log=get_run_logger(),
+    )
+
+
+@flow(name="teardown", log_prints=False)
+def teardown(
+    deployment_name: str | None = None,
+    delete_secrets: bool = False,
+    settings_overrides: dict[str, Any] | None = None,
+) -> TeardownReport:
+    """Remove every resource tagged for the deployment (the settings' one by default)."""
+    logger = get_run_logger()
+    settings = teardown_settings(deployment_name, settings_overrides)
+    deployment = settings.deployment_name
+    poll_s = 0.5 if settings.aws_endpoint_url else 2.0  # a sandbox answers at once
+    report = teardown_task(settings, delete_secrets, 1200.0, poll_s)
+    for kind, ids in report.removed.items():
+        if ids:
+            logger.info("removed %d %s: %s", len(ids), kind, ", ".join(ids))
+    logger.info(
+        "teardown of %s: %d resource(s) removed in %.1fs, %d error(s)",
+        deployment,
+        report.total_removed,
+        report.seconds,
+        len(report.errors),
+    )
+    publish(report, deployment)
+    if report.errors:
+        message = (
+            f"teardown of {deployment}: {len(report.errors)} resource(s) could not be removed; "
+            f"first: {report.errors[0]}"
+        )
+        logger.error(message)
+        return Failed(message=message, data=report)  # type: ignore[return-value]
+    return report
+
+
+def publish(report: TeardownReport, deployment: str) -> None:
+    rows = []
+    for kind, ids in report.removed.items():
+        shown = ", ".join(f"`{i}`" for i in ids[:MAX_IDS_IN_ARTIFACT])
+        if len(ids) > MAX_IDS_IN_ARTIFACT:
+            shown += f" … and {len(ids) - MAX_IDS_IN_ARTIFACT} more"
+        rows.append(f"| {kind} | {len(ids)} | {shown} |")
+    errors = "\n".join(f"- {e.replace('|', '/')}" for e in report.errors) or "none"
+    create_markdown_artifact(
+        key=artifact_key(deployment),
+        description=f"teardown of {deployment}",
+        markdown=(
+            f"# teardown of `{deployment}`\n\n"
+            f"{report.total_removed} resource(s) removed in {report.seconds:.1f}s.\n\n"
+            "| kind | count | ids |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            f"## Errors\n{errors}\n"
+        ),
+    )
