@@ -1,0 +1,482 @@
+"""Traffic stages: a generator instance in the deployment sends real HTTP(S) requests.
+
+Stage 6 (`alb_traffic`) checks the ALB over HTTP (its DNS name) and HTTPS (the custom
+domain with its ACM certificate); stage 10 (`beanstalk_http`) the Beanstalk environment's
+CNAME; stage 11 (`beanstalk_https`) points a Route53 CNAME at the environment, adds an
+HTTPS listener to its load balancer and checks `https://<beanstalk_domain>/`.
+
+The requests leave from the generator (an EC2 instance of this deployment, role
+`traffic`), not from the controller: it runs plain `curl` over one SSH connection, so the
+same commands work on an Ubuntu AMI and on the sandbox's emulated shell. Every wait is
+bounded; the SSH key only travels inside a `SecretStr`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import paramiko
+from botocore.exceptions import ClientError
+
+from blocks.settings import FleetSettings
+
+from .aws import Aws
+from .backoff import error_code
+from .deploy_models import BeanstalkResult, TlsResult, TrafficResult
+from .ec2 import (
+    StageError,
+    authorize_ingress,
+    controller_cidr,
+    deployment_tags,
+    describe,
+    ensure_security_group,
+    find_instances,
+    launch_instances,
+    wait_running,
+)
+from .models import Instance
+from .ssh_install import HostInstallConfig, RemoteError, connect_host, run_command
+
+ROLE = "traffic"
+CURL_MAX_TIME_S = 10
+URLS_PER_COMMAND = 20  # one `curl` invocation fetches this many URLs in turn
+MAX_RECONNECTS = 3
+WARMUP_POLL_S = 2.0
+HTTPS_PORT = 443
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+_INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
+_EB_ENVIRONMENT = re.compile(r"Elastic Beanstalk environment ([A-Za-z0-9][A-Za-z0-9-]*)")
+
+_generator_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------------------
+# The generator instance
+
+
+def ensure_generator(
+    aws: Aws, settings: FleetSettings, key_pem: str, timeout_s: float = 600
+) -> Instance:
+    """The deployment's traffic generator, running: found if it exists, else launched.
+
+    Safe to call from several threads at once (a module lock) and from several processes
+    (RunInstances' ClientToken returns the same instance). `key_pem` is not used to
+    launch (the instance gets the deployment's key pair); it is accepted so every stage
+    takes the same inputs.
+    """
+    del key_pem  # the key pair is named by settings.key_name
+    with _generator_lock:
+        group = ensure_security_group(aws, settings, role=ROLE)
+        cidr = controller_cidr(settings)
+        authorize_ingress(aws, [group], [22], lambda _port: cidr)
+        found = sorted(find_instances(aws, settings, role=ROLE), key=lambda i: i.instance_id)
+        if found:
+            return found[0]
+        ids = launch_instances(
+            aws,
+            settings,
+            1,
+            group,
+            client_token=f"{settings.deployment_name}-{ROLE}",
+            role=ROLE,
+        )
+        gone = [
+            d["InstanceId"]
+            for d in describe(aws, ids)
+            if d.get("State", {}).get("Name") in ("shutting-down", "terminated", "stopping")
+        ]
+        if gone:
+            raise StageError(
+                f"RunInstances with ClientToken {settings.deployment_name}-{ROLE} returned "
+                f"instance(s) no longer running: {gone}; an earlier generator was terminated "
+                "while its token is still remembered by EC2 - retry later or start it again"
+            )
+        return wait_running(aws, ids, timeout_s=timeout_s)[0]
+
+
+def host_config(settings: FleetSettings, key_pem: str) -> HostInstallConfig:
+    """How to reach the generator over SSH (no install steps: it only runs curl)."""
+    return HostInstallConfig(
+        ssh_port=settings.ssh_port,
+        ssh_user=settings.ssh_user,
+        key_pem=key_pem,  # pydantic keeps it as a SecretStr
+        host_key_policy=settings.host_key_policy,
+        known_hosts_path=str(settings.known_hosts_path),
+        connect_timeout_s=settings.ssh_connect_timeout_s,
+        ssh_wait_s=settings.ssh_wait_s,
+        steps=[],
+        probe_command="true",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Sending requests from the generator
+
+
+@dataclass
+class _Answer:
+    url: str
+    code: int  # 0: no HTTP answer (resolve, connect, TLS or timeout failure)
+    backend: str | None
+
+
+@dataclass
+class _Batch:
+    answers: list[_Answer] = field(default_factory=list)
+    stderr: str = ""
+
+
+def backend_of(body: str) -> str | None:
+    """Which server answered: an instance id in the page, else a Beanstalk environment."""
+    m = _INSTANCE_ID.search(body)
+    if m:
+        return m.group(0)
+    m = _EB_ENVIRONMENT.search(body)
+    return f"eb:{m.group(1)}" if m else None
+
+
+def _curl_command(urls: list[str], marker: str, max_time: float) -> str:
+    """One curl fetching `urls` in turn; after each body it prints `marker<code>marker`
+    on a line of its own (000 when there was no HTTP answer). Real curl on Ubuntu and
+    the sandbox's shell both understand it."""
+    write_out = "\\n" + marker + "%{http_code}" + marker + "\\n"
+    return " ".join(
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            f"{max_time:g}",
+            "-w",
+            shlex.quote(write_out),
+            *(shlex.quote(u) for u in urls),
+        ]
+    )
+
+
+def _parse(stdout: str, urls: list[str], marker: str) -> list[_Answer]:
+    pattern = re.compile(re.escape(marker) + r"(\d{3})" + re.escape(marker))
+    answers: list[_Answer] = []
+    start = 0
+    for m in pattern.finditer(stdout):
+        if len(answers) == len(urls):
+            break
+        body = stdout[start : m.start()]
+        code = int(m.group(1))
+        url = urls[len(answers)]
+        answers.append(_Answer(url, code, backend_of(body) if code == 200 else None))
+        start = m.end()
+    return answers
+
+
+class _Generator:
+    """One SSH session to the generator (reconnected a bounded number of times)."""
+
+    def __init__(self, inst: Instance, cfg: HostInstallConfig) -> None:
+        self.inst = inst
+        self.cfg = cfg
+        self.client: paramiko.SSHClient | None = None
+        self.reconnects = 0
+
+    def __enter__(self) -> _Generator:
+        self._connect()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def _connect(self) -> None:
+        try:
+            self.client = connect_host(self.inst, self.cfg)
+        except RemoteError as exc:
+            raise StageError(
+                f"traffic generator {self.inst.instance_id} ({self.inst.public_ip}): {exc}"
+            ) from None
+
+    def fetch(self, urls: list[str], max_time: float = CURL_MAX_TIME_S) -> _Batch:
+        """GET each of `urls` once (in order); answers for those that ran."""
+        out = _Batch()
+        for i in range(0, len(urls), URLS_PER_COMMAND):
+            batch = urls[i : i + URLS_PER_COMMAND]
+            marker = f"__traffic_{uuid.uuid4().hex[:12]}__"
+            command = _curl_command(batch, marker, max_time)
+            timeout = len(batch) * (max_time + 2) + 15
+            while True:
+                assert self.client is not None
+                res = run_command(self.client, command, timeout)
+                if res.status is not None:
+                    break
+                if self.reconnects >= MAX_RECONNECTS:
+                    raise StageError(
+                        f"traffic generator {self.inst.instance_id}: {res.error} "
+                        f"(after {self.reconnects} reconnects)"
+                    )
+                self.reconnects += 1
+                self.client.close()
+                self._connect()
+            if res.status == 127:
+                raise StageError(
+                    f"traffic generator {self.inst.instance_id} has no curl: "
+                    f"{_last_line(res.stderr)}"
+                )
+            answers = _parse(res.stdout, batch, marker)
+            answers += [_Answer(u, 0, None) for u in batch[len(answers) :]]
+            out.answers += answers
+            if res.stderr.strip():
+                out.stderr = res.stderr
+        return out
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def _summarise(
+    inst: Instance, target: str, answers: Iterable[_Answer]
+) -> tuple[TrafficResult, dict[str, set[str]]]:
+    by_scheme: dict[str, dict[str, int]] = {}
+    backends: dict[str, set[str]] = {}
+    requests = ok = 0
+    for a in answers:
+        scheme = urlsplit(a.url).scheme or "http"
+        counts = by_scheme.setdefault(scheme, {"requests": 0, "ok": 0, "distinct": 0})
+        seen = backends.setdefault(scheme, set())
+        counts["requests"] += 1
+        requests += 1
+        if a.code == 200:
+            counts["ok"] += 1
+            ok += 1
+            if a.backend:
+                seen.add(a.backend)
+        counts["distinct"] = len(seen)
+    everyone = set().union(*backends.values()) if backends else set()
+    result = TrafficResult(
+        target=target,
+        requests=requests,
+        ok=ok,
+        distinct_backends=len(everyone),
+        by_scheme=by_scheme,
+        generator_instance_id=inst.instance_id,
+    )
+    return result, backends
+
+
+def _repeat(urls: list[str], requests_per_url: int) -> list[str]:
+    """Each URL's requests back to back (a balancer's rotation is then seen per URL)."""
+    return [u for u in urls for _ in range(requests_per_url)]
+
+
+def send_requests(
+    inst: Instance, cfg: HostInstallConfig, urls: list[str], requests_per_url: int
+) -> TrafficResult:
+    """From the generator `inst`, GET every URL `requests_per_url` times over one SSH
+    connection; count 200s and distinct backends per scheme."""
+    with _Generator(inst, cfg) as gen:
+        batch = gen.fetch(_repeat(urls, requests_per_url))
+    return _summarise(inst, ", ".join(urls), batch.answers)[0]
+
+
+def _warm_up(gen: _Generator, urls: list[str], timeout_s: float) -> None:
+    """Until each URL has answered 200 once (listeners and DNS records take a while to
+    appear, on AWS as in the sandbox); StageError naming the URL and curl's last word."""
+    deadline = time.monotonic() + timeout_s
+    pending = list(urls)
+    last: dict[str, str] = {}
+    while True:
+        remaining = deadline - time.monotonic()
+        batch = gen.fetch(pending, max_time=max(1.0, min(CURL_MAX_TIME_S, remaining)))
+        for a in batch.answers:
+            if a.code == 200:
+                pending.remove(a.url)
+            else:
+                last[a.url] = (
+                    f"HTTP {a.code}" if a.code else _last_line(batch.stderr) or "no answer"
+                )
+        if not pending:
+            return
+        if time.monotonic() + WARMUP_POLL_S > deadline:
+            why = "; ".join(f"{u}: {last.get(u, 'no answer')}" for u in pending)
+            raise StageError(
+                f"no 200 answer within {timeout_s:.0f}s from the traffic generator "
+                f"{gen.inst.instance_id}: {why}"
+            )
+        time.sleep(WARMUP_POLL_S)
+
+
+def _traffic(
+    aws: Aws,
+    settings: FleetSettings,
+    key_pem: str,
+    urls: list[str],
+    timeout_s: float,
+    *,
+    target: str | None = None,
+) -> TrafficResult:
+    """Generator up, each URL answering, then settings.traffic_requests GETs per URL;
+    StageError if a scheme got no 200 at all."""
+    inst = ensure_generator(aws, settings, key_pem, timeout_s=timeout_s)
+    cfg = host_config(settings, key_pem)
+    with _Generator(inst, cfg) as gen:
+        _warm_up(gen, urls, timeout_s)
+        batch = gen.fetch(_repeat(urls, settings.traffic_requests))
+    result, _ = _summarise(inst, target or ", ".join(urls), batch.answers)
+    dead = [s for s, c in result.by_scheme.items() if c["ok"] == 0]
+    if dead:
+        codes = Counter(f"{a.code:03d}" for a in batch.answers if a.code != 200)
+        seen = ", ".join(f"{code} x{n}" for code, n in sorted(codes.items()))
+        raise StageError(
+            f"no 200 answer over {', '.join(dead)} from {result.target} "
+            f"({result.ok}/{result.requests} ok; other answers: {seen or 'none'}; "
+            f"curl's last error: {_last_line(batch.stderr)})"
+        )
+    return result
+
+
+# --------------------------------------------------------------------------------------
+# The stages
+
+
+def alb_traffic(
+    aws: Aws,
+    settings: FleetSettings,
+    key_pem: str,
+    alb_url: str,
+    https_url: str,
+    timeout_s: float = 600,
+) -> TrafficResult:
+    """Stage 6: requests to the ALB over HTTP (its DNS name) and HTTPS (the custom domain);
+    distinct_backends counts the instances that answered across both."""
+    return _traffic(aws, settings, key_pem, [alb_url, https_url], timeout_s)
+
+
+def beanstalk_http(
+    aws: Aws,
+    settings: FleetSettings,
+    key_pem: str,
+    eb: BeanstalkResult,
+    timeout_s: float = 600,
+) -> TrafficResult:
+    """Stage 10: requests to the Beanstalk environment's CNAME over HTTP."""
+    return _traffic(aws, settings, key_pem, [f"http://{eb.cname}/"], timeout_s)
+
+
+def beanstalk_https(
+    aws: Aws,
+    settings: FleetSettings,
+    key_pem: str,
+    eb: BeanstalkResult,
+    tls: TlsResult,
+    timeout_s: float = 600,
+) -> TrafficResult:
+    """Stage 11: CNAME settings.beanstalk_domain -> the environment, an HTTPS listener
+    (the ACM certificate, which covers that name) on its load balancer, then requests to
+    https://<beanstalk_domain>/."""
+    domain = settings.beanstalk_domain
+    upsert_cname(aws, tls.hosted_zone_id, domain, eb.cname, timeout_s=min(timeout_s, 300))
+    ensure_https_listener(aws, settings, eb.load_balancer_arn, tls.certificate_arn)
+    return _traffic(aws, settings, key_pem, [f"https://{domain}/"], timeout_s)
+
+
+def upsert_cname(
+    aws: Aws, zone_id: str, name: str, target: str, timeout_s: float = 300, ttl: int = 60
+) -> None:
+    """UPSERT `name` CNAME `target` and wait (bounded) for Route53 to report INSYNC."""
+    r53 = aws.client("route53")
+    change = r53.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Comment": "tomcat-fleet beanstalk https",
+            "Changes": [
+                {
+                    "Action": "UPSERT",
+                    "ResourceRecordSet": {
+                        "Name": name,
+                        "Type": "CNAME",
+                        "TTL": ttl,
+                        "ResourceRecords": [{"Value": target}],
+                    },
+                }
+            ],
+        },
+    )["ChangeInfo"]
+    if change.get("Status") == "INSYNC":
+        return
+    _wait(
+        lambda: r53.get_change(Id=change["Id"])["ChangeInfo"]["Status"] == "INSYNC",
+        timeout_s,
+        f"Route53 change for {name} not INSYNC after {timeout_s:.0f}s",
+    )
+
+
+def _wait(pred: Callable[[], bool], timeout_s: float, message: str, poll_s: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not pred():
+        if time.monotonic() > deadline:
+            raise StageError(message)
+        time.sleep(poll_s)
+
+
+def _clean_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in a.items() if v not in (None, "", [], {})} for a in actions]
+
+
+def ensure_https_listener(
+    aws: Aws, settings: FleetSettings, load_balancer_arn: str, certificate_arn: str
+) -> str:
+    """The load balancer's port-443 HTTPS listener with `certificate_arn`, created with
+    the port-80 listener's default actions if missing; its ARN. Port 443 is opened on
+    the balancer's security groups (Beanstalk's own group only admits 80)."""
+    elb = aws.client("elbv2")
+
+    def listeners() -> list[dict[str, Any]]:
+        return list(elb.describe_listeners(LoadBalancerArn=load_balancer_arn)["Listeners"])
+
+    current = listeners()
+    https = next((li for li in current if li["Port"] == HTTPS_PORT), None)
+    if https is None:
+        http = next((li for li in current if li["Port"] == 80), None)
+        if http is None:
+            raise StageError(
+                f"load balancer {load_balancer_arn} has no port-80 listener to copy the "
+                "default actions from; is the Beanstalk environment ready?"
+            )
+        try:
+            https = elb.create_listener(
+                LoadBalancerArn=load_balancer_arn,
+                Protocol="HTTPS",
+                Port=HTTPS_PORT,
+                SslPolicy=TLS_POLICY,
+                Certificates=[{"CertificateArn": certificate_arn}],
+                DefaultActions=_clean_actions(http["DefaultActions"]),
+                Tags=deployment_tags(settings, "beanstalk-https"),
+            )["Listeners"][0]
+        except ClientError as exc:
+            if error_code(exc) != "DuplicateListener":
+                raise
+            https = next(li for li in listeners() if li["Port"] == HTTPS_PORT)
+    elif certificate_arn not in [c.get("CertificateArn") for c in https.get("Certificates", [])]:
+        elb.modify_listener(
+            ListenerArn=https["ListenerArn"],
+            Protocol="HTTPS",
+            Port=HTTPS_PORT,
+            SslPolicy=https.get("SslPolicy") or TLS_POLICY,
+            Certificates=[{"CertificateArn": certificate_arn}],
+        )
+    groups = elb.describe_load_balancers(LoadBalancerArns=[load_balancer_arn])["LoadBalancers"][
+        0
+    ].get("SecurityGroups", [])
+    if groups:
+        authorize_ingress(aws, groups, [HTTPS_PORT], lambda _port: "0.0.0.0/0")
+    return str(https["ListenerArn"])
