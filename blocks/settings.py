@@ -67,7 +67,7 @@ class FleetSettings(BaseSettings):
     deployment_name: str = Field("tomcat-fleet", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     ami_id: str = "ami-0c7217cdde317cfec"  # Ubuntu 22.04 LTS, us-east-1
     instance_type: str = "t3.small"
-    key_name: str = Field("tomcat-fleet", min_length=1)
+    key_name: str = Field("", description="EC2 key pair name; default: the deployment name")
     controller_ip_url: str = "https://checkip.amazonaws.com"
     ingress_cidr: str | None = Field(
         None, description="CIDR allowed to SSH in; None: the controller's own address /32"
@@ -120,6 +120,8 @@ class FleetSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _key_source(self) -> FleetSettings:
+        if not self.key_name:
+            self.key_name = self.deployment_name
         if self.ssh_key_file and self.ssh_key_block:
             raise ValueError("set ssh_key_file or ssh_key_block, not both")
         return self

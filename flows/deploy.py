@@ -381,7 +381,6 @@ def deploy(
         "desired_count": desired_count,
     }
     validate_inputs(settings, instances, todo, install_knobs)
-    key = SecretStr(load_key(settings)) if any(n in todo for n in (6, 9, 10, 11)) else None
     logger.info(
         "deployment %s: stages %s, %d instances of %s",
         settings.deployment_name,
@@ -398,10 +397,12 @@ def deploy(
         if n not in todo:
             records[n].status = "skipped"
     failed: dict[int, str] = {}
+    key: SecretStr | None = None
 
     # 1-3 are a chain and 2 is a subflow: run them in the flow body
     try:
         results[1] = launch_stage(settings, instances)
+        key = SecretStr(load_key(settings))  # stage 1 made sure the key pair's key exists
         CLOCK.mark(2, 0)
         install_state = install_tomcat(
             results[1].instances,
