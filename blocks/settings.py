@@ -69,6 +69,9 @@ class FleetSettings(BaseSettings):
     instance_type: str = "t3.small"
     key_name: str = Field("", description="EC2 key pair name; default: the deployment name")
     controller_ip_url: str = "https://checkip.amazonaws.com"
+    aws_retries: int = Field(8, ge=0, le=100, description="throttling retries per AWS call")
+    aws_backoff_base_s: float = Field(0.5, gt=0)
+    aws_backoff_cap_s: float = Field(20.0, gt=0, description="no back-off sleep exceeds this")
     ingress_cidr: str | None = Field(
         None, description="CIDR allowed to SSH in; None: the controller's own address /32"
     )

@@ -89,7 +89,13 @@ class Aws:
                     config=botocore_config(),
                 )
                 raw.meta.events.register("before-send", self.counter)
-                self._clients[service] = RetryingClient(raw, self.stats)
+                self._clients[service] = RetryingClient(
+                    raw,
+                    self.stats,
+                    retries=self.settings.aws_retries,
+                    base=self.settings.aws_backoff_base_s,
+                    cap=self.settings.aws_backoff_cap_s,
+                )
             return self._clients[service]
 
     @property
