@@ -71,11 +71,10 @@ def main(argv: list[str] | None = None) -> int:
             settings_overrides=overrides,
             return_state=True,
         )
-        try:
-            report = state.result(raise_on_failure=False)
-        except Exception:
-            report = None
-        if isinstance(report, PlanError | Exception) or not isinstance(report, DeployReport):
+        from flows.outcome import outcome_of
+
+        report = outcome_of(state)
+        if not isinstance(report, DeployReport):
             print(f"deploy: {state.message}", file=sys.stderr)
             return 2 if isinstance(report, PlanError) else 1
     out = {

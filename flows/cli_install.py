@@ -152,10 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _summary_of(state: Any) -> Any:
+    from flows.outcome import outcome_of
     from tasks.models import InstallSummary
 
-    try:
-        result = state.result(raise_on_failure=False)
-    except Exception:
-        return None
+    result = outcome_of(state)
     return result if isinstance(result, InstallSummary) else None

@@ -81,10 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_of(state: Any) -> Any:
+    from flows.outcome import outcome_of
     from tasks.teardown import TeardownReport
 
-    try:
-        result = state.result(raise_on_failure=False)
-    except Exception:
-        return None
+    result = outcome_of(state)
     return result if isinstance(result, TeardownReport) else None

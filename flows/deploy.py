@@ -31,12 +31,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
-from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, SecretStr
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key
+from flows.outcome import failed_with_report, outcome_of
 from tasks.aws import Aws
 from tasks.deploy_models import (
     AlbResult,
@@ -415,7 +415,7 @@ def deploy(
             return_state=True,
         )
         CLOCK.mark(2, 1)
-        summary = install_state.result(raise_on_failure=False)
+        summary = outcome_of(install_state)
         if not isinstance(summary, InstallSummary) or install_state.is_failed():
             failed[2] = str(install_state.message or "install-tomcat failed")
             raise StageError(failed[2])
@@ -466,7 +466,7 @@ def deploy(
         first = min(failed)
         message = f"stage {first} ({NAMES[first]}) failed: {failed[first]}"
         logger.error(message)
-        return Failed(message=message, data=report)  # type: ignore[return-value]
+        return failed_with_report(message, report)  # type: ignore[return-value]
     return report
 
 

@@ -32,10 +32,10 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.states import Failed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from blocks.settings import FleetSettings
+from flows.outcome import failed_with_report
 from tasks.aws import Aws
 from tasks.ec2 import (
     StageError,
@@ -317,7 +317,7 @@ def install_tomcat(
             f"allow_failures={allow_failures}; first: {first.instance_id}: {first.reason}"
         )
         logger.error(message)
-        return Failed(message=message, data=summary)  # type: ignore[return-value]
+        return failed_with_report(message, summary)  # type: ignore[return-value]
     return summary
 
 

@@ -21,9 +21,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
 
 from blocks.settings import FleetSettings
+from flows.outcome import failed_with_report
 from tasks.aws import Aws
 from tasks.teardown import TeardownReport
 from tasks.teardown import teardown as teardown_resources
@@ -88,7 +88,7 @@ def teardown(
             f"first: {report.errors[0]}"
         )
         logger.error(message)
-        return Failed(message=message, data=report)  # type: ignore[return-value]
+        return failed_with_report(message, report)  # type: ignore[return-value]
     return report
 
 

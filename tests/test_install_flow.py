@@ -12,6 +12,7 @@ import pytest
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key, validate
+from flows.outcome import outcome_of
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.ec2 import (
@@ -136,7 +137,7 @@ def test_wrong_key_fails_every_host_quickly(
         return_state=True,
     )
     assert state.is_failed()
-    summary = state.result(raise_on_failure=False)
+    summary = outcome_of(state)
     assert isinstance(summary, InstallSummary)
     assert summary.failed == 20
     assert all("authentication failed" in (r.reason or "") for r in summary.results)

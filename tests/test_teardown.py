@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
+from flows.outcome import outcome_of
 from sandbox import Sandbox, SandboxConfig
 from tasks.ec2 import TAG_KEY
 from tasks.teardown import TeardownReport
@@ -543,7 +544,7 @@ def test_error_on_one_resource_fails_the_flow_and_the_rest_goes(
     monkeypatch.setattr(RetryingClient, "__getattr__", refusing)
     state = teardown(deployment_name=dep, settings_overrides=overrides, return_state=True)
     assert state.is_failed()
-    report = state.result(raise_on_failure=False)
+    report = outcome_of(state)
     assert isinstance(report, TeardownReport)
     assert len(report.errors) == 1 and "AccessDenied" in report.errors[0], report.errors
     assert report.removed["key-pair"] == [dep]

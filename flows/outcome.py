@@ -1,0 +1,29 @@
+"""How our flows end badly: a Failed state whose exception carries the run's report, so a
+Python caller gets a real exception (with `.data`) and a CLI can still print the report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect.states import Failed, State
+
+
+class FlowFailed(RuntimeError):
+    """Raised by calling a flow that failed; `.data` is its report/summary."""
+
+    def __init__(self, message: str, data: Any) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+def failed_with_report(message: str, data: Any) -> State[Any]:
+    return Failed(message=message, data=FlowFailed(message, data))
+
+
+def outcome_of(state: State[Any]) -> Any:
+    """The report of a finished flow run, completed or failed (None if it has none)."""
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception:
+        return None
+    return result.data if isinstance(result, FlowFailed) else result
