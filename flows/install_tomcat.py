@@ -146,13 +146,12 @@ def make_runner(runner: str, desired_count: int, dask_address: str | None) -> Ta
     cache_policy=NO_CACHE,
 )
 def open_ingress(settings: FleetSettings, group_ids: list[str]) -> dict[str, int]:
-    """22 and 8080 from the controller's CIDR, 80 from anywhere; once per group.
+    """The install ports (22, 80, 8080 by default) from the controller's CIDR only, once
+    per group; the load balancer reaches 8080 through its own group rule.
     Returns the AWS calls made and throttling retries taken."""
     aws = Aws(settings)
     cidr = controller_cidr(settings)
-    added = authorize_ingress(
-        aws, group_ids, settings.ingress_ports, lambda port: "0.0.0.0/0" if port == 80 else cidr
-    )
+    added = authorize_ingress(aws, group_ids, settings.ingress_ports, lambda port: cidr)
     get_run_logger().info(
         "ingress %s from %s: rules added per group %s", settings.ingress_ports, cidr, added
     )

@@ -2,7 +2,9 @@
 
 botocore's own retries are off (see `tasks.backoff.botocore_config`); every call made
 through `RetryingClient` goes through the jittered back-off instead, and every HTTP request
-is counted, so a run can report API calls made and throttling retries.
+is counted, so a run can report API calls made and throttling retries. Every operation
+called is also recorded process-wide as `<IAM prefix>:<Operation>` (`recorded_operations()`);
+`tasks.iam_policy` turns that set into the least-privilege `docs/iam-policy.json`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,29 @@ import boto3
 from blocks.settings import FleetSettings
 
 from .backoff import RetryStats, botocore_config, call_with_backoff
+
+_OPERATIONS: set[str] = set()
+_OPERATIONS_LOCK = threading.Lock()
+
+
+def _record_operation(model: Any, **_: Any) -> None:
+    """botocore `before-call` handler: remember `<signing name>:<operation>` (the signing
+    name is the IAM service prefix for every service this project uses, e.g.
+    `elasticloadbalancing` for elbv2)."""
+    op = f"{model.service_model.signing_name}:{model.name}"
+    with _OPERATIONS_LOCK:
+        _OPERATIONS.add(op)
+
+
+def recorded_operations() -> frozenset[str]:
+    """Operations called through `Aws.client()` in this process since the last reset."""
+    with _OPERATIONS_LOCK:
+        return frozenset(_OPERATIONS)
+
+
+def reset_operations() -> None:
+    with _OPERATIONS_LOCK:
+        _OPERATIONS.clear()
 
 
 class ApiCounter:
@@ -89,6 +114,7 @@ class Aws:
                     config=botocore_config(),
                 )
                 raw.meta.events.register("before-send", self.counter)
+                raw.meta.events.register("before-call", _record_operation)
                 self._clients[service] = RetryingClient(
                     raw,
                     self.stats,
