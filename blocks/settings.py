@@ -6,11 +6,13 @@ sandbox?": it reads an endpoint URL, an SSH port and where its public address co
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tasks.models import InstallStep
 
@@ -70,12 +72,17 @@ class FleetSettings(BaseSettings):
     key_name: str = Field("", description="EC2 key pair name; default: the deployment name")
     controller_ip_url: str = "https://checkip.amazonaws.com"
     aws_retries: int = Field(8, ge=0, le=100, description="throttling retries per AWS call")
-    aws_backoff_base_s: float = Field(0.5, gt=0)
-    aws_backoff_cap_s: float = Field(20.0, gt=0, description="no back-off sleep exceeds this")
+    aws_backoff_base_s: float = Field(0.5, gt=0, allow_inf_nan=False)
+    aws_backoff_cap_s: float = Field(
+        20.0, gt=0, allow_inf_nan=False, description="no back-off sleep exceeds this"
+    )
     ingress_cidr: str | None = Field(
         None, description="CIDR allowed to SSH in; None: the controller's own address /32"
     )
-    ingress_ports: list[int] = Field(default_factory=lambda: [22, 80, 8080])
+    ingress_ports: Annotated[list[int], NoDecode] = Field(
+        default_factory=lambda: [22, 80, 8080],
+        description="a JSON list or comma-separated ports (TOMCAT_FLEET_INGRESS_PORTS=22,8080)",
+    )
 
     # the web estate (deploy stages 4-11)
     hosted_zone: str | None = Field(
@@ -101,17 +108,75 @@ class FleetSettings(BaseSettings):
     ssh_key_block: str | None = Field(None, description="name of a Prefect Secret block")
     host_key_policy: Literal["strict", "tofu", "insecure"] = "tofu"
     state_dir: str = ".tomcat-fleet"
-    ssh_connect_timeout_s: float = Field(10.0, gt=0)
-    ssh_wait_s: float = Field(300.0, gt=0, description="how long a host may take to boot")
+    ssh_connect_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    ssh_wait_s: float = Field(
+        300.0, gt=0, allow_inf_nan=False, description="how long a host may take to boot"
+    )
     host_attempts: int = Field(3, ge=1, le=20, description="install attempts per host")
 
     # what runs on each host
-    install_steps: list[InstallStep] = Field(default_factory=lambda: list(DEFAULT_INSTALL_STEPS))
+    install_steps: Annotated[list[InstallStep], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_INSTALL_STEPS),
+        min_length=1,
+        description="JSON list of steps; an empty recipe would report hosts installed "
+        "without installing anything",
+    )
     probe_command: str = DEFAULT_PROBE
 
     # where logs go
     log_dir: str = "logs"
     ca_bundle: str | None = None
+
+    @field_validator("install_steps", mode="before")
+    @classmethod
+    def _steps_json(cls, v: Any) -> Any:
+        """From the environment the recipe is JSON; a decoding error names this field
+        (pydantic-settings would raise a SettingsError of its own)."""
+        if isinstance(v, str | bytes):
+            try:
+                return json.loads(v)
+            except ValueError as exc:
+                raise ValueError(f"install_steps is not valid JSON: {exc}") from None
+        return v
+
+    @field_validator("ingress_ports", mode="before")
+    @classmethod
+    def _ports_text(cls, v: Any) -> Any:
+        """A JSON list ("[22, 8080]") or comma-separated ports ("22,8080")."""
+        if isinstance(v, bytes):
+            v = v.decode()
+        if isinstance(v, str):
+            text = v.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError as exc:
+                    raise ValueError(f"ingress_ports is not valid JSON: {exc}") from None
+            return [p.strip() for p in text.split(",") if p.strip()]
+        return v
+
+    @field_validator("deployment_name")
+    @classmethod
+    def _aws_safe_name(cls, v: str) -> str:
+        """The name prefixes RDS (`<name>-db`), S3 and Beanstalk names: AWS wants a letter
+        first and no "--" in RDS identifiers, and S3 refuses names starting "xn--"."""
+        if not v[:1].isalpha():
+            raise ValueError(f"deployment_name={v!r} must start with a letter (RDS identifiers)")
+        if "--" in v or v.endswith("-"):
+            raise ValueError(
+                f"deployment_name={v!r} must not contain '--' or end with '-' (RDS identifiers)"
+            )
+        return v
+
+    @field_validator("ingress_cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            return str(ipaddress.ip_network(v.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"ingress_cidr={v!r} is not a CIDR such as 203.0.113.7/32") from None
 
     @field_validator("ingress_ports")
     @classmethod

@@ -108,20 +108,25 @@ class DeployReport(BaseModel):
 # -- input validation (nothing is created before this passes) ---------------------------
 def parse_stages(spec: str | list[int]) -> list[int]:
     """ "1-11", "1-5", "1,2,5", [1, 2] -> sorted stage numbers, prerequisites included."""
+    last = max(NAMES)
     if isinstance(spec, list):
+        bad = [n for n in spec if isinstance(n, bool) or not isinstance(n, int)]
+        if bad:
+            raise PlanError("stages", f"stages={spec!r}: {bad[0]!r} is not a stage number 1-{last}")
         wanted = set(spec)
     else:
         wanted = set()
         for part in str(spec).replace(" ", "").split(","):
-            m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+            m = re.fullmatch(r"([0-9]{1,6})(?:-([0-9]{1,6}))?", part)
             if not m:
                 raise PlanError(
                     "stages",
-                    f"stages={spec!r}: {part!r} is not a stage number "
+                    f"stages={str(spec)[:40]!r}: {part[:20]!r} is not a stage number "
                     "or range; use e.g. 1-11, 1-5 or 1,2,3",
                 )
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-            wanted |= set(range(lo, hi + 1))
+            # clamp before building the range: "1-999999" must not build a huge set
+            wanted |= set(range(lo, min(hi, last + 1) + 1))
     unknown = sorted(n for n in wanted if n not in NAMES)
     if unknown or not wanted:
         raise PlanError(

@@ -47,10 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--controller-cidr", default="198.51.100.10/32")
     p.add_argument("--drop-hold-seconds", type=float, default=20.0)
     p.add_argument("--hosted-zone", default="sandbox.example.com")
-    p.add_argument("--public-ip-cidr", default="127.100.0.0/16",
-                   help="loopback range for instance public IPs (distinct per sandbox)")
-    p.add_argument("--service-ip-cidr", default="127.101.0.0/16",
-                   help="loopback range for load balancers and services")
+    p.add_argument(
+        "--public-ip-cidr",
+        default="127.100.0.0/16",
+        help="loopback range for instance public IPs (distinct per sandbox)",
+    )
+    p.add_argument(
+        "--service-ip-cidr",
+        default="127.101.0.0/16",
+        help="loopback range for load balancers and services",
+    )
     return p
 
 

@@ -65,8 +65,19 @@ def application_name(settings: FleetSettings) -> str:
     return f"{settings.deployment_name}-app"
 
 
+EB_ENV_NAME_MAX = 40  # Beanstalk environment names: 4-40 letters, digits and hyphens
+
+
 def environment_name(settings: FleetSettings) -> str:
-    return f"{settings.deployment_name}-env"
+    """`<deployment>-env`, shortened with a stable hash when over 40 characters."""
+    name = f"{settings.deployment_name}-env"
+    if len(name) <= EB_ENV_NAME_MAX:
+        return name
+    import hashlib
+
+    digest = hashlib.sha256(settings.deployment_name.encode()).hexdigest()[:6]
+    keep = EB_ENV_NAME_MAX - len("-env") - len(digest) - 1
+    return f"{settings.deployment_name[:keep].rstrip('-')}-{digest}-env"
 
 
 def _owned(tags: list[dict[str, str]] | None, settings: FleetSettings) -> bool:

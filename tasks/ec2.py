@@ -71,7 +71,8 @@ def controller_cidr(settings: FleetSettings, timeout: float = 10.0) -> str:
 
 
 def ensure_key_pair(aws: Aws, settings: FleetSettings) -> Path:
-    """The deployment's key pair exists in EC2 and its private key is on disk (0600)."""
+    """The deployment's key pair exists in EC2 and its private key is kept: on disk (0600)
+    and, when `ssh_key_block` is set, in that Prefect Secret block."""
     ec2 = aws.client("ec2")
     path = settings.key_file_path()
     try:
@@ -82,6 +83,8 @@ def ensure_key_pair(aws: Aws, settings: FleetSettings) -> Path:
             raise
         exists = False
     if exists:
+        if settings.ssh_key_block:  # the key lives in the Secret block (load_key reads it)
+            return path
         if not path.exists():
             raise StageError(
                 f"key pair {settings.key_name!r} exists in EC2 but its private key is not at "
@@ -92,6 +95,10 @@ def ensure_key_pair(aws: Aws, settings: FleetSettings) -> Path:
         KeyName=settings.key_name,
         TagSpecifications=[{"ResourceType": "key-pair", "Tags": deployment_tags(settings, "key")}],
     )["KeyMaterial"]
+    if settings.ssh_key_block:  # containers keep no files between runs: keep it in Prefect
+        from prefect.blocks.system import Secret
+
+        Secret(value=material).save(settings.ssh_key_block, overwrite=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -26,7 +26,7 @@ class InstallStep(BaseModel):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     command: str = Field(min_length=1)
-    timeout_s: float = Field(600.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0, allow_inf_nan=False)
     transient_markers: list[str] = Field(default_factory=list)
 
 

@@ -169,6 +169,8 @@ def parse_allow_failures(spec: str | int) -> tuple[FailureKind, float]:
         return "count", spec
     if isinstance(spec, str):
         text = spec.strip()
+        if len(text) > 32:  # int() refuses > 4300 digits; no fleet needs more than a few
+            raise PlanError("allow_failures", f"allow_failures={spec[:40]!r}... is too long; {fix}")
         if _COUNT_RE.fullmatch(text):
             return "count", int(text)
         match = _PERCENT_RE.fullmatch(text)

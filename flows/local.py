@@ -1,0 +1,741 @@
+"""`python -m flows.local`: the one-command local start (what `./scripts/run.sh` runs).
+
+    python -m flows.local up [--instances N] [--no-run] [--detach]   # default command
+    python -m flows.local stop                                      # from any shell
+    python -m flows.local status
+
+`up` starts, each in its own process group and tracked in `<state-dir>/processes.json`:
+
+1. a Prefect server (SQLite under `<state-dir>/prefect`, UI on http://127.0.0.1:4200),
+2. the sandbox (`python -m sandbox`, AWS API on 127.0.0.1:4566, SSH 2222, instances on
+   127.150.0.0/16, load balancers on 127.151.0.0/16), its env file `<state-dir>/sandbox.env`,
+
+then registers the blocks (`python -m blocks.register`), creates the process work pool,
+applies the process deployments of `prefect.yaml` (`prefect deploy`), starts
+3. a worker (`prefect worker start --pool tomcat-fleet-process`) with the sandbox's
+   variables in its environment,
+
+runs `prefect deployment run deploy/full --watch` and follows it to the end, saves the SSH
+key block (stage 1 made the key), and prints where to look: the UI, the flow run, the ALB
+URL answering on loopback. It then waits: Ctrl-C, SIGTERM or `stop` ends every process
+it started (and their children), and only those. A second `up` first stops what the
+previous one left running, then starts afresh (the Prefect database is kept).
+
+Ports are fixed so the URLs stay the same; a port in use is an error that names it.
+The sandbox is only this launcher's business: the flows read settings, nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROCESS_POOL = "tomcat-fleet-process"
+LOCAL_DEPLOYMENTS = [
+    "deploy/full",
+    "deploy/infra",
+    "install-tomcat/default",
+    "teardown/default",
+    "benchmark/nightly",
+]
+OPTIONAL_ENTRYPOINTS = {"benchmark/nightly": "flows/benchmark.py"}
+PUBLIC_IP_CIDR = "127.150.0.0/16"
+SERVICE_IP_CIDR = "127.151.0.0/16"
+READY = "LOCAL START READY"
+
+
+class LocalError(RuntimeError):
+    """The local start cannot go on; the message says why in one line."""
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+# -- tracked processes -------------------------------------------------------------------
+@dataclass
+class Tracked:
+    name: str
+    pid: int
+    create_time: float
+    group: bool = True  # started in its own session: stop its whole process group
+    log: str = ""
+
+    def process(self) -> psutil.Process | None:
+        """The live process this entry recorded (None if gone or the pid was reused)."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.create_time) > 0.5:
+                return None
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.Error:
+            return None
+
+
+@dataclass
+class State:
+    dir: Path
+    entries: list[Tracked] = field(default_factory=list)
+
+    @property
+    def file(self) -> Path:
+        return self.dir / "processes.json"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> State:
+        st = cls(state_dir)
+        with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+            st.entries = [Tracked(**e) for e in json.loads(st.file.read_text())]
+        return st
+
+    def save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps([e.__dict__ for e in self.entries], indent=1))
+        tmp.replace(self.file)
+
+    def add(self, entry: Tracked) -> None:
+        self.entries.append(entry)
+        self.save()
+
+    def alive(self) -> list[tuple[Tracked, psutil.Process]]:
+        out = []
+        for e in self.entries:
+            proc = e.process()
+            if proc is not None:
+                out.append((e, proc))
+        return out
+
+
+def stop_all(state_dir: Path, quiet: bool = False, timeout_s: float = 20.0) -> list[int]:
+    """End every process recorded in `state_dir` and their descendants (never this process);
+    return the pids that were signalled."""
+    st = State.load(state_dir)
+    me = os.getpid()
+    targets: dict[int, psutil.Process] = {}
+    groups: list[int] = []
+    for entry, proc in st.alive():
+        if proc.pid == me:
+            continue
+        with contextlib.suppress(psutil.Error):
+            for child in proc.children(recursive=True):
+                if child.pid != me:
+                    targets[child.pid] = child
+        targets[proc.pid] = proc
+        if entry.group:
+            groups.append(proc.pid)
+        if not quiet:
+            print(f"local: stopping {entry.name} (pid {proc.pid})", flush=True)
+    for pgid in groups:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGTERM)
+    for proc in targets.values():
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, left = psutil.wait_procs(list(targets.values()), timeout=timeout_s)
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(left, timeout=5)
+    # keep the launcher's own entry if it is the one stopping (it removes the file itself)
+    st.entries = [e for e in st.entries if e.pid == me and e.process() is not None]
+    if st.entries:
+        st.save()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            st.file.unlink()
+    return sorted(targets)
+
+
+# -- small helpers -----------------------------------------------------------------------
+def check_port(port: int, what: str, option: str, host: str = "127.0.0.1") -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise LocalError(
+                f"{what} port {port} on {host} is in use ({exc.strerror}); stop what uses it "
+                f"or choose another with {option}"
+            ) from None
+
+
+def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"} if data else {}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    out = {}
+    for line in path.read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def wait_until(pred: Any, timeout_s: float, what: str, proc: subprocess.Popen[Any]) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = pred()
+        if value:
+            return value
+        if proc.poll() is not None:
+            raise LocalError(f"{what} exited with status {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise LocalError(f"{what} not ready after {timeout_s:.0f}s")
+        time.sleep(0.3)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+# -- the local start ---------------------------------------------------------------------
+@dataclass
+class Options:
+    state_dir: Path
+    prefect_port: int
+    sandbox_port: int
+    ssh_port: int
+    install_latency: float
+    boot_delay: float
+    instances: int | None
+    params: list[str]
+    run: bool
+    detach: bool
+    watch_timeout_s: int
+
+
+class LocalStart:
+    def __init__(self, opts: Options) -> None:
+        self.o = opts
+        self.state = State(opts.state_dir)
+        self.logs = opts.state_dir / "logs"
+        self.api_url = f"http://127.0.0.1:{opts.prefect_port}/api"
+        self.ui_url = f"http://127.0.0.1:{opts.prefect_port}"
+        self.sandbox_env: dict[str, str] = {}
+        self.children: list[subprocess.Popen[Any]] = []
+
+    # environment shared by every child: the local server, a Prefect home of our own
+    def base_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+        env.update(
+            PREFECT_HOME=str(self.o.state_dir / "prefect"),
+            PREFECT_API_URL=self.api_url,
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_EPHEMERAL_ENABLED="false",
+            PYTHONUNBUFFERED="1",
+            PWD=str(PROJECT_DIR),  # prefect.yaml's pull step: the checkout
+        )
+        return env
+
+    def worker_env(self) -> dict[str, str]:
+        return {**self.base_env(), **self.sandbox_env, "PREFECT_WORKER_QUERY_SECONDS": "2"}
+
+    def spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[Any]:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = self.logs / f"{name}.log"
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                cmd,
+                cwd=PROJECT_DIR,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as one
+            )
+        self.children.append(proc)
+        self.state.add(
+            Tracked(name, proc.pid, psutil.Process(proc.pid).create_time(), True, str(log))
+        )
+        return proc
+
+    def step(self, what: str, cmd: list[str], env: dict[str, str]) -> str:
+        """Run a short command to the end; its output goes to the step log, not the screen."""
+        print(f"local: {what}", flush=True)
+        res = subprocess.run(
+            cmd,
+            cwd=PROJECT_DIR,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.logs / "steps.log", "a") as f:
+            f.write(f"$ {' '.join(cmd)}\n{res.stdout}{res.stderr}\n")
+        if res.returncode != 0:
+            raise LocalError(
+                f"{what} failed (status {res.returncode}):\n{(res.stdout + res.stderr)[-2000:]}"
+            )
+        return res.stdout
+
+    # 1. Prefect server
+    def start_server(self) -> None:
+        check_port(self.o.prefect_port, "Prefect server", "--prefect-port")
+        print(f"local: starting the Prefect server on {self.ui_url}", flush=True)
+        proc = self.spawn(
+            "prefect-server",
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.o.prefect_port),
+            ],
+            self.base_env(),
+        )
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_until(healthy, 120, "the Prefect server (see logs/prefect-server.log)", proc)
+
+    # 2. sandbox
+    def start_sandbox(self) -> None:
+        check_port(self.o.sandbox_port, "sandbox API", "--sandbox-port")
+        check_port(self.o.ssh_port, "sandbox SSH", "--ssh-port")
+        env_file = self.o.state_dir / "sandbox.env"
+        with contextlib.suppress(FileNotFoundError):
+            env_file.unlink()
+        print(
+            f"local: starting the sandbox (AWS API 127.0.0.1:{self.o.sandbox_port}, "
+            f"SSH {self.o.ssh_port}, instances {PUBLIC_IP_CIDR}, "
+            f"load balancers {SERVICE_IP_CIDR})",
+            flush=True,
+        )
+        proc = self.spawn(
+            "sandbox",
+            [
+                sys.executable,
+                "-m",
+                "sandbox",
+                "--port",
+                str(self.o.sandbox_port),
+                "--ssh-port",
+                str(self.o.ssh_port),
+                "--env-file",
+                str(env_file),
+                "--state-dir",
+                str(self.o.state_dir / "sandbox"),
+                "--public-ip-cidr",
+                PUBLIC_IP_CIDR,
+                "--service-ip-cidr",
+                SERVICE_IP_CIDR,
+                "--install-latency",
+                str(self.o.install_latency),
+                "--boot-delay",
+                str(self.o.boot_delay),
+                "--cloud-init-seconds",
+                str(min(1.0, self.o.boot_delay)),
+            ],
+            self.base_env(),
+        )
+        log = self.logs / "sandbox.log"
+        try:
+            wait_until(
+                lambda: env_file.exists() and READY_RE.search(log.read_text(errors="replace")),
+                60,
+                "the sandbox",
+                proc,
+            )
+        except LocalError as exc:
+            raise LocalError(f"{exc}: {tail(log, 5)}") from None
+        self.sandbox_env = read_env_file(env_file)
+
+    # 3. blocks, pool, deployments
+    def register(self) -> None:
+        env = {**self.base_env(), **self.sandbox_env}
+        out = self.step(
+            "registering blocks (python -m blocks.register)",
+            [sys.executable, "-m", "blocks.register"],
+            env,
+        )
+        for line in out.splitlines():
+            print(f"  {line}", flush=True)
+
+    def apply_deployments(self) -> list[str]:
+        env = self.base_env()
+        prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
+        self.step(
+            f"creating the work pool {PROCESS_POOL} (process)",
+            [*prefect, "work-pool", "create", PROCESS_POOL, "--type", "process", "--overwrite"],
+            env,
+        )
+        names = []
+        for name in LOCAL_DEPLOYMENTS:
+            entry = OPTIONAL_ENTRYPOINTS.get(name)
+            if entry and not (PROJECT_DIR / entry).exists():
+                print(f"local: {name} skipped: {entry} does not exist yet", flush=True)
+                continue
+            names.append(name)
+        cmd = [*prefect, "deploy"]
+        for name in names:
+            cmd += ["--name", name]
+        self.step(f"applying deployments from prefect.yaml: {', '.join(names)}", cmd, env)
+        return names
+
+    # 4. worker
+    def start_worker(self) -> None:
+        print(f"local: starting a worker on the {PROCESS_POOL} pool", flush=True)
+        proc = self.spawn(
+            "worker",
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "worker",
+                "start",
+                "--pool",
+                PROCESS_POOL,
+                "--name",
+                "local-worker",
+            ],
+            self.worker_env(),
+        )
+        wait_until(self.worker_online, 60, "the worker (see logs/worker.log)", proc)
+
+    def worker_online(self) -> bool:
+        try:
+            workers = http_json(f"{self.api_url}/work_pools/{PROCESS_POOL}/workers/filter", {})
+        except (OSError, ValueError):
+            return False
+        return any(w.get("status") == "ONLINE" for w in workers or [])
+
+    # 5. the run
+    def run_deploy(self) -> str | None:
+        cmd = [sys.executable, "-m", "prefect", "deployment", "run", "deploy/full", "--watch"]
+        cmd += ["--watch-timeout", str(self.o.watch_timeout_s)]
+        if self.o.instances is not None:
+            cmd += ["--param", f"instances={self.o.instances}"]
+        for p in self.o.params:
+            cmd += ["--param", p]
+        print(f"local: $ prefect {' '.join(cmd[3:])}", flush=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=PROJECT_DIR,
+            env=self.base_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        run_id = None
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            m = re.search(r"UUID:\s*([0-9a-f-]{36})", line)
+            if m and run_id is None:
+                run_id = m.group(1)
+        proc.wait()
+        return run_id
+
+    def flow_run(self, run_id: str) -> dict[str, Any]:
+        return dict(http_json(f"{self.api_url}/flow_runs/{run_id}"))
+
+    def deploy_urls(self, run_id: str, deployment: str) -> dict[str, str]:
+        arts = http_json(
+            f"{self.api_url}/artifacts/filter",
+            {
+                "artifacts": {
+                    "key": {"any_": [f"{deployment}-deploy-report"]},
+                    "flow_run_id": {"any_": [run_id]},
+                },
+                "limit": 1,
+            },
+        )
+        if not arts:
+            return {}
+        return dict(re.findall(r"^- (\w+): (\S+)$", str(arts[0].get("data") or ""), re.M))
+
+    def sandbox_names(self) -> dict[str, str]:
+        url = self.sandbox_env.get("TOMCAT_FLEET_SANDBOX_STATE_URL", "")
+        try:
+            return dict(http_json(url).get("names", {}))
+        except (OSError, ValueError):
+            return {}
+
+    def save_ssh_key_block(self) -> None:
+        with contextlib.suppress(LocalError):
+            out = self.step(
+                "saving the SSH key block (stage 1 made the key)",
+                [sys.executable, "-m", "blocks.register", "--only", "ssh-key"],
+                {**self.base_env(), **self.sandbox_env},
+            )
+            for line in out.splitlines():
+                print(f"  {line}", flush=True)
+
+    def report(self, run_id: str | None) -> tuple[str, str]:
+        from blocks.settings import FleetSettings
+
+        settings = FleetSettings(_env_file=PROJECT_DIR / ".env")
+        deployment = settings.deployment_name
+        state, name = ("UNKNOWN" if self.o.run else "NOT RUN"), "?"
+        urls: dict[str, str] = {}
+        if run_id:
+            with contextlib.suppress(OSError, ValueError):
+                fr = self.flow_run(run_id)
+                state, name = str(fr.get("state_type")), str(fr.get("name"))
+            with contextlib.suppress(OSError, ValueError):
+                urls = self.deploy_urls(run_id, deployment)
+        names = self.sandbox_names()
+        lines = [
+            "",
+            "=" * 78,
+            f"tomcat-fleet local start: deploy/full {state}",
+            f"  Prefect UI     {self.ui_url}",
+        ]
+        if run_id:
+            lines.append(f"  flow run       {self.ui_url}/runs/flow-run/{run_id}  ({name})")
+        alb_url = ""
+        http_url = urls.get("alb_http", "")
+        host = urllib.parse.urlparse(http_url).hostname or ""
+        if host and host in names:
+            alb_url = f"http://{names[host]}/"
+            answer = probe_http(alb_url)
+            lines.append(f"  ALB (HTTP)     {alb_url}  -> {answer}")
+            lines.append(f"                 (the ALB's DNS name {host} on loopback)")
+        https_url = urls.get("alb_https", "")
+        https_host = urllib.parse.urlparse(https_url).hostname or ""
+        ca = self.sandbox_env.get("TOMCAT_FLEET_CA_BUNDLE", "")
+        if https_host and https_host in names:
+            addr = names[https_host]
+            answer = probe_https(addr, https_host, ca)
+            lines.append(f"  ALB (HTTPS)    {https_url}  -> {answer}")
+            lines.append(
+                f"                 curl --cacert {ca} --resolve {https_host}:443:{addr} {https_url}"
+            )
+        lines += [
+            f"  sandbox state  {self.sandbox_env.get('TOMCAT_FLEET_SANDBOX_STATE_URL', '')}",
+            f"  Prefect CLI    export PREFECT_API_URL={self.api_url}",
+            "                 prefect deployment run deploy/full --watch",
+            f"  sandbox env    set -a; . {self.o.state_dir / 'sandbox.env'}; set +a",
+            f"  logs           {self.logs}/ (server, sandbox, worker); flow runs: "
+            f"{settings.log_dir}/",
+            "  stop           ./scripts/run.sh stop   (or Ctrl-C here)",
+            "=" * 78,
+            f"{READY} state={state} ui={self.ui_url} flow_run={run_id or ''} alb={alb_url}",
+        ]
+        print("\n".join(lines), flush=True)
+        return state, alb_url
+
+    # the whole thing
+    def up(self) -> int:
+        previous = State.load(self.o.state_dir).alive()
+        if previous:
+            print("local: a previous local start is running; stopping it first", flush=True)
+            stop_all(self.o.state_dir)
+        self.o.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state.entries = []
+        me = psutil.Process()
+        self.state.add(Tracked("launcher", me.pid, me.create_time(), False))
+        (self.o.state_dir / "prefect.env").write_text(f"PREFECT_API_URL={self.api_url}\n")
+        self.start_server()
+        self.start_sandbox()
+        self.register()
+        self.apply_deployments()
+        self.start_worker()
+        state = "NOT RUN"
+        if self.o.run:
+            run_id = self.run_deploy()
+            self.save_ssh_key_block()
+            state, _ = self.report(run_id)
+        else:
+            self.report(None)
+        if self.o.detach:
+            self._forget_launcher()
+            return 0 if state in ("COMPLETED", "NOT RUN") else 1
+        self.wait()
+        return 0 if state in ("COMPLETED", "NOT RUN") else 1
+
+    def _forget_launcher(self) -> None:
+        st = State.load(self.o.state_dir)
+        st.entries = [e for e in st.entries if e.name != "launcher"]
+        st.save()
+
+    def wait(self) -> None:
+        """Until Ctrl-C / SIGTERM / `stop`, or one of the services dies."""
+        while True:
+            for proc in self.children:
+                if proc.poll() is not None:
+                    entry = next(e for e in self.state.entries if e.pid == proc.pid)
+                    print(
+                        f"local: {entry.name} exited (status {proc.returncode}); "
+                        f"stopping the rest. Last lines of {entry.log}:\n{tail(Path(entry.log))}",
+                        flush=True,
+                    )
+                    return
+            time.sleep(1)
+
+
+READY_RE = re.compile(r"SANDBOX READY endpoint=(\S+) ssh_port=(\d+)")
+
+
+def probe_http(url: str) -> str:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            body = resp.read(4000).decode(errors="replace")
+            served = re.search(r"\bi-[0-9a-f]{8,}\b", body)
+            return f"HTTP {resp.status}" + (f" from instance {served.group(0)}" if served else "")
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except OSError as exc:
+        return f"no answer ({exc})"
+
+
+def probe_https(addr: str, host: str, ca: str) -> str:
+    try:
+        ctx = ssl.create_default_context(cafile=ca or None)
+        with (
+            socket.create_connection((addr, 443), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+            status = tls.recv(200).decode(errors="replace").split("\r\n", 1)[0]
+            return status or "no answer"
+    except (OSError, ssl.SSLError) as exc:
+        return f"no answer ({exc})"
+
+
+@contextlib.contextmanager
+def signals_end_run() -> Iterator[None]:
+    """SIGTERM (from `stop` or a supervisor) behaves like Ctrl-C."""
+
+    def raise_interrupt(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m flows.local",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("command", nargs="?", default="up", choices=["up", "stop", "status"])
+    p.add_argument(
+        "--state-dir",
+        default=os.environ.get("TOMCAT_FLEET_LOCAL_DIR", str(PROJECT_DIR / ".tomcat-fleet/local")),
+    )
+    p.add_argument(
+        "--prefect-port", type=int, default=_env_int("TOMCAT_FLEET_LOCAL_PREFECT_PORT", 4200)
+    )
+    p.add_argument(
+        "--sandbox-port", type=int, default=_env_int("TOMCAT_FLEET_LOCAL_SANDBOX_PORT", 4566)
+    )
+    p.add_argument("--ssh-port", type=int, default=_env_int("TOMCAT_FLEET_LOCAL_SSH_PORT", 2222))
+    p.add_argument("--install-latency", type=float, default=1.0, help="sandbox: seconds")
+    p.add_argument("--boot-delay", type=float, default=1.0, help="sandbox: seconds")
+    p.add_argument(
+        "--instances",
+        type=int,
+        default=int(os.environ["INSTANCES"]) if os.environ.get("INSTANCES") else None,
+        help="deploy/full's instances (default: the deployment's, 4)",
+    )
+    p.add_argument(
+        "--param", action="append", default=[], help="more deploy/full parameters, key=JSON"
+    )
+    p.add_argument("--no-run", dest="run", action="store_false", help="start services only")
+    p.add_argument(
+        "--detach", action="store_true", help="return once up; services keep running until stop"
+    )
+    p.add_argument("--watch-timeout", type=int, default=1800, help="seconds to follow the run")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    state_dir = Path(args.state_dir).resolve()
+    if args.command == "stop":
+        pids = stop_all(state_dir)
+        print(f"local: stopped {len(pids)} process(es)" if pids else "local: nothing running")
+        return 0
+    if args.command == "status":
+        alive = State.load(state_dir).alive()
+        for entry, proc in alive:
+            print(f"{entry.name:16} pid {proc.pid:>7}  log {entry.log}")
+        if not alive:
+            print("local: nothing running")
+        return 0 if alive else 1
+    opts = Options(
+        state_dir=state_dir,
+        prefect_port=args.prefect_port,
+        sandbox_port=args.sandbox_port,
+        ssh_port=args.ssh_port,
+        install_latency=args.install_latency,
+        boot_delay=args.boot_delay,
+        instances=args.instances,
+        params=args.param,
+        run=args.run,
+        detach=args.detach,
+        watch_timeout_s=args.watch_timeout,
+    )
+    launcher = LocalStart(opts)
+    status = 1
+    with signals_end_run():
+        try:
+            status = launcher.up()
+        except LocalError as exc:
+            print(f"local: {exc}", file=sys.stderr, flush=True)
+            status = 2
+        except KeyboardInterrupt:
+            print("\nlocal: interrupted", flush=True)
+            status = 130
+        finally:
+            if not (opts.detach and status in (0, 1)):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: finish stopping
+                stop_all(state_dir)
+                st = State.load(state_dir)
+                st.entries = []
+                with contextlib.suppress(FileNotFoundError):
+                    st.file.unlink()
+                print("local: everything this start began is stopped", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
