@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.stages import NAMES, NEEDS
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "reliability.md"
 TAG_KEY = "tomcat-fleet:deployment"
@@ -62,21 +64,6 @@ COUNT_KEYS = (
     "key_pairs",
     "buckets",
 )
-STAGE_NAMES = {
-    1: "launch-instances",
-    2: "install-tomcat",
-    3: "save-inventory",
-    4: "application-load-balancer",
-    5: "tls-listener",
-    6: "traffic-alb",
-    7: "elastic-beanstalk",
-    8: "rds",
-    9: "jumphost-mysql-check",
-    10: "traffic-beanstalk-http",
-    11: "traffic-beanstalk-https",
-}
-STAGE_NEEDS = {1: (), 2: (1,), 3: (2,), 4: (3,), 5: (4,), 6: (5,), 7: (5,), 8: (5,)}
-STAGE_NEEDS |= {9: (8,), 10: (7,), 11: (7, 5)}
 
 
 @dataclass
@@ -524,8 +511,8 @@ def stage_at_kill(log_text: str, stages: list[int]) -> str:
         begun = re.findall(r"Beginning subflow run '([^']+)' for flow 'install-tomcat'", log_text)
         if begun and begun[-1] in ended:
             done.add(2)
-    running = [n for n in stages if n not in done and all(d in done for d in STAGE_NEEDS[n])]
-    return ", ".join(f"{n} {STAGE_NAMES[n]}" for n in running) or "report"
+    running = [n for n in stages if n not in done and all(d in done for d in NEEDS[n])]
+    return ", ".join(f"{n} {NAMES[n]}" for n in running) or "report"
 
 
 def _stage_list(spec: str) -> list[int]:

@@ -53,36 +53,9 @@ from tasks.inventory import save_inventory
 from tasks.launch import launch_fleet
 from tasks.models import InstallSummary
 from tasks.planning import PlanError, plan_pool
+from tasks.stages import NAMES, NEEDS, SEED_GROUP
 
 T = TypeVar("T")
-
-NAMES = {
-    1: "launch-instances",
-    2: "install-tomcat",
-    3: "save-inventory",
-    4: "application-load-balancer",
-    5: "tls-listener",
-    6: "traffic-alb",
-    7: "elastic-beanstalk",
-    8: "rds",
-    9: "jumphost-mysql-check",
-    10: "traffic-beanstalk-http",
-    11: "traffic-beanstalk-https",
-}
-NEEDS: dict[int, tuple[int, ...]] = {
-    1: (),
-    2: (1,),
-    3: (2,),
-    4: (3,),
-    5: (4,),
-    6: (5,),
-    7: (5,),
-    8: (5,),
-    9: (8,),
-    10: (7,),
-    11: (7, 5),
-}
-SEED_GROUP = {1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 6: 6, 7: 6, 8: 6, 9: 7, 10: 7, 11: 7}
 
 
 class StageRecord(BaseModel):

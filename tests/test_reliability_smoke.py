@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import reliability as rel
+from tasks.stages import NAMES
 
 
 @pytest.fixture
@@ -68,8 +69,7 @@ def test_stage_at_kill_reads_the_log() -> None:
     done_1 = head + "Task run '01 launch-instances' - Finished in state Completed()\n"
     assert rel.stage_at_kill(done_1, [1, 2, 3]) == "2 install-tomcat"
     done_5 = done_1 + "".join(
-        f"Task run '{n:02d} {rel.STAGE_NAMES[n]}' - Finished in state Completed()\n"
-        for n in (3, 4, 5)
+        f"Task run '{n:02d} {NAMES[n]}' - Finished in state Completed()\n" for n in (3, 4, 5)
     )
     done_5 += (
         "Beginning subflow run 'b' for flow 'install-tomcat'\n"
