@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import math
 import os
 import random
-import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,16 +86,9 @@ def install_chunk(
     )
     rng = random.Random(seed if seed is not None else os.getpid() ^ index)
     extra_at = extra_sample_chance(rng, extra_sample_fraction)
-    stop_extra = threading.Event()
-    if extra_at is not None:
-        # expected chunk time is unknown up front: sample at a fraction of a minute's budget
-        delay = extra_at * 60.0
-
-        def extra() -> None:
-            if not stop_extra.wait(delay):
-                samples.append(sample("chunk extra", t0))
-
-        threading.Thread(target=extra, daemon=True).start()
+    # the random moment is "after the k-th host result": it always falls inside the chunk,
+    # however long the chunk turns out to be
+    extra_after = None if extra_at is None else max(1, math.ceil(extra_at * len(instances)))
 
     results: list[HostResult] = []
     with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"chunk{index}") as pool:
@@ -114,6 +107,8 @@ def install_chunk(
                     reason=f"installer crashed: {exc!r}",
                 )
             results.append(res)
+            if len(results) == extra_after:
+                samples.append(sample("chunk extra", t0))
             level = logging.INFO if res.status == "installed" else logging.WARNING
             log.log(
                 level,
@@ -126,7 +121,6 @@ def install_chunk(
                 res.seconds,
                 f" reason: {res.reason}" if res.reason else "",
             )
-    stop_extra.set()
     samples.append(sample("chunk end", t0))
     seconds = time.monotonic() - t0
     ok = sum(r.status == "installed" for r in results)
