@@ -7,6 +7,8 @@ consult one registered `Hooks` object (the running sandbox):
 - GetConsoleOutput prints the host's real SSH host key fingerprints the way cloud-init does;
 - ELBv2 target health is the result of the sandbox's real health checks;
 - an ACM DNS certificate is ISSUED only once its validation CNAME is in a Route53 zone;
+- a Route53 change is PENDING until it has propagated (GetChange reports INSYNC after
+  `ROUTE53_PROPAGATION_S`), as on AWS; the records themselves apply at once;
 - an RDS instance is `creating` until the sandbox's create delay has passed;
 - Elastic Beanstalk environments get a CNAME, a launch phase, DescribeEnvironmentResources
   and TerminateEnvironment (moto lacks the last two).
@@ -16,6 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -31,8 +35,11 @@ from moto.elasticbeanstalk.models import Environment
 from moto.elasticbeanstalk.responses import EBResponse
 from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
 from moto.rds.models import DBInstance, rds_backends
+from moto.route53.responses import Route53
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
+ROUTE53_PROPAGATION_S = 0.3
+_changes: dict[str, float] = {}  # change id -> when it was submitted (monotonic)
 
 
 class Hooks(Protocol):
@@ -106,6 +113,42 @@ def _install() -> None:
         return _orig_run(self, image_id, count, user_data, security_group_names, **kwargs)
 
     InstanceBackend.run_instances = run_instances  # type: ignore[method-assign]
+    _orig_change = Route53.change_resource_record_sets
+
+    def change_resource_record_sets(self: Route53) -> ActionResult:
+        result = _orig_change(self)
+        change_id = f"/change/C{uuid.uuid4().hex[:13].upper()}"
+        with _State.lock:
+            _changes[change_id] = time.monotonic()
+        info = result.result["ChangeInfo"]  # type: ignore[index]
+        info["Id"], info["Status"] = change_id, "PENDING"
+        return result
+
+    def get_change(self: Route53) -> ActionResult:
+        change_id = self._get_param("Id")
+        if not change_id.startswith("/change/"):
+            change_id = f"/change/{change_id}"
+        with _State.lock:
+            submitted = _changes.get(change_id)
+        if submitted is None:
+            from moto.route53.exceptions import Route53ClientError
+
+            raise Route53ClientError(
+                "NoSuchChange", f"A change with the specified change ID does not exist: {change_id}"
+            )
+        done = time.monotonic() - submitted >= ROUTE53_PROPAGATION_S
+        return ActionResult(
+            {
+                "ChangeInfo": {
+                    "Id": change_id,
+                    "Status": "INSYNC" if done else "PENDING",
+                    "SubmittedAt": utcnow(),
+                }
+            }
+        )
+
+    Route53.change_resource_record_sets = change_resource_record_sets  # type: ignore[method-assign]
+    Route53.get_change = get_change  # type: ignore[method-assign]
     _orig_health = FakeTargetGroup.health_for
 
     def health_for(self: FakeTargetGroup, target: dict[str, Any], ec2_backend: Any) -> Any:
