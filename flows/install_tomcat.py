@@ -239,7 +239,11 @@ def install_tomcat(
         logger.info(line)
     import random
 
-    sampler = Sampler(sample_points(expected_runtime_s, random.Random()), t0)
+    sampler = Sampler(
+        sample_points(expected_runtime_s, random.Random()),
+        t0,
+        on_sample=lambda s: logger.info("resources %s", format_sample(s)),
+    )
     sampler.start()
 
     groups = sorted({g for i in instances for g in i.security_groups})
@@ -278,9 +282,7 @@ def install_tomcat(
     install_s = time.monotonic() - t_install
 
     results = account_for_every_host(instances, chunks, outcome)
-    samples = sampler.stop()
-    for s in samples:
-        logger.info("resources %s", format_sample(s))
+    sampler.stop()
     aggregate = aggregate_logs(log_dir, outcome)
     summary = InstallSummary(
         hosts=len(instances),

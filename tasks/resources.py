@@ -11,6 +11,7 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import psutil
@@ -49,8 +50,14 @@ class Sampler:
     skipped.
     """
 
-    def __init__(self, points: list[tuple[str, float]], t0: float | None = None) -> None:
+    def __init__(
+        self,
+        points: list[tuple[str, float]],
+        t0: float | None = None,
+        on_sample: Callable[[ResourceSample], None] | None = None,
+    ) -> None:
         self._points = sorted(points, key=lambda p: p[1])
+        self._on_sample = on_sample  # called as each sample is taken (logging, say)
         self._t0 = t0
         self._samples: list[ResourceSample] = []
         self._lock = threading.Lock()
@@ -69,6 +76,7 @@ class Sampler:
         if self._t0 is None:
             self._t0 = time.monotonic()
         self._samples.append(sample("start", self._t0))
+        self._emit(self._samples[-1])
         self._thread = threading.Thread(target=self._run, name="resource-sampler", daemon=True)
         self._thread.start()
 
@@ -86,6 +94,14 @@ class Sampler:
                 if self._stopped:
                     return
                 self._samples.append(s)
+            self._emit(s)
+
+    def _emit(self, s: ResourceSample) -> None:
+        if self._on_sample is not None:
+            try:
+                self._on_sample(s)
+            except Exception:  # a failing callback must not kill the run
+                log.debug("resource sample callback failed", exc_info=True)
 
     def stop(self) -> list[ResourceSample]:
         """Take the "end" sample, stop the thread and return all samples in time order."""
@@ -93,10 +109,14 @@ class Sampler:
             raise RuntimeError("Sampler.stop() called before start()")
         self._stop.set()
         with self._lock:
+            end = None
             if not self._stopped:
                 self._stopped = True
-                self._samples.append(sample("end", self._t0))
+                end = sample("end", self._t0)
+                self._samples.append(end)
             samples = list(self._samples)
+        if end is not None:
+            self._emit(end)
         self._thread.join(_JOIN_TIMEOUT_S)
         return sorted(samples, key=lambda s: s.at_s)
 
