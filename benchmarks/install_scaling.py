@@ -20,85 +20,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-
-def _config(settings: Any, pem: str) -> Any:
-    from tasks.ssh_install import HostInstallConfig
-
-    return HostInstallConfig(
-        ssh_port=settings.ssh_port,
-        ssh_user=settings.ssh_user,
-        key_pem=pem,
-        host_key_policy="insecure",
-        known_hosts_path=str(settings.known_hosts_path),
-        connect_timeout_s=10,
-        ssh_wait_s=120,
-        host_attempts=3,
-        steps=settings.install_steps,
-        probe_command=settings.probe_command,
-    )
-
-
-def _install_pair(args: tuple[list[dict[str, Any]], Any]) -> list[str]:
-    """Seed shape worker: one chunk of 2 hosts, 2 threads, in a pool process."""
-    from tasks.models import Instance
-    from tasks.ssh_install import install_host
-
-    rows, cfg = args
-    with ThreadPoolExecutor(max_workers=len(rows)) as pool:
-        return [r.status for r in pool.map(lambda r: install_host(Instance(**r), cfg), rows)]
-
-
-def child(shape: str, inventory: str, settings_json: str, seed_processes: int) -> None:
-    """Runs one shape in this process; prints JSON {installed, failed, install_s, peak}."""
-    from blocks.settings import FleetSettings
-    from tasks.models import Instance
-    from tasks.resources import PeakTreeRss
-    from tasks.ssh_install import install_host
-
-    settings = FleetSettings(**json.loads(settings_json))
-    pem = settings.key_file_path().read_text()
-    rows = json.loads(Path(inventory).read_text())
-    cfg = _config(settings, pem)
-    with PeakTreeRss() as peak:
-        t0 = time.monotonic()
-        if shape == "floor":
-            with ThreadPoolExecutor(max_workers=min(len(rows), 500)) as pool:
-                statuses = [
-                    r.status for r in pool.map(lambda r: install_host(Instance(**r), cfg), rows)
-                ]
-        else:  # seed
-            pairs = [(rows[i : i + 2], cfg) for i in range(0, len(rows), 2)]
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(processes=min(seed_processes, len(pairs))) as pool:
-                statuses = [s for chunk in pool.map(_install_pair, pairs) for s in chunk]
-        install_s = time.monotonic() - t0
-    print(
-        json.dumps(
-            {
-                "installed": statuses.count("installed"),
-                "failed": len(statuses) - statuses.count("installed"),
-                "install_s": round(install_s, 2),
-                "peak_rss_mb": round(peak.peak_mb, 1),
-            }
-        )
-    )
+from tasks.resources import PeakTreeRss
 
 
 def _last_json(out: str) -> dict[str, Any]:
     for line in reversed(out.strip().splitlines()):
         if line.startswith("{"):
-            return json.loads(line)  # type: ignore[no-any-return]
+            return dict(json.loads(line))
     raise RuntimeError(f"no JSON line in output:\n{out[-2000:]}")
 
 
@@ -126,23 +63,26 @@ def run_shape(
             "--log-dir",
             str(workdir / "logs"),
         ]
-    else:
+    else:  # the same seed/floor child the benchmark flow uses (no Prefect in it)
         cmd = [
-            sys.executable,
-            "-m",
-            "benchmarks.install_scaling",
-            "--child",
-            shape,
-            "--inventory",
-            str(inventory),
-            "--settings",
-            json.dumps(settings_json),
-            "--seed-processes",
-            str(seed_processes),
-        ]
+            sys.executable, "-m", "flows.benchmark", "--child", shape,
+            "--inventory", str(inventory),
+            "--chunk-size", "2",
+            "--max-workers", "2" if shape == "seed" else str(min(len(rows), 500)),
+            "--desired-count", str(seed_processes),
+            "--deployment-name", settings_json["deployment_name"],
+            "--state-dir", settings_json["state_dir"],
+        ]  # fmt: skip
     started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    result = _last_json(proc.stdout)
+    with (
+        subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        ) as child,
+        PeakTreeRss(child.pid) as peak,
+    ):
+        stdout, _ = child.communicate(timeout=1800)
+    result = _last_json(stdout)
+    result.setdefault("peak_rss_mb", round(peak.peak_mb, 1))
     result["wall_s"] = round(time.monotonic() - started, 2)
     if shape == "flow":
         result["shape"] = (
@@ -186,13 +126,7 @@ def main() -> int:
         default=50,
         help="the seed's desired_count (its notes tested 30-125)",
     )
-    ap.add_argument("--child", choices=["floor", "seed"], help=argparse.SUPPRESS)
-    ap.add_argument("--inventory", help=argparse.SUPPRESS)
-    ap.add_argument("--settings", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.child:
-        child(args.child, args.inventory, args.settings, args.seed_processes)
-        return 0
 
     from flows.runtime import prefect_api
     from sandbox.process import SandboxProcess
@@ -211,7 +145,10 @@ def main() -> int:
         os.environ.update(sandbox.env)
         from blocks.settings import FleetSettings
 
-        settings_json = {"state_dir": str(workdir / "state"), "deployment_name": "bench"}
+        settings_json: dict[str, Any] = {
+            "state_dir": str(workdir / "state"),
+            "deployment_name": "bench",
+        }
         settings = FleetSettings(**settings_json)
         for hosts in args.hosts:
             for shape in args.shapes:
