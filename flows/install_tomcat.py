@@ -17,6 +17,7 @@ if __name__ == "__main__":  # standalone: the CLI sets up Prefect's environment 
 
     raise SystemExit(main())
 
+import json
 import os
 import time
 from pathlib import Path
@@ -98,6 +99,18 @@ def validate(
     parse_allow_failures(allow_failures)
     chunk, workers, count = resolve_shape(len(instances), chunk_size, max_workers, desired_count)
     return plan_pool(len(instances), chunk, workers, count)
+
+
+def saved_inventory(settings: FleetSettings) -> list[Instance]:
+    """The instances deploy's stage 3 saved for this deployment."""
+    path = Path(settings.state_dir) / settings.deployment_name / "inventory.json"
+    if not path.is_file():
+        raise PlanError(
+            "instances",
+            f"no instances given and no saved inventory at {path}; "
+            "pass instances or run deploy (stages 1-3) first",
+        )
+    return [Instance(**row) for row in json.loads(path.read_text())["instances"]]
 
 
 def load_key(settings: FleetSettings) -> str:
@@ -209,7 +222,7 @@ def install_chunks(
 
 @flow(name="install-tomcat", log_prints=False)
 def install_tomcat(
-    instances: list[Instance],
+    instances: list[Instance] | None = None,
     chunk_size: int | None = None,
     max_workers: int | None = None,
     desired_count: int | None = None,
@@ -219,13 +232,16 @@ def install_tomcat(
     expected_runtime_s: float = 120.0,
     settings_overrides: dict[str, Any] | None = None,
 ) -> InstallSummary:
-    """Install, enable and verify Tomcat on every instance; fail past `allow_failures`."""
+    """Install, enable and verify Tomcat on every instance; fail past `allow_failures`.
+    Without `instances`, the deployment's saved inventory (deploy stage 3) is used."""
     logger = get_run_logger()
     t0 = time.monotonic()
+    settings = FleetSettings(**(settings_overrides or {}))
+    if instances is None:
+        instances = saved_inventory(settings)
     plan = validate(
         instances, chunk_size, max_workers, desired_count, runner, str(allow_failures), dask_address
     )
-    settings = FleetSettings(**(settings_overrides or {}))
     for warning in plan.warnings:
         logger.warning(warning)
     if settings.host_key_policy == "insecure":

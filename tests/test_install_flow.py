@@ -205,3 +205,19 @@ def test_missing_key_file_and_unreachable_endpoint(overrides: dict[str, Any]) ->
     settings = FleetSettings(**{**overrides, "aws_endpoint_url": "http://127.0.0.1:9"})
     with pytest.raises(StageError, match=r"cannot reach the EC2 API at http://127.0.0.1:9"):
         preflight(Aws(settings))
+
+
+def test_without_instances_the_saved_inventory_is_used(
+    fleet: list[Instance], overrides: dict[str, Any]
+) -> None:
+    import json
+
+    settings = FleetSettings(**overrides)
+    path = Path(settings.state_dir) / settings.deployment_name / "inventory.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"instances": [i.model_dump() for i in fleet[:5]]}))
+    summary = install_tomcat(runner="thread", settings_overrides=overrides)
+    assert summary.hosts == 5 and summary.installed == 5
+    path.unlink()
+    state = install_tomcat(runner="thread", settings_overrides=overrides, return_state=True)
+    assert state.is_failed() and "saved inventory" in str(state.message)
