@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +96,12 @@ def run_shape(
 
 
 def launch(settings: Any, count: int) -> list[dict[str, Any]]:
-    from tasks.aws import Aws
-    from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
+    """Fresh instances for one shape (the benchmark flow's launcher; Prefect is configured
+    by now, so importing the flow module is safe)."""
+    from flows.benchmark import launch_fleet
 
-    aws = Aws(settings)
-    ensure_key_pair(aws, settings)
-    sg = ensure_security_group(aws, settings)
-    from tasks.ec2 import authorize_ingress
-
-    authorize_ingress(aws, [sg], [22, 8080], lambda _p: "0.0.0.0/0")
-    ids: list[str] = []
-    while len(ids) < count:
-        n = min(500, count - len(ids))
-        ids += launch_instances(aws, settings, n, sg, client_token=uuid.uuid4().hex)
-    return [i.model_dump() for i in wait_running(aws, ids, timeout_s=300)]
+    rows, _, _ = launch_fleet(settings, count)
+    return rows
 
 
 def main() -> int:
