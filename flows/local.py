@@ -48,6 +48,8 @@ from typing import Any
 
 import psutil
 
+from sandbox.ports import port_problem
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 PROCESS_POOL = "tomcat-fleet-process"
 LOCAL_DEPLOYMENTS = [
@@ -171,15 +173,12 @@ def stop_all(state_dir: Path, quiet: bool = False, timeout_s: float = 20.0) -> l
 
 # -- small helpers -----------------------------------------------------------------------
 def check_port(port: int, what: str, option: str, host: str = "127.0.0.1") -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise LocalError(
-                f"{what} port {port} on {host} is in use ({exc.strerror}); stop what uses it "
-                f"or choose another with {option}"
-            ) from None
+    problem = port_problem(host, port)
+    if problem:
+        raise LocalError(
+            f"{what} port {port} on {host} is in use ({problem}); stop what uses it "
+            f"or choose another with {option}"
+        )
 
 
 def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:

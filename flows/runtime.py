@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,11 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from sandbox.ports import free_port
 
 
 def _healthy(url: str) -> bool:
@@ -41,7 +36,7 @@ def prefect_api(timeout_s: float = 90.0) -> Iterator[tuple[str, int | None]]:
     if existing:
         yield existing, None
         return
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     home = os.environ.get("PREFECT_HOME") or tempfile.mkdtemp(prefix="prefect-home-")
     fd, log_path = tempfile.mkstemp(prefix="prefect-server-", suffix=".log")

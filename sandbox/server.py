@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ from . import moto_patches, snapshot
 from .awsapi import AwsApi, json_route, text_route
 from .config import SandboxConfig
 from .fleet import Fleet
+from .ports import free_port, port_problem
 from .throttle import Throttler, action_class
 from .tls import LocalCA
 
@@ -44,22 +44,13 @@ class SandboxError(RuntimeError):
     """A sandbox could not start; the message says why in one line."""
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def _check_port(host: str, port: int, what: str) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise SandboxError(
-                f"{what} {port} on {host} is not available ({exc.strerror}); "
-                f"choose another with --{what.replace('_', '-')} or stop what uses it"
-            ) from None
+    problem = port_problem(host, port)
+    if problem:
+        raise SandboxError(
+            f"{what} {port} on {host} is not available ({problem}); "
+            f"choose another with --{what.replace('_', '-')} or stop what uses it"
+        )
 
 
 class Sandbox:
@@ -79,9 +70,9 @@ class Sandbox:
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> Sandbox:
         cfg = self.cfg
-        port = cfg.port or _free_port(cfg.host)
+        port = cfg.port or free_port(cfg.host)
         _check_port(cfg.host, port, "port")
-        ssh_port = cfg.ssh_port or _free_port(cfg.host)
+        ssh_port = cfg.ssh_port or free_port(cfg.host)
         if cfg.ssh_port:
             _check_port(cfg.host, ssh_port, "ssh_port")
         self.ssh_port = ssh_port
