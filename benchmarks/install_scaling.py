@@ -98,7 +98,7 @@ def run_shape(
 def launch(settings: Any, count: int) -> list[dict[str, Any]]:
     """Fresh instances for one shape (the benchmark flow's launcher; Prefect is configured
     by now, so importing the flow module is safe)."""
-    from flows.benchmark import launch_fleet
+    from tasks.bench.run import launch_fleet
 
     rows, _, _ = launch_fleet(settings, count)
     return rows
@@ -119,8 +119,8 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    from flows.runtime import prefect_api
     from sandbox.process import SandboxProcess
+    from tasks.runtime.prefect_api import prefect_api
 
     workdir = Path(tempfile.mkdtemp(prefix="install-scaling-"))
     sandbox_args = [

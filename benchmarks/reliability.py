@@ -3,7 +3,7 @@ sandboxes and written to `docs/reliability.md`.
 
 Three experiments, each on its own sandbox child (`sandbox.process.SandboxProcess`, public
 IPs in `--public-ip-cidr`, services in `--service-ip-cidr`), all reporting to one Prefect
-server (`flows.runtime.prefect_api()`); the flows run as their CLIs do, in subprocesses:
+server (`tasks.runtime.prefect_api.prefect_api()`); the flows run as their CLIs do, in subprocesses:
 
 - throttle: for each refusal rate (fraction of EC2 calls answered RequestLimitExceeded) a
   `--hosts` install (`python -m flows.install_tomcat --instances N`, launching included)
@@ -887,7 +887,7 @@ def crash_notes(c: dict[str, Any]) -> list[str]:
 # -- main -------------------------------------------------------------------------------
 def run_all(cfg: Config, experiments: list[str]) -> dict[str, Any]:
     """Run the chosen experiments (inside one Prefect server); returns their results."""
-    from flows.runtime import prefect_api
+    from tasks.runtime.prefect_api import prefect_api
 
     results: dict[str, Any] = {}
     with prefect_api():

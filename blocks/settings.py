@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from tasks.models import InstallStep
+from blocks.install_steps import InstallStep
 
 _TRANSIENT_APT = [
     "Could not get lock",

@@ -17,14 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
 from sandbox.config import FAULT_PROFILES
+from tasks.bench.child import child
 
 JSON_ROW_KEYS = (
     "scenario",
@@ -93,69 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- child mode (no Prefect)
 
-_CFG: Any = None
-
-
-def _install_chunk(args: tuple[list[dict[str, Any]], int]) -> list[str]:
-    """Seed worker: one chunk in a pool process, `max_workers` threads."""
-    from tasks.models import Instance
-    from tasks.ssh_install import install_host
-
-    rows, workers = args
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return [r.status for r in pool.map(lambda r: install_host(Instance(**r), _CFG), rows)]
-
-
-def child(args: argparse.Namespace) -> int:
-    """Install on the inventory with the seed's shape (a fork pool of `desired_count`
-    processes, one chunk per task) or the floor's (one thread pool); print JSON."""
-    global _CFG
-    from blocks.settings import FleetSettings
-    from tasks.ssh_install import HostInstallConfig
-
-    overrides = {
-        k: v
-        for k, v in (("deployment_name", args.deployment_name), ("state_dir", args.state_dir))
-        if v is not None
-    }
-    settings = FleetSettings(**overrides)
-    _CFG = HostInstallConfig(
-        ssh_port=settings.ssh_port,
-        ssh_user=settings.ssh_user,
-        key_pem=settings.key_file_path().read_text(),
-        host_key_policy="insecure",
-        known_hosts_path=str(settings.known_hosts_path),
-        connect_timeout_s=settings.ssh_connect_timeout_s,
-        ssh_wait_s=settings.ssh_wait_s,
-        host_attempts=settings.host_attempts,
-        steps=settings.install_steps,
-        probe_command=settings.probe_command,
-    )
-    rows = json.loads(Path(args.inventory).read_text())
-    t0 = time.monotonic()
-    if args.child == "floor":
-        statuses = _install_chunk((rows, max(1, args.max_workers or len(rows))))
-    else:
-        chunk = args.chunk_size
-        tasks = [(rows[i : i + chunk], args.max_workers) for i in range(0, len(rows), chunk)]
-        ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(processes=min(args.desired_count, len(tasks))) as pool:
-            statuses = [s for part in pool.map(_install_chunk, tasks, chunksize=1) for s in part]
-    install_s = time.monotonic() - t0
-    print(
-        json.dumps(
-            {
-                "installed": statuses.count("installed"),
-                "failed": len(statuses) - statuses.count("installed"),
-                "install_s": round(install_s, 2),
-            }
-        )
-    )
-    return 0
-
-
-# ---------------------------------------------------------------- the run
-
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -164,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         print("benchmark: --repeat must be at least 1", file=sys.stderr)
         return 2
-    from tasks.bench_matrix import MatrixError, load_matrix
+    from tasks.bench.matrix import MatrixError, load_matrix
 
     try:
         _, matrix_settings = load_matrix(args.matrix)
@@ -175,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     if latency is None:
         latency = float(matrix_settings.get("install_latency", 0.5))
 
-    from flows.runtime import prefect_api
+    from tasks.runtime.prefect_api import prefect_api
 
     with prefect_api():
         # Prefect reads its settings when first imported: only now is the API URL known
-        from flows.benchmark import benchmark, format_table, nightly_deployment
+        from flows.benchmark import benchmark, nightly_deployment
+        from tasks.bench.report import format_table
 
         if args.serve_nightly:
             from prefect import serve

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from flows.cli_common import add_sandbox_options, maybe_sandbox
+from tasks.runtime.sandbox_child import add_sandbox_options, maybe_sandbox
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from flows.runtime import prefect_api
+    from tasks.runtime.prefect_api import prefect_api
 
     t0 = time.monotonic()
     with maybe_sandbox(args), prefect_api():
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             settings_overrides=overrides,
             return_state=True,
         )
-        from flows.outcome import outcome_of
+        from tasks.runtime.outcome import outcome_of
 
         report = outcome_of(state)
         if not isinstance(report, DeployReport):

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from flows.cli_common import Peak, add_sandbox_options, maybe_sandbox
+from tasks.runtime.sandbox_child import Peak, add_sandbox_options, maybe_sandbox
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.inventory and not Path(args.inventory).is_file():
         print(f"install-tomcat: --inventory {args.inventory}: no such file", file=sys.stderr)
         return 2
-    from flows.runtime import prefect_api
+    from tasks.runtime.prefect_api import prefect_api
 
     t0 = time.monotonic()
     with maybe_sandbox(args) as sandbox_pid, prefect_api() as (_, server_pid):
@@ -152,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _summary_of(state: Any) -> Any:
-    from flows.outcome import outcome_of
     from tasks.models import InstallSummary
+    from tasks.runtime.outcome import outcome_of
 
     result = outcome_of(state)
     return result if isinstance(result, InstallSummary) else None

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"teardown: invalid settings: {exc}", file=sys.stderr)
         return 2
-    from flows.runtime import prefect_api
+    from tasks.runtime.prefect_api import prefect_api
 
     with prefect_api():
         # Prefect reads its settings when first imported: only now is the API URL known
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_of(state: Any) -> Any:
-    from flows.outcome import outcome_of
+    from tasks.runtime.outcome import outcome_of
     from tasks.teardown import TeardownReport
 
     result = outcome_of(state)

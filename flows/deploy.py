@@ -36,7 +36,6 @@ from pydantic import BaseModel, Field, SecretStr
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key
-from flows.outcome import failed_with_report, outcome_of
 from tasks.aws import Aws
 from tasks.deploy_models import (
     AlbResult,
@@ -53,6 +52,7 @@ from tasks.inventory import save_inventory
 from tasks.launch import launch_fleet
 from tasks.models import InstallSummary
 from tasks.planning import PlanError, plan_pool
+from tasks.runtime.outcome import failed_with_report, outcome_of
 from tasks.stages import NAMES, NEEDS, SEED_GROUP
 
 T = TypeVar("T")

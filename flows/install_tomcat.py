@@ -36,7 +36,6 @@ from prefect.futures import as_completed
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
 
 from blocks.settings import FleetSettings
-from flows.outcome import failed_with_report
 from tasks.aws import Aws
 from tasks.ec2 import (
     StageError,
@@ -58,6 +57,7 @@ from tasks.planning import (
     sample_points,
 )
 from tasks.resources import Sampler, format_sample
+from tasks.runtime.outcome import failed_with_report
 from tasks.ssh_install import HostInstallConfig, load_private_key
 
 Runner = Literal["process", "thread", "dask"]

@@ -23,8 +23,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from blocks.settings import FleetSettings
-from flows.outcome import failed_with_report
 from tasks.aws import Aws
+from tasks.runtime.outcome import failed_with_report
 from tasks.teardown import TeardownReport
 from tasks.teardown import teardown as teardown_resources
 

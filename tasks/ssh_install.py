@@ -20,9 +20,10 @@ from typing import Literal
 import paramiko
 from pydantic import BaseModel, Field, SecretStr
 
+from blocks.install_steps import InstallStep
 from tasks.backoff import backoff_delay
 from tasks.host_keys import HostKeyRejected, make_policy
-from tasks.models import HostResult, InstallStep, Instance, StepTiming
+from tasks.models import HostResult, Instance, StepTiming
 
 PROBE_NAME = "probe"
 PROBE_TIMEOUT_S = 60.0

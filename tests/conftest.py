@@ -22,7 +22,7 @@ _prefect: contextlib.AbstractContextManager[Any] | None = None
 
 def pytest_configure(config: pytest.Config) -> None:
     global _prefect
-    from flows.runtime import prefect_api  # imports no Prefect
+    from tasks.runtime.prefect_api import prefect_api  # imports no Prefect
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _prefect = prefect_api()

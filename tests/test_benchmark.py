@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tasks.bench_matrix import (
+from tasks.bench.matrix import (
     NAMED_MATRICES,
     MatrixError,
     Scenario,

@@ -12,7 +12,7 @@ import pytest
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key, validate
-from flows.outcome import outcome_of
+from tasks.runtime.outcome import outcome_of
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.ec2 import (

@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from flows.outcome import outcome_of
+from tasks.runtime.outcome import outcome_of
 from sandbox import Sandbox, SandboxConfig
 from tasks.ec2 import TAG_KEY
 from tasks.teardown import TeardownReport

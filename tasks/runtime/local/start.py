@@ -1,224 +1,46 @@
-"""`python -m flows.local`: the one-command local start (what `./scripts/run.sh` runs).
-
-    python -m flows.local up [--instances N] [--no-run] [--detach]   # default command
-    python -m flows.local stop                                      # from any shell
-    python -m flows.local status
-
-`up` starts, each in its own process group and tracked in `<state-dir>/processes.json`:
-
-1. a Prefect server (SQLite under `<state-dir>/prefect`, UI on http://127.0.0.1:4200),
-2. the sandbox (`python -m sandbox`, AWS API on 127.0.0.1:4566, SSH 2222, instances on
-   127.150.0.0/16, load balancers on 127.151.0.0/16), its env file `<state-dir>/sandbox.env`,
-
-then registers the blocks (`python -m blocks.register`), creates the process work pool,
-applies the process deployments of `prefect.yaml` (`prefect deploy`), starts
-3. a worker (`prefect worker start --pool tomcat-fleet-process`) with the sandbox's
-   variables in its environment,
-
-runs `prefect deployment run deploy/full --watch` and follows it to the end, saves the SSH
-key block (stage 1 made the key), and prints where to look: the UI, the flow run, the ALB
-URL answering on loopback. It then waits: Ctrl-C, SIGTERM or `stop` ends every process
-it started (and their children), and only those. A second `up` first stops what the
-previous one left running, then starts afresh (the Prefect database is kept).
-
-Ports are fixed so the URLs stay the same; a port in use is an error that names it.
-The sandbox is only this launcher's business: the flows read settings, nothing else.
-"""
+"""The local start's steps: Prefect server, sandbox, blocks, work pool, deployments, worker, run."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 import re
-import signal
-import socket
-import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from sandbox.ports import port_problem
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-PROCESS_POOL = "tomcat-fleet-process"
-LOCAL_DEPLOYMENTS = [
-    "deploy/full",
-    "deploy/infra",
-    "install-tomcat/default",
-    "teardown/default",
-    "benchmark/nightly",
-]
-OPTIONAL_ENTRYPOINTS = {"benchmark/nightly": "flows/benchmark.py"}
-PUBLIC_IP_CIDR = "127.150.0.0/16"
-SERVICE_IP_CIDR = "127.151.0.0/16"
-READY = "LOCAL START READY"
-
-
-class LocalError(RuntimeError):
-    """The local start cannot go on; the message says why in one line."""
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+from tasks.runtime.local.probes import (
+    check_port,
+    http_json,
+    probe_http,
+    probe_https,
+    read_env_file,
+    tail,
+    wait_until,
+)
+from tasks.runtime.local.state import (
+    LOCAL_DEPLOYMENTS,
+    OPTIONAL_ENTRYPOINTS,
+    PROCESS_POOL,
+    PROJECT_DIR,
+    PUBLIC_IP_CIDR,
+    READY,
+    SERVICE_IP_CIDR,
+    LocalError,
+    State,
+    Tracked,
+    stop_all,
+)
 
 
-# -- tracked processes -------------------------------------------------------------------
-@dataclass
-class Tracked:
-    name: str
-    pid: int
-    create_time: float
-    group: bool = True  # started in its own session: stop its whole process group
-    log: str = ""
-
-    def process(self) -> psutil.Process | None:
-        """The live process this entry recorded (None if gone or the pid was reused)."""
-        try:
-            proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.create_time) > 0.5:
-                return None
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return proc
-        except psutil.Error:
-            return None
-
-
-@dataclass
-class State:
-    dir: Path
-    entries: list[Tracked] = field(default_factory=list)
-
-    @property
-    def file(self) -> Path:
-        return self.dir / "processes.json"
-
-    @classmethod
-    def load(cls, state_dir: Path) -> State:
-        st = cls(state_dir)
-        with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
-            st.entries = [Tracked(**e) for e in json.loads(st.file.read_text())]
-        return st
-
-    def save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.file.with_suffix(".tmp")
-        tmp.write_text(json.dumps([e.__dict__ for e in self.entries], indent=1))
-        tmp.replace(self.file)
-
-    def add(self, entry: Tracked) -> None:
-        self.entries.append(entry)
-        self.save()
-
-    def alive(self) -> list[tuple[Tracked, psutil.Process]]:
-        out = []
-        for e in self.entries:
-            proc = e.process()
-            if proc is not None:
-                out.append((e, proc))
-        return out
-
-
-def stop_all(state_dir: Path, quiet: bool = False, timeout_s: float = 20.0) -> list[int]:
-    """End every process recorded in `state_dir` and their descendants (never this process);
-    return the pids that were signalled."""
-    st = State.load(state_dir)
-    me = os.getpid()
-    targets: dict[int, psutil.Process] = {}
-    groups: list[int] = []
-    for entry, proc in st.alive():
-        if proc.pid == me:
-            continue
-        with contextlib.suppress(psutil.Error):
-            for child in proc.children(recursive=True):
-                if child.pid != me:
-                    targets[child.pid] = child
-        targets[proc.pid] = proc
-        if entry.group:
-            groups.append(proc.pid)
-        if not quiet:
-            print(f"local: stopping {entry.name} (pid {proc.pid})", flush=True)
-    for pgid in groups:
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGTERM)
-    for proc in targets.values():
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, left = psutil.wait_procs(list(targets.values()), timeout=timeout_s)
-    for proc in left:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    psutil.wait_procs(left, timeout=5)
-    # keep the launcher's own entry if it is the one stopping (it removes the file itself)
-    st.entries = [e for e in st.entries if e.pid == me and e.process() is not None]
-    if st.entries:
-        st.save()
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            st.file.unlink()
-    return sorted(targets)
-
-
-# -- small helpers -----------------------------------------------------------------------
-def check_port(port: int, what: str, option: str, host: str = "127.0.0.1") -> None:
-    problem = port_problem(host, port)
-    if problem:
-        raise LocalError(
-            f"{what} port {port} on {host} is in use ({problem}); stop what uses it "
-            f"or choose another with {option}"
-        )
-
-
-def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"} if data else {}
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read() or b"null")
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
-
-
-def wait_until(pred: Any, timeout_s: float, what: str, proc: subprocess.Popen[Any]) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = pred()
-        if value:
-            return value
-        if proc.poll() is not None:
-            raise LocalError(f"{what} exited with status {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise LocalError(f"{what} not ready after {timeout_s:.0f}s")
-        time.sleep(0.3)
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-# -- the local start ---------------------------------------------------------------------
 @dataclass
 class Options:
     state_dir: Path
@@ -607,134 +429,3 @@ class LocalStart:
 
 
 READY_RE = re.compile(r"SANDBOX READY endpoint=(\S+) ssh_port=(\d+)")
-
-
-def probe_http(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            body = resp.read(4000).decode(errors="replace")
-            served = re.search(r"\bi-[0-9a-f]{8,}\b", body)
-            return f"HTTP {resp.status}" + (f" from instance {served.group(0)}" if served else "")
-    except urllib.error.HTTPError as exc:
-        return f"HTTP {exc.code}"
-    except OSError as exc:
-        return f"no answer ({exc})"
-
-
-def probe_https(addr: str, host: str, ca: str) -> str:
-    try:
-        ctx = ssl.create_default_context(cafile=ca or None)
-        with (
-            socket.create_connection((addr, 443), timeout=5) as raw,
-            ctx.wrap_socket(raw, server_hostname=host) as tls,
-        ):
-            tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-            status = tls.recv(200).decode(errors="replace").split("\r\n", 1)[0]
-            return status or "no answer"
-    except (OSError, ssl.SSLError) as exc:
-        return f"no answer ({exc})"
-
-
-@contextlib.contextmanager
-def signals_end_run() -> Iterator[None]:
-    """SIGTERM (from `stop` or a supervisor) behaves like Ctrl-C."""
-
-    def raise_interrupt(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    old = signal.signal(signal.SIGTERM, raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m flows.local",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("command", nargs="?", default="up", choices=["up", "stop", "status"])
-    p.add_argument(
-        "--state-dir",
-        default=os.environ.get("TOMCAT_FLEET_LOCAL_DIR", str(PROJECT_DIR / ".tomcat-fleet/local")),
-    )
-    p.add_argument(
-        "--prefect-port", type=int, default=_env_int("TOMCAT_FLEET_LOCAL_PREFECT_PORT", 4200)
-    )
-    p.add_argument(
-        "--sandbox-port", type=int, default=_env_int("TOMCAT_FLEET_LOCAL_SANDBOX_PORT", 4566)
-    )
-    p.add_argument("--ssh-port", type=int, default=_env_int("TOMCAT_FLEET_LOCAL_SSH_PORT", 2222))
-    p.add_argument("--install-latency", type=float, default=1.0, help="sandbox: seconds")
-    p.add_argument("--boot-delay", type=float, default=1.0, help="sandbox: seconds")
-    p.add_argument(
-        "--instances",
-        type=int,
-        default=int(os.environ["INSTANCES"]) if os.environ.get("INSTANCES") else None,
-        help="deploy/full's instances (default: the deployment's, 4)",
-    )
-    p.add_argument(
-        "--param", action="append", default=[], help="more deploy/full parameters, key=JSON"
-    )
-    p.add_argument("--no-run", dest="run", action="store_false", help="start services only")
-    p.add_argument(
-        "--detach", action="store_true", help="return once up; services keep running until stop"
-    )
-    p.add_argument("--watch-timeout", type=int, default=1800, help="seconds to follow the run")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    state_dir = Path(args.state_dir).resolve()
-    if args.command == "stop":
-        pids = stop_all(state_dir)
-        print(f"local: stopped {len(pids)} process(es)" if pids else "local: nothing running")
-        return 0
-    if args.command == "status":
-        alive = State.load(state_dir).alive()
-        for entry, proc in alive:
-            print(f"{entry.name:16} pid {proc.pid:>7}  log {entry.log}")
-        if not alive:
-            print("local: nothing running")
-        return 0 if alive else 1
-    opts = Options(
-        state_dir=state_dir,
-        prefect_port=args.prefect_port,
-        sandbox_port=args.sandbox_port,
-        ssh_port=args.ssh_port,
-        install_latency=args.install_latency,
-        boot_delay=args.boot_delay,
-        instances=args.instances,
-        params=args.param,
-        run=args.run,
-        detach=args.detach,
-        watch_timeout_s=args.watch_timeout,
-    )
-    launcher = LocalStart(opts)
-    status = 1
-    with signals_end_run():
-        try:
-            status = launcher.up()
-        except LocalError as exc:
-            print(f"local: {exc}", file=sys.stderr, flush=True)
-            status = 2
-        except KeyboardInterrupt:
-            print("\nlocal: interrupted", flush=True)
-            status = 130
-        finally:
-            if not (opts.detach and status in (0, 1)):
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: finish stopping
-                stop_all(state_dir)
-                st = State.load(state_dir)
-                st.entries = []
-                with contextlib.suppress(FileNotFoundError):
-                    st.file.unlink()
-                print("local: everything this start began is stopped", flush=True)
-    return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The benchmark's seed and floor shapes: one child process, no
+Prefect (`python -m flows benchmark --child seed|floor`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+_CFG: Any = None
+
+
+def _install_chunk(args: tuple[list[dict[str, Any]], int]) -> list[str]:
+    """Seed worker: one chunk in a pool process, `max_workers` threads."""
+    from tasks.models import Instance
+    from tasks.ssh_install import install_host
+
+    rows, workers = args
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return [r.status for r in pool.map(lambda r: install_host(Instance(**r), _CFG), rows)]
+
+
+def child(args: argparse.Namespace) -> int:
+    """Install on the inventory with the seed's shape (a fork pool of `desired_count`
+    processes, one chunk per task) or the floor's (one thread pool); print JSON."""
+    global _CFG
+    from blocks.settings import FleetSettings
+    from tasks.ssh_install import HostInstallConfig
+
+    overrides = {
+        k: v
+        for k, v in (("deployment_name", args.deployment_name), ("state_dir", args.state_dir))
+        if v is not None
+    }
+    settings = FleetSettings(**overrides)
+    _CFG = HostInstallConfig(
+        ssh_port=settings.ssh_port,
+        ssh_user=settings.ssh_user,
+        key_pem=settings.key_file_path().read_text(),
+        host_key_policy="insecure",
+        known_hosts_path=str(settings.known_hosts_path),
+        connect_timeout_s=settings.ssh_connect_timeout_s,
+        ssh_wait_s=settings.ssh_wait_s,
+        host_attempts=settings.host_attempts,
+        steps=settings.install_steps,
+        probe_command=settings.probe_command,
+    )
+    rows = json.loads(Path(args.inventory).read_text())
+    t0 = time.monotonic()
+    if args.child == "floor":
+        statuses = _install_chunk((rows, max(1, args.max_workers or len(rows))))
+    else:
+        chunk = args.chunk_size
+        tasks = [(rows[i : i + chunk], args.max_workers) for i in range(0, len(rows), chunk)]
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(processes=min(args.desired_count, len(tasks))) as pool:
+            statuses = [s for part in pool.map(_install_chunk, tasks, chunksize=1) for s in part]
+    install_s = time.monotonic() - t0
+    print(
+        json.dumps(
+            {
+                "installed": statuses.count("installed"),
+                "failed": len(statuses) - statuses.count("installed"),
+                "install_s": round(install_s, 2),
+            }
+        )
+    )
+    return 0
+
+
+# ---------------------------------------------------------------- the run
