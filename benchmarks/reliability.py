@@ -516,7 +516,7 @@ def stage_at_kill(log_text: str, stages: list[int]) -> str:
 
 
 def _stage_list(spec: str) -> list[int]:
-    from flows.deploy import parse_stages
+    from tasks.inputs import parse_stages
 
     return parse_stages(spec)
 

@@ -4,7 +4,7 @@ A matrix of scenarios (the seed's "processes/pooled" notation or explicit knobs,
 `tasks.bench.matrix`) runs on one sandbox (or on AWS with ``target="aws"``): per scenario
 and repeat, fresh instances are launched and the shape runs in its own child process, so
 the peak RSS measured (the child's process tree) is its own; the sandbox and the Prefect
-server are services outside every tree. Shapes: ``flow`` (`python -m flows.install_tomcat`
+server are services outside every tree. Shapes: ``flow`` (`python -m flows install`
 with the scenario's knobs), ``seed`` (the seed's multiprocessing pool, no Prefect) and
 ``floor`` (one thread pool). A host monitor (`tasks.hostmonitor`) samples swap traffic,
 kswapd CPU, memory pressure and CPU per core across the run; its samples are joined to
@@ -16,8 +16,8 @@ min/max, ratios to the floor), `runs.csv` (one row per repeat), `host-timeline.c
 the Prefect artifacts `benchmark-scenarios` (table) and `benchmark-summary` (markdown).
 Invalid scenarios are rows with a reason, never a crash.
 
-`python -m flows.benchmark --matrix nightly --out DIR` runs it standalone (see
-`flows/cli_benchmark.py`); `nightly_deployment()` is the scheduled `benchmark/nightly`.
+`tomcat-fleet benchmark --matrix nightly --out-dir DIR` runs it standalone (see
+`flows/cli.py`); `nightly_deployment()` is the scheduled `benchmark/nightly`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 
@@ -36,22 +36,49 @@ from tasks.bench.run import NIGHTLY_CRON, RUN_COLUMNS, SUMMARY_COLUMNS, run_scen
 from tasks.hostmonitor import HostMonitor, join_timeline, summarize_span
 
 
-@flow(name="benchmark", log_prints=False)
+def run_name() -> str:
+    """`benchmark-<matrix>-<target>`."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    m = p.get("matrix", "nightly")
+    matrix = Path(m).stem if isinstance(m, str) else f"{len(m)}-scenarios"
+    return f"benchmark-{matrix}-{p.get('target', 'sandbox')}"
+
+
+@flow(name="benchmark", flow_run_name=run_name, log_prints=False)
 def benchmark(
     matrix: str | list[Any] = "nightly",
     repeat: int = 1,
     install_latency: float = 0.5,
-    fault_profile: str = "clean",
+    fault_profile: Literal["clean", "flaky", "hostile"] = "clean",
     throttle_rate: float = 0.0,
     out_dir: str = "out/benchmark",
     include_peers: bool = True,
-    target: str = "sandbox",
+    target: Literal["sandbox", "aws"] = "sandbox",
     seed: int = 0,
     public_ip_cidr: str = "127.140.0.0/16",
     service_ip_cidr: str = "127.141.0.0/16",
 ) -> dict[str, Any]:
     """Run every scenario of `matrix` `repeat` times on fresh instances; write CSV, PNG and
-    artifacts; return {csv, png, runs_csv, timeline_csv, rows}."""
+    artifacts; return {csv, png, runs_csv, timeline_csv, rows}.
+
+    Args:
+        matrix: A named matrix (nightly, seed), a YAML/JSON file, or a list of scenarios
+            ("250/50", "250/50@4", or mappings of hosts/chunk_size/max_workers/desired_count/
+            shape/name/repeat).
+        repeat: Runs per scenario (medians reported).
+        install_latency: Sandbox seconds per install.
+        fault_profile: Sandbox fault profile.
+        throttle_rate: Sandbox API throttling probability.
+        out_dir: Directory for the CSVs, the PNG and the host timeline.
+        include_peers: Also run each scenario's seed twin and the floor.
+        target: sandbox (a sandbox child for the run) or aws (the environment's settings;
+            instances terminated after use).
+        seed: Sandbox fault seed.
+        public_ip_cidr: Sandbox: the instances' public addresses.
+        service_ip_cidr: Sandbox: the load balancers' addresses.
+    """
     logger = get_run_logger()
     if repeat < 1:
         raise ValueError(f"repeat={repeat} must be at least 1")
@@ -165,7 +192,7 @@ def benchmark(
 
 def nightly_deployment() -> Any:
     """`benchmark/nightly`: the small matrix every night (serve it with
-    `python -m flows.benchmark --serve-nightly`)."""
+    `tomcat-fleet benchmark --serve-nightly`)."""
     return benchmark.to_deployment(
         name="nightly",
         cron=NIGHTLY_CRON,

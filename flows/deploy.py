@@ -9,18 +9,12 @@ visible as tags (`group-N`), but here 9 starts when 8 is done, whatever 7 is doi
 stage is idempotent (finds before it creates), so a repeated or resumed run converges on
 the same estate. Inputs are validated before anything is created.
 
-`python -m flows.deploy --help` runs it standalone (see `flows/cli_deploy.py`).
+`tomcat-fleet deploy --help` runs it standalone (see `flows/cli.py`).
 """
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # standalone: the CLI sets up Prefect's environment before import
-    from flows.cli_deploy import main
-
-    raise SystemExit(main())
-
 import functools
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -48,12 +42,13 @@ from tasks.deploy_models import (
     TrafficResult,
 )
 from tasks.ec2 import StageError, preflight
+from tasks.inputs import Runner, check_shape, parse_stages
 from tasks.inventory import save_inventory
 from tasks.launch import launch_fleet
 from tasks.models import InstallSummary
-from tasks.planning import PlanError, plan_pool
+from tasks.planning import PlanError
 from tasks.runtime.outcome import failed_with_report, outcome_of
-from tasks.stages import NAMES, NEEDS, SEED_GROUP
+from tasks.stages import NAMES, SEED_GROUP
 
 T = TypeVar("T")
 
@@ -79,59 +74,11 @@ class DeployReport(BaseModel):
 
 
 # -- input validation (nothing is created before this passes) ---------------------------
-def parse_stages(spec: str | list[int]) -> list[int]:
-    """ "1-11", "1-5", "1,2,5", [1, 2] -> sorted stage numbers, prerequisites included."""
-    last = max(NAMES)
-    if isinstance(spec, list):
-        bad = [n for n in spec if isinstance(n, bool) or not isinstance(n, int)]
-        if bad:
-            raise PlanError("stages", f"stages={spec!r}: {bad[0]!r} is not a stage number 1-{last}")
-        wanted = set(spec)
-    else:
-        wanted = set()
-        for part in str(spec).replace(" ", "").split(","):
-            m = re.fullmatch(r"([0-9]{1,6})(?:-([0-9]{1,6}))?", part)
-            if not m:
-                raise PlanError(
-                    "stages",
-                    f"stages={str(spec)[:40]!r}: {part[:20]!r} is not a stage number "
-                    "or range; use e.g. 1-11, 1-5 or 1,2,3",
-                )
-            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
-            # clamp before building the range: "1-999999" must not build a huge set
-            wanted |= set(range(lo, min(hi, last + 1) + 1))
-    unknown = sorted(n for n in wanted if n not in NAMES)
-    if unknown or not wanted:
-        raise PlanError(
-            "stages", f"stages={spec!r}: unknown stage(s) {unknown or 'none'}; stages are 1-11"
-        )
-    todo: set[int] = set()
-    stack = list(wanted)
-    while stack:
-        n = stack.pop()
-        if n not in todo:
-            todo.add(n)
-            stack.extend(NEEDS[n])
-    return sorted(todo)
-
-
 def validate_inputs(
     settings: FleetSettings, instances: int, stages: list[int], install: dict[str, Any]
 ) -> None:
     """Checks that need only reads: counts, shape, instance type, zone and domain."""
-    if instances < 1:
-        raise PlanError("instances", f"instances={instances}: launch at least 1 instance")
-    if instances > 5000:
-        raise PlanError("instances", f"instances={instances}: more than 5000 is not supported")
-    from flows.install_tomcat import resolve_shape
-
-    chunk, workers, count = resolve_shape(
-        instances,
-        install.get("chunk_size"),
-        install.get("max_workers"),
-        install.get("desired_count"),
-    )
-    plan_pool(instances, chunk, workers, count)
+    check_shape(instances, install)
     aws = Aws(settings)
     preflight(aws)
     offered = aws.client("ec2").describe_instance_type_offerings(
@@ -322,8 +269,20 @@ def eb_https_stage(
 
 
 # -- the flow ---------------------------------------------------------------------------
+def run_name() -> str:
+    """`deploy-<deployment>-<N>-instances`, the flow run's name."""
+    p = flow_run.parameters
+    ov = p.get("settings_overrides") or {}
+    try:
+        name = FleetSettings(**ov).deployment_name
+    except Exception:
+        name = str(ov.get("deployment_name", "tomcat-fleet"))
+    return f"deploy-{name}-{p.get('instances', 4)}-instances"
+
+
 @flow(
     name="deploy",
+    flow_run_name=run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     log_prints=False,
 )
@@ -336,11 +295,25 @@ def deploy(
     chunk_size: int | None = None,
     max_workers: int | None = None,
     desired_count: int | None = None,
-    runner: str = "process",
+    runner: Runner = "process",
     allow_failures: str = "0",
     settings_overrides: dict[str, Any] | None = None,
 ) -> DeployReport:
-    """Stand up (or converge) the whole estate for one deployment."""
+    """Stand up (or converge) the whole estate for one deployment.
+
+    Args:
+        instances: Web instances to launch and install (1-5000).
+        stages: Stages to run, e.g. 1-11, 1-5 or 1,2,3 (their prerequisites are added).
+        instance_type: EC2 instance type (default: the settings').
+        hosted_zone: Route53 hosted zone for stages 5-11 (default: the settings').
+        domain: Web domain inside the hosted zone (default: the settings').
+        chunk_size: Install: hosts per chunk (default: hosts spread over one process per core).
+        max_workers: Install: threads per chunk (default: the chunk size).
+        desired_count: Install: process-pool size (default: cores, at most the chunk count).
+        runner: Install: task runner of the chunks (process, thread or dask).
+        allow_failures: Install: hosts allowed to fail, a count or a percent, e.g. 5 or 10%.
+        settings_overrides: FleetSettings fields to override for this run.
+    """
     logger = get_run_logger()
     t0 = time.time()
     overrides = dict(settings_overrides or {})

@@ -7,21 +7,16 @@ runner (`process`, `thread` or `dask`) in the subflow `install-chunks`, and fina
 one row per host in a table artifact, a progress artifact updated as chunks finish, the
 seed's orchestration lines and resource samples in the run log, one aggregated log file.
 
-`python -m flows.install_tomcat --help` runs it standalone (see `flows/cli_install.py`).
+`tomcat-fleet install --help` runs it standalone (see `flows/cli.py`).
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # standalone: the CLI sets up Prefect's environment before import
-    from flows.cli_install import main
-
-    raise SystemExit(main())
 
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -44,61 +39,18 @@ from tasks.ec2 import (
     controller_cidr,
     preflight,
 )
+from tasks.inputs import Runner, validate_install
 from tasks.install_chunk import install_chunk
 from tasks.models import ChunkResult, HostResult, InstallSummary, Instance
 from tasks.planning import (
     PlanError,
-    PoolPlan,
     chunked,
-    default_shape,
     failures_within,
-    parse_allow_failures,
-    plan_pool,
     sample_points,
 )
 from tasks.resources import Sampler, format_sample
 from tasks.runtime.outcome import failed_with_report
 from tasks.ssh_install import HostInstallConfig, load_private_key
-
-Runner = Literal["process", "thread", "dask"]
-
-
-def resolve_shape(
-    hosts: int, chunk_size: int | None, max_workers: int | None, desired_count: int | None
-) -> tuple[int, int, int]:
-    """None for a knob means "choose": processes ≈ cores, as many threads as hosts in a
-    chunk. Knobs that are given are kept as they are (plan_pool validates them)."""
-    d_chunk, _, d_count = default_shape(hosts, os.cpu_count() or 2)
-    chunk = d_chunk if chunk_size is None else chunk_size
-    if desired_count is None:
-        desired_count = max(1, min(d_count, -(-hosts // chunk))) if chunk > 0 else d_count
-    return chunk, chunk if max_workers is None else max_workers, desired_count
-
-
-def validate(
-    instances: list[Instance],
-    chunk_size: int | None,
-    max_workers: int | None,
-    desired_count: int | None,
-    runner: str,
-    allow_failures: str,
-    dask_address: str | None,
-) -> PoolPlan:
-    """Every input check that needs no network; raises PlanError naming the field."""
-    if not instances:
-        raise PlanError(
-            "instances", "instances is empty; launch instances first (or pass --instances N)"
-        )
-    ids = [i.instance_id for i in instances]
-    if len(set(ids)) != len(ids):
-        raise PlanError("instances", "instances lists the same instance id twice")
-    if runner not in ("process", "thread", "dask"):
-        raise PlanError("runner", f"runner={runner!r} is not one of process, thread, dask")
-    if runner == "dask" and not dask_address:
-        raise PlanError("dask_address", "runner=dask needs dask_address (tcp://host:8786)")
-    parse_allow_failures(allow_failures)
-    chunk, workers, count = resolve_shape(len(instances), chunk_size, max_workers, desired_count)
-    return plan_pool(len(instances), chunk, workers, count)
 
 
 def saved_inventory(settings: FleetSettings) -> list[Instance]:
@@ -220,7 +172,21 @@ def install_chunks(
     return out
 
 
-@flow(name="install-tomcat", log_prints=False)
+def run_name() -> str:
+    """`install-<deployment>-<N>-hosts` (`saved` hosts: the saved inventory)."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    ov = p.get("settings_overrides") or {}
+    try:
+        name = FleetSettings(**ov).deployment_name
+    except Exception:
+        name = str(ov.get("deployment_name", "tomcat-fleet"))
+    hosts = p.get("instances")
+    return f"install-{name}-{len(hosts) if hosts is not None else 'saved'}-hosts"
+
+
+@flow(name="install-tomcat", flow_run_name=run_name, log_prints=False)
 def install_tomcat(
     instances: list[Instance] | None = None,
     chunk_size: int | None = None,
@@ -233,13 +199,26 @@ def install_tomcat(
     settings_overrides: dict[str, Any] | None = None,
 ) -> InstallSummary:
     """Install, enable and verify Tomcat on every instance; fail past `allow_failures`.
-    Without `instances`, the deployment's saved inventory (deploy stage 3) is used."""
+
+    Without `instances`, the deployment's saved inventory (deploy stage 3) is used.
+
+    Args:
+        instances: The hosts to install (default: the deployment's saved inventory).
+        chunk_size: Hosts per chunk (default: hosts spread over one process per core).
+        max_workers: Threads per chunk (default: the chunk size).
+        desired_count: Process-pool size (default: cores, at most the chunk count).
+        runner: Task runner of the chunks (process, thread or dask).
+        allow_failures: Hosts allowed to fail, a count or a percent, e.g. 5 or 10%.
+        dask_address: Scheduler address for runner=dask, e.g. tcp://host:8786.
+        expected_runtime_s: Expected install seconds, for placing the resource samples.
+        settings_overrides: FleetSettings fields to override for this run.
+    """
     logger = get_run_logger()
     t0 = time.monotonic()
     settings = FleetSettings(**(settings_overrides or {}))
     if instances is None:
         instances = saved_inventory(settings)
-    plan = validate(
+    plan = validate_install(
         instances, chunk_size, max_workers, desired_count, runner, str(allow_failures), dask_address
     )
     for warning in plan.warnings:

@@ -5,15 +5,10 @@ removed per kind, writes a markdown artifact (`<deployment>-teardown`: kind, cou
 errors) and fails, with the report as its data, when any resource could not be removed.
 A second run removes nothing and completes.
 
-`python -m flows.teardown --help` runs it standalone (see `flows/cli_teardown.py`).
+`tomcat-fleet teardown --help` runs it standalone (see `flows/cli.py`).
 """
 
 from __future__ import annotations
-
-if __name__ == "__main__":  # standalone: the CLI sets up Prefect's environment before import
-    from flows.cli_teardown import main
-
-    raise SystemExit(main())
 
 import re
 from typing import Any
@@ -59,13 +54,35 @@ def teardown_task(
     )
 
 
-@flow(name="teardown", log_prints=False)
+def run_name() -> str:
+    """`teardown-<deployment>`."""
+    from prefect.runtime import flow_run
+
+    p = flow_run.parameters
+    try:
+        return (
+            "teardown-"
+            + teardown_settings(
+                p.get("deployment_name"), p.get("settings_overrides")
+            ).deployment_name
+        )
+    except Exception:
+        return f"teardown-{p.get('deployment_name') or 'tomcat-fleet'}"
+
+
+@flow(name="teardown", flow_run_name=run_name, log_prints=False)
 def teardown(
     deployment_name: str | None = None,
     delete_secrets: bool = False,
     settings_overrides: dict[str, Any] | None = None,
 ) -> TeardownReport:
-    """Remove every resource tagged for the deployment (the settings' one by default)."""
+    """Remove every resource tagged for the deployment (the settings' one by default).
+
+    Args:
+        deployment_name: The deployment to remove (default: TOMCAT_FLEET_DEPLOYMENT_NAME / .env).
+        delete_secrets: Also delete the Prefect Secret block holding the RDS password.
+        settings_overrides: FleetSettings fields to override for this run.
+    """
     logger = get_run_logger()
     settings = teardown_settings(deployment_name, settings_overrides)
     deployment = settings.deployment_name

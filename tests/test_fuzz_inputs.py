@@ -27,8 +27,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from blocks.settings import FleetSettings
-from flows.deploy import NAMES, NEEDS, parse_stages, validate_inputs
-from flows.install_tomcat import validate
+from flows.deploy import validate_inputs
 from tasks.aws import RetryingClient
 from tasks.backoff import (
     RetriesExhausted,
@@ -37,6 +36,8 @@ from tasks.backoff import (
     botocore_config,
     call_with_backoff,
 )
+from tasks.inputs import NAMES, NEEDS, parse_stages
+from tasks.inputs import validate_install as validate
 from tasks.models import Instance
 from tasks.planning import (
     PlanError,

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from blocks.settings import FleetSettings
-from flows.install_tomcat import install_tomcat, load_key, validate
-from tasks.runtime.outcome import outcome_of
+from flows.install_tomcat import install_tomcat, load_key
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.ec2 import (
@@ -23,8 +22,10 @@ from tasks.ec2 import (
     preflight,
     wait_running,
 )
+from tasks.inputs import validate_install as validate
 from tasks.models import InstallSummary, Instance
 from tasks.planning import PlanError
+from tasks.runtime.outcome import outcome_of
 
 from .conftest import sandbox_env
 

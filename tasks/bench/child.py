@@ -1,15 +1,14 @@
-"""The benchmark's seed and floor shapes: one child process, no
-Prefect (`python -m flows benchmark --child seed|floor`)."""
+"""The benchmark's seed and floor shapes: one child process, no Prefect
+(`python -m flows bench-child seed|floor ...`, started by `tasks.bench.run.child_command`)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 _CFG: Any = None
 
@@ -24,16 +23,24 @@ def _install_chunk(args: tuple[list[dict[str, Any]], int]) -> list[str]:
         return [r.status for r in pool.map(lambda r: install_host(Instance(**r), _CFG), rows)]
 
 
-def child(args: argparse.Namespace) -> int:
+def child(
+    shape: Literal["seed", "floor"],
+    inventory: str,
+    chunk_size: int,
+    max_workers: int,
+    desired_count: int,
+    deployment_name: str | None = None,
+    state_dir: str | None = None,
+) -> int:
     """Install on the inventory with the seed's shape (a fork pool of `desired_count`
     processes, one chunk per task) or the floor's (one thread pool); print JSON."""
     global _CFG
     from blocks.settings import FleetSettings
     from tasks.ssh_install import HostInstallConfig
 
-    overrides = {
+    overrides: dict[str, Any] = {
         k: v
-        for k, v in (("deployment_name", args.deployment_name), ("state_dir", args.state_dir))
+        for k, v in (("deployment_name", deployment_name), ("state_dir", state_dir))
         if v is not None
     }
     settings = FleetSettings(**overrides)
@@ -49,15 +56,15 @@ def child(args: argparse.Namespace) -> int:
         steps=settings.install_steps,
         probe_command=settings.probe_command,
     )
-    rows = json.loads(Path(args.inventory).read_text())
+    rows = json.loads(Path(inventory).read_text())
     t0 = time.monotonic()
-    if args.child == "floor":
-        statuses = _install_chunk((rows, max(1, args.max_workers or len(rows))))
+    if shape == "floor":
+        statuses = _install_chunk((rows, max(1, max_workers or len(rows))))
     else:
-        chunk = args.chunk_size
-        tasks = [(rows[i : i + chunk], args.max_workers) for i in range(0, len(rows), chunk)]
+        chunk = chunk_size
+        tasks = [(rows[i : i + chunk], max_workers) for i in range(0, len(rows), chunk)]
         ctx = multiprocessing.get_context("fork")
-        with ctx.Pool(processes=min(args.desired_count, len(tasks))) as pool:
+        with ctx.Pool(processes=min(desired_count, len(tasks))) as pool:
             statuses = [s for part in pool.map(_install_chunk, tasks, chunksize=1) for s in part]
     install_s = time.monotonic() - t0
     print(

@@ -175,7 +175,8 @@ def child_command(p: Planned, inventory: Path, workdir: Path, state_dir: str) ->
         return [
             sys.executable,
             "-m",
-            "flows.install_tomcat",
+            "flows",
+            "install",
             "--inventory",
             str(inventory),
             *knobs,
@@ -193,8 +194,8 @@ def child_command(p: Planned, inventory: Path, workdir: Path, state_dir: str) ->
     return [
         sys.executable,
         "-m",
-        "flows.benchmark",
-        "--child",
+        "flows",
+        "bench-child",
         sc.shape,
         "--inventory",
         str(inventory),

@@ -1,30 +1,95 @@
-"""Where flow runs report: an existing Prefect API, or one local server started for the run.
+"""Where flow runs report: an existing Prefect API, or a local server of our own.
 
-Process-pool workers are new processes; without an API URL each would start its own
-temporary server. So a CLI run without PREFECT_API_URL starts exactly one
-`prefect server start` (SQLite) for itself, points every child at it, and stops it after.
+Two shapes, neither importing Prefect:
+
+* `prefect_api()`: for a test session or a benchmark driver, one `prefect server start`
+  (SQLite, a temporary home) for the context, every child pointed at it, stopped after.
+* `LocalServer`: for the `tomcat-fleet` CLI, ONE server reused across runs, started once
+  under the project's state directory (`.tomcat-fleet/prefect`, or
+  `TOMCAT_FLEET_PREFECT_DIR`), recorded in `server.json`, stopped with
+  `tomcat-fleet server stop`. `plan()` fixes its URL (and sets PREFECT_API_URL) before
+  Prefect is imported, since Prefect reads its settings once, at import; `ensure()` starts
+  it only when a command really runs a flow.
+
+`flush_prefect()` sends the log and event workers' queues while the server is still up, so
+no run ends with "Error logging to API".
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 from sandbox.ports import free_port
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def _healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-            return resp.status == 200
+            return bool(resp.status == 200)
     except OSError:
         return False
+
+
+def _start(port: int, home: str, log: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "PREFECT_HOME": home,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+    }
+    env.pop("PREFECT_API_URL", None)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float, log: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _healthy(url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"local Prefect server did not start; see {log}")
+        time.sleep(0.3)
+
+
+def flush_prefect(timeout_s: float = 10.0) -> None:
+    """Send what Prefect's log and event workers still hold (no-op if Prefect is not loaded)."""
+    if "prefect" not in sys.modules:
+        return
+    with contextlib.suppress(Exception):
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()
+    with contextlib.suppress(Exception):
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.drain_all(timeout=timeout_s)
 
 
 @contextlib.contextmanager
@@ -40,38 +105,13 @@ def prefect_api(timeout_s: float = 90.0) -> Iterator[tuple[str, int | None]]:
     url = f"http://127.0.0.1:{port}/api"
     home = os.environ.get("PREFECT_HOME") or tempfile.mkdtemp(prefix="prefect-home-")
     fd, log_path = tempfile.mkstemp(prefix="prefect-server-", suffix=".log")
-    env = {
-        **os.environ,
-        "PREFECT_HOME": home,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=fd,
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
+    proc = _start(port, home, fd)
     try:
-        deadline = time.monotonic() + timeout_s
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"local Prefect server did not start; see {log_path}")
-            time.sleep(0.3)
+        _wait_healthy(url, proc, timeout_s, log_path)
         os.environ["PREFECT_API_URL"] = url
         yield url, proc.pid
     finally:
+        flush_prefect()
         os.close(fd)
         os.environ.pop("PREFECT_API_URL", None)
         proc.terminate()
@@ -79,3 +119,84 @@ def prefect_api(timeout_s: float = 90.0) -> Iterator[tuple[str, int | None]]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+class LocalServer:
+    """The CLI's one reusable Prefect server (see the module docstring)."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        default = (
+            os.environ.get("TOMCAT_FLEET_PREFECT_DIR") or PROJECT_DIR / ".tomcat-fleet/prefect"
+        )
+        self.home = Path(home or default).resolve()
+        self.file = self.home / "server.json"
+        self.log = self.home / "server.log"
+
+    def _record(self) -> dict[str, int | str]:
+        try:
+            data = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _alive(self, pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+    def running(self) -> tuple[str, int] | None:
+        """(URL, pid) of our server if it is up and healthy."""
+        rec = self._record()
+        url, pid = rec.get("url"), rec.get("pid")
+        if isinstance(url, str) and isinstance(pid, int) and self._alive(pid) and _healthy(url):
+            return url, pid
+        return None
+
+    def plan(self) -> str | None:
+        """Fix the API URL this process will use, without starting anything: an existing
+        PREFECT_API_URL (returns None: not ours), else our server's (recorded, or a free port
+        chosen now). Call before Prefect is imported."""
+        os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
+        if os.environ.get("PREFECT_API_URL"):
+            return None
+        rec = self._record()
+        url, pid = rec.get("url"), rec.get("pid")
+        if not (isinstance(url, str) and isinstance(pid, int) and pid > 0 and self._alive(pid)):
+            url = f"http://127.0.0.1:{free_port()}/api"
+        os.environ["PREFECT_API_URL"] = url
+        return url
+
+    def ensure(self, url: str, timeout_s: float = 120.0) -> tuple[str, int, bool]:
+        """Our server at `url` (planned), started if it is not up: (url, pid, started)."""
+        up = self.running()
+        if up and up[0] == url:
+            return url, up[1], False
+        self.home.mkdir(parents=True, exist_ok=True)
+        port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
+        with open(self.log, "ab") as log:
+            proc = _start(port, str(self.home), log.fileno())
+        self.file.write_text(json.dumps({"url": url, "pid": proc.pid, "port": port}))
+        _wait_healthy(url, proc, timeout_s, str(self.log))
+        return url, proc.pid, True
+
+    def stop(self, timeout_s: float = 20.0) -> int | None:
+        """Stop our server (its whole process group); the pid stopped, or None."""
+        rec = self._record()
+        pid = rec.get("pid")
+        with contextlib.suppress(FileNotFoundError):
+            self.file.unlink()
+        if not isinstance(pid, int) or not self._alive(pid):
+            return None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while self._alive(pid) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.2)
+        if self._alive(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        return pid

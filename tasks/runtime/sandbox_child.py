@@ -1,54 +1,54 @@
-"""What the flow CLIs share: sandbox options, a sandbox child for the run, and measuring
-the run's own process tree (without the services it talks to)."""
+"""What the CLI's flow commands share: a sandbox child for the run, and measuring the run's
+own process tree (without the services it talks to)."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import psutil
 
-from sandbox.config import FAULT_PROFILES
+
+@dataclass(frozen=True)
+class SandboxOptions:
+    """A sandbox child for one CLI run (`enabled` False: use the environment's settings)."""
+
+    enabled: bool = False
+    install_latency: float = 2.0
+    boot_delay: float = 1.0
+    seed: int = 0
+    fault_profile: str = "clean"
+    throttle_rate: float = 0.0
 
 
-def add_sandbox_options(p: argparse.ArgumentParser) -> None:
-    sb = p.add_argument_group("sandbox (with --sandbox)")
-    sb.add_argument("--sandbox", action="store_true", help="start a sandbox for this run")
-    sb.add_argument("--install-latency", type=float, default=2.0)
-    sb.add_argument("--boot-delay", type=float, default=1.0)
-    sb.add_argument("--seed", type=int, default=0)
-    sb.add_argument("--fault-profile", default="clean", choices=list(FAULT_PROFILES))
-    sb.add_argument("--throttle-rate", type=float, default=0.0)
-
-
-def sandbox_args(args: argparse.Namespace) -> list[str]:
+def sandbox_args(o: SandboxOptions) -> list[str]:
     return [
         "--install-latency",
-        str(args.install_latency),
+        str(o.install_latency),
         "--boot-delay",
-        str(args.boot_delay),
+        str(o.boot_delay),
         "--seed",
-        str(args.seed),
+        str(o.seed),
         "--fault-profile",
-        args.fault_profile,
+        o.fault_profile,
         "--throttle-rate",
-        str(args.throttle_rate),
+        str(o.throttle_rate),
         "--cloud-init-seconds",
-        str(min(1.0, args.boot_delay)),
+        str(min(1.0, o.boot_delay)),
     ]
 
 
 @contextlib.contextmanager
-def maybe_sandbox(args: argparse.Namespace) -> Iterator[int | None]:
-    if not args.sandbox:
+def maybe_sandbox(o: SandboxOptions) -> Iterator[int | None]:
+    if not o.enabled:
         yield None
         return
     from sandbox.process import SandboxProcess
 
-    with SandboxProcess(sandbox_args(args)) as sb:
+    with SandboxProcess(sandbox_args(o)) as sb:
         os.environ.update(sb.env)
         yield sb.pid
 

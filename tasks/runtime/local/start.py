@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from tasks.runtime.local.probes import (
     probe_http,
     probe_https,
     read_env_file,
+    signals_end_run,
     tail,
     wait_until,
 )
@@ -429,3 +431,44 @@ class LocalStart:
 
 
 READY_RE = re.compile(r"SANDBOX READY endpoint=(\S+) ssh_port=(\d+)")
+
+
+def run_up(opts: Options) -> int:
+    """`local up`: start everything; stop it all again unless detached (or on error)."""
+    state_dir = opts.state_dir
+    launcher = LocalStart(opts)
+    status = 1
+    with signals_end_run():
+        try:
+            status = launcher.up()
+        except LocalError as exc:
+            print(f"local: {exc}", file=sys.stderr, flush=True)
+            status = 2
+        except KeyboardInterrupt:
+            print("\nlocal: interrupted", flush=True)
+            status = 130
+        finally:
+            if not (opts.detach and status in (0, 1)):
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: finish stopping
+                stop_all(state_dir)
+                st = State.load(state_dir)
+                st.entries = []
+                with contextlib.suppress(FileNotFoundError):
+                    st.file.unlink()
+                print("local: everything this start began is stopped", flush=True)
+    return status
+
+
+def run_stop(state_dir: Path) -> int:
+    pids = stop_all(state_dir)
+    print(f"local: stopped {len(pids)} process(es)" if pids else "local: nothing running")
+    return 0
+
+
+def run_status(state_dir: Path) -> int:
+    alive = State.load(state_dir).alive()
+    for entry, proc in alive:
+        print(f"{entry.name:16} pid {proc.pid:>7}  log {entry.log}")
+    if not alive:
+        print("local: nothing running")
+    return 0 if alive else 1

@@ -1,0 +1,5 @@
+"""`python -m flows ...`: the same as the `tomcat-fleet` command (see flows/cli.py)."""
+
+from flows.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Every check of a flow's inputs that needs no network and no Prefect: the flows run them
+first, and the CLI runs them before any Prefect server starts."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Literal
+
+from tasks.models import Instance
+from tasks.planning import PlanError, PoolPlan, default_shape, parse_allow_failures, plan_pool
+from tasks.stages import NAMES, NEEDS
+
+Runner = Literal["process", "thread", "dask"]
+
+
+def resolve_shape(
+    hosts: int, chunk_size: int | None, max_workers: int | None, desired_count: int | None
+) -> tuple[int, int, int]:
+    """None for a knob means "choose": processes ≈ cores, as many threads as hosts in a
+    chunk. Knobs that are given are kept as they are (plan_pool validates them)."""
+    d_chunk, _, d_count = default_shape(hosts, os.cpu_count() or 2)
+    chunk = d_chunk if chunk_size is None else chunk_size
+    if desired_count is None:
+        desired_count = max(1, min(d_count, -(-hosts // chunk))) if chunk > 0 else d_count
+    return chunk, chunk if max_workers is None else max_workers, desired_count
+
+
+def validate_install(
+    instances: list[Instance],
+    chunk_size: int | None,
+    max_workers: int | None,
+    desired_count: int | None,
+    runner: str,
+    allow_failures: str,
+    dask_address: str | None,
+) -> PoolPlan:
+    """Every input check that needs no network; raises PlanError naming the field."""
+    if not instances:
+        raise PlanError(
+            "instances", "instances is empty; launch instances first (or pass --instances N)"
+        )
+    ids = [i.instance_id for i in instances]
+    if len(set(ids)) != len(ids):
+        raise PlanError("instances", "instances lists the same instance id twice")
+    if runner not in ("process", "thread", "dask"):
+        raise PlanError("runner", f"runner={runner!r} is not one of process, thread, dask")
+    if runner == "dask" and not dask_address:
+        raise PlanError("dask_address", "runner=dask needs dask_address (tcp://host:8786)")
+    parse_allow_failures(allow_failures)
+    chunk, workers, count = resolve_shape(len(instances), chunk_size, max_workers, desired_count)
+    return plan_pool(len(instances), chunk, workers, count)
+
+
+def parse_stages(spec: str | list[int]) -> list[int]:
+    """ "1-11", "1-5", "1,2,5", [1, 2] -> sorted stage numbers, prerequisites included."""
+    last = max(NAMES)
+    if isinstance(spec, list):
+        bad = [n for n in spec if isinstance(n, bool) or not isinstance(n, int)]
+        if bad:
+            raise PlanError("stages", f"stages={spec!r}: {bad[0]!r} is not a stage number 1-{last}")
+        wanted = set(spec)
+    else:
+        wanted = set()
+        for part in str(spec).replace(" ", "").split(","):
+            m = re.fullmatch(r"([0-9]{1,6})(?:-([0-9]{1,6}))?", part)
+            if not m:
+                raise PlanError(
+                    "stages",
+                    f"stages={str(spec)[:40]!r}: {part[:20]!r} is not a stage number "
+                    "or range; use e.g. 1-11, 1-5 or 1,2,3",
+                )
+            lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            # clamp before building the range: "1-999999" must not build a huge set
+            wanted |= set(range(lo, min(hi, last + 1) + 1))
+    unknown = sorted(n for n in wanted if n not in NAMES)
+    if unknown or not wanted:
+        raise PlanError(
+            "stages", f"stages={spec!r}: unknown stage(s) {unknown or 'none'}; stages are 1-11"
+        )
+    todo: set[int] = set()
+    stack = list(wanted)
+    while stack:
+        n = stack.pop()
+        if n not in todo:
+            todo.add(n)
+            stack.extend(NEEDS[n])
+    return sorted(todo)
+
+
+def check_shape(instances: int, install: dict[str, Any]) -> None:
+    """The instance count and the install's pool shape (pure)."""
+    if instances < 1:
+        raise PlanError("instances", f"instances={instances}: launch at least 1 instance")
+    if instances > 5000:
+        raise PlanError("instances", f"instances={instances}: more than 5000 is not supported")
+    chunk, workers, count = resolve_shape(
+        instances,
+        install.get("chunk_size"),
+        install.get("max_workers"),
+        install.get("desired_count"),
+    )
+    plan_pool(instances, chunk, workers, count)
+
+
+def check_deploy_request(
+    instances: int, stages: str, install: dict[str, Any], allow_failures: str
+) -> list[int]:
+    """Every check of a deploy request that needs no network: the CLI runs it before any
+    server starts. Returns the stages to run."""
+    check_shape(instances, install)
+    parse_allow_failures(allow_failures)
+    return parse_stages(stages)

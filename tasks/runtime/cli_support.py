@@ -1,0 +1,109 @@
+"""What the `tomcat-fleet` commands need besides the flows: launching instances for a
+standalone install, reading an inventory file, and the JSON lines they print."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+BENCH_JSON_ROW_KEYS = (
+    "scenario",
+    "shape",
+    "notation",
+    "hosts",
+    "processes",
+    "default",
+    "status",
+    "reason",
+    "runs",
+    "wall_s",
+    "install_s",
+    "install_s_min",
+    "install_s_max",
+    "peak_rss_mb",
+    "peak_rss_mb_min",
+    "peak_rss_mb_max",
+    "swap_used_mb",
+    "hosts_failed",
+    "throttle_retries",
+    "api_calls",
+    "install_x_floor",
+    "rss_x_floor",
+)
+
+
+def launch(count: int, settings_overrides: dict[str, Any]) -> tuple[list[Any], int, int]:
+    """Key pair, security group and `count` instances, waited until reachable."""
+    from blocks.settings import FleetSettings
+    from tasks.aws import Aws
+    from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
+
+    settings = FleetSettings(**settings_overrides)
+    aws = Aws(settings)
+    ensure_key_pair(aws, settings)
+    sg = ensure_security_group(aws, settings)
+    ids = launch_instances(aws, settings, count, sg, client_token=uuid.uuid4().hex)
+    instances = wait_running(aws, ids)
+    return instances, aws.api_calls, aws.stats.retries
+
+
+def read_inventory(path: str) -> list[Any]:
+    from tasks.models import Instance
+
+    data = json.loads(Path(path).read_text())
+    rows = data["instances"] if isinstance(data, dict) else data
+    return [Instance(**row) for row in rows]
+
+
+def deploy_json(report: Any, state: Any, seconds: float) -> str:
+    return json.dumps(
+        {
+            "deployment": report.deployment,
+            "state": state.type.value,
+            "seconds": round(seconds, 2),
+            "stages": {
+                str(r.stage): {"name": r.name, "status": r.status, "seconds": r.seconds}
+                for r in report.stages
+            },
+            "urls": report.urls,
+            "install": report.install,
+        }
+    )
+
+
+def install_json(
+    summary: Any, state: Any, wall_s: float, peak_mb: float, api_calls: int, retries: int
+) -> str:
+    return json.dumps(
+        {
+            "hosts": summary.hosts,
+            "installed": summary.installed,
+            "failed": summary.failed,
+            "already_installed": summary.already_installed,
+            "install_s": round(summary.install_s, 2),
+            "wall_s": round(wall_s, 2),
+            "peak_rss_mb": round(peak_mb, 1),
+            "chunk_size": summary.chunk_size,
+            "max_workers": summary.max_workers,
+            "desired_count": summary.desired_count,
+            "runner": summary.runner,
+            "api_calls": api_calls + summary.api_calls,
+            "throttle_retries": retries + summary.throttle_retries,
+            "flow_state": state.type.value,
+        }
+    )
+
+
+def benchmark_json(result: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "csv": result["csv"],
+            "png": result["png"],
+            "runs_csv": result["runs_csv"],
+            "timeline_csv": result["timeline_csv"],
+            "elapsed_s": result["elapsed_s"],
+            "rows": [{k: r.get(k) for k in BENCH_JSON_ROW_KEYS} for r in result["rows"]],
+        }
+    )
