@@ -22,7 +22,10 @@ COPY blocks ./blocks
 COPY flows ./flows
 COPY sandbox ./sandbox
 COPY tasks ./tasks
-RUN pip install --no-cache-dir . \
+# the sandbox and the plot are extras: the benchmark deployments run on them; build a
+# slimmer AWS-only image with --build-arg EXTRAS=aws-only (no such extra: runtime deps only)
+ARG EXTRAS=sandbox,bench
+RUN pip install --no-cache-dir ".[${EXTRAS}]" \
     && pip uninstall --yes pip \
     && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 

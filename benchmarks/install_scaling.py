@@ -52,7 +52,8 @@ def run_shape(
         cmd = [
             sys.executable,
             "-m",
-            "flows.install_tomcat",
+            "flows",
+            "install",
             "--inventory",
             str(inventory),
             "--host-key-policy",
@@ -64,7 +65,7 @@ def run_shape(
         ]
     else:  # the same seed/floor child the benchmark flow uses (no Prefect in it)
         cmd = [
-            sys.executable, "-m", "flows.benchmark", "--child", shape,
+            sys.executable, "-m", "flows", "bench-child", shape,
             "--inventory", str(inventory),
             "--chunk-size", "2",
             "--max-workers", "2" if shape == "seed" else str(min(len(rows), 500)),

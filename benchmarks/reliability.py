@@ -6,7 +6,7 @@ IPs in `--public-ip-cidr`, services in `--service-ip-cidr`), all reporting to on
 server (`tasks.runtime.prefect_api.prefect_api()`); the flows run as their CLIs do, in subprocesses:
 
 - throttle: for each refusal rate (fraction of EC2 calls answered RequestLimitExceeded) a
-  `--hosts` install (`python -m flows.install_tomcat --instances N`, launching included)
+  `--hosts` install (`python -m flows install --instances N`, launching included)
   and a `--deploy-instances` deploy; completed or not, throttled calls (each one a retry
   taken by the back-off), API calls, wall seconds and seconds added over the 0 % run.
   Rates above `--raise-above` run with the raised retry budget (`--raised-retries`,
@@ -191,7 +191,8 @@ def run_cli(cmd: list[str], env: dict[str, str], log: Path, timeout_s: float) ->
 
 def deploy_cmd(name: str, instances: int, stages: str, allow: str = "0") -> list[str]:
     return [
-        "flows.deploy",
+        "flows",
+        "deploy",
         "--instances",
         str(instances),
         "--stages",
@@ -309,7 +310,7 @@ def throttle_experiment(cfg: Config) -> list[dict[str, Any]]:
             for kind in kinds:
                 name = f"thr{tag}-{kind[0]}"
                 if kind == "install":
-                    cmd = ["flows.install_tomcat", "--instances", str(cfg.hosts)]
+                    cmd = ["flows", "install", "--instances", str(cfg.hosts)]
                     cmd += ["--deployment-name", name]
                     size = cfg.hosts
                 else:
@@ -402,7 +403,7 @@ def hostile_experiment(cfg: Config) -> dict[str, Any]:
         runs = cfg.workdir / "runs"
         never = {h["instance_id"] for h in sandbox_state(sb)["hosts"] if h["never_boots"]}
         # 1. install with allow_failures 30 %
-        cmd = ["flows.install_tomcat", "--instances", str(cfg.hostile_hosts)]
+        cmd = ["flows", "install", "--instances", str(cfg.hostile_hosts)]
         cmd += ["--deployment-name", name, "--allow-failures", cfg.hostile_allow]
         first = run_cli(cmd, env, runs / "hostile-install.log", cfg.timeout_s)
         rows = _host_rows(name)
@@ -434,7 +435,7 @@ def hostile_experiment(cfg: Config) -> dict[str, Any]:
         )
         rerun_out: dict[str, Any] = {"hosts": len(failed)}
         if failed:
-            cmd = ["flows.install_tomcat", "--inventory", str(failed_inv)]
+            cmd = ["flows", "install", "--inventory", str(failed_inv)]
             cmd += ["--deployment-name", name, "--allow-failures", "0"]
             rerun = run_cli(cmd, env, runs / "hostile-rerun.log", cfg.timeout_s)
             rows2 = {r["instance_id"]: r for r in _host_rows(name)}
@@ -723,8 +724,8 @@ def write_doc(cfg: Config, results: dict[str, Any], path: Path) -> None:
         "",
         "Settings: "
         f"install latency {cfg.install_latency} s per host (jittered), boot 1 s, seed "
-        f"{cfg.seed}; flows run as their CLIs (`python -m flows.install_tomcat`, "
-        "`python -m flows.deploy`) in subprocesses, all on one Prefect server.",
+        f"{cfg.seed}; flows run as their CLIs (`python -m flows install`, "
+        "`python -m flows deploy`) in subprocesses, all on one Prefect server.",
         "",
         "## Throttling",
         "",
@@ -775,7 +776,7 @@ def write_doc(cfg: Config, results: dict[str, Any], path: Path) -> None:
     if "crash" in results:
         c = results["crash"]
         lines += [
-            f"`python -m flows.deploy --instances {c['instances']} --stages {c['stages']}` "
+            f"`python -m flows deploy --instances {c['instances']} --stages {c['stages']}` "
             "started in its own session and its whole process group SIGKILLed at a seeded "
             "random moment between 2 s and the reference run's wall time, then the same "
             "command re-run to completion. Counts are through the AWS API for the "

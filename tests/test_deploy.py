@@ -212,7 +212,8 @@ def test_killed_during_install_then_rerun(sb: Sandbox, base: Path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "flows.deploy",
+        "flows",
+        "deploy",
         "--instances",
         "12",
         "--stages",

@@ -263,7 +263,7 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
         "TOMCAT_FLEET_LOG_DIR": str(tmp_path / "logs"),
         "TOMCAT_FLEET_TRAFFIC_REQUESTS": "12",
     }
-    cmd = [sys.executable, "-m", "tasks.runtime.local", "up", "--state-dir", str(state_dir)]
+    cmd = [sys.executable, "-m", "flows", "local", "up", "--state-dir", str(state_dir)]
     for opt, port in ports.items():
         cmd += [opt, str(port)]
     cmd += ["--instances", "3", "--install-latency", "0.2", "--boot-delay", "0.2"]
@@ -363,7 +363,7 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
         assert any("deploy e2elocal finished" in x["message"] for x in logs), logs[-5:]
     finally:
         stop = subprocess.run(
-            [sys.executable, "-m", "tasks.runtime.local", "stop", "--state-dir", str(state_dir)],
+            [sys.executable, "-m", "flows", "local", "stop", "--state-dir", str(state_dir)],
             cwd=ROOT,
             env=env,
             capture_output=True,

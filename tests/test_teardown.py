@@ -559,7 +559,7 @@ def test_error_on_one_resource_fails_the_flow_and_the_rest_goes(
 def test_cli_prints_json_last(sb: Sandbox, first_run: TeardownReport) -> None:
     env = {**os.environ, "TOMCAT_FLEET_DEPLOYMENT_NAME": D}
     proc = subprocess.run(
-        [sys.executable, "-m", "flows.teardown", "--deployment-name", D],
+        [sys.executable, "-m", "flows", "teardown", "--deployment-name", D],
         capture_output=True,
         text=True,
         timeout=120,
