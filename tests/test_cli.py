@@ -1,0 +1,150 @@
+"""The `tomcat-fleet` command line: bad input refused fast, before any Prefect server; every
+option's help shows its default; every flow parameter carries a description (the same
+docstring feeds the CLI help and the Prefect UI)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOWS = {
+    "deploy": ("flows/deploy.py", "deploy"),
+    "install": ("flows/install_tomcat.py", "install_tomcat"),
+    "teardown": ("flows/teardown.py", "teardown"),
+    "benchmark": ("flows/benchmark.py", "benchmark"),
+}
+
+
+def cli(args: list[str], tmp: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
+    base.update(TOMCAT_FLEET_PREFECT_DIR=str(tmp / "prefect"), COLUMNS="250", **env)
+    return subprocess.run(
+        [sys.executable, "-m", "flows", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=base,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["deploy", "--instances", "0"],
+        ["deploy", "--instances", "ten"],
+        ["deploy", "--stages", "1-x"],
+        ["deploy", "--stages", "99"],
+        ["deploy", "--allow-failures", "ten"],
+        ["deploy", "--runner", "bogus"],
+        ["deploy", "--chunk-size", "0"],
+        ["install", "--instances", "0"],
+        ["install"],
+        ["install", "--inventory", "/nonexistent.json"],
+        ["install", "--instances", "3", "--runner", "dask"],
+        ["teardown", "--deployment-name", "Not_Valid!"],
+        ["benchmark", "--target", "mars"],
+        ["benchmark", "--fault-profile", "nasty"],
+        ["benchmark", "--repeat", "0"],
+        ["benchmark", "--matrix", "no-such-matrix"],
+        ["deploy", "--no-such-option", "1"],
+    ],
+)
+def test_bad_input_refused_fast_without_server(args: list[str], tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    proc = cli(args, tmp_path)
+    elapsed = time.monotonic() - t0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert 1 <= len(lines) <= 2, proc.stderr
+    assert "Traceback" not in proc.stderr and not proc.stdout.strip()
+    assert "Prefect server" not in proc.stderr
+    assert not (tmp_path / "prefect").exists()  # no server was started or planned on disk
+    assert elapsed < 3.0, f"{elapsed:.1f}s"
+
+
+def test_help_shows_every_default(tmp_path: Path) -> None:
+    for command in [*FLOWS, "local up", "local stop", "local status"]:
+        proc = cli([*command.split(), "--help"], tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("│ --")]
+        assert rows, proc.stdout
+        for row in rows:
+            if row.startswith("│ --help"):
+                continue
+            assert "[default:" in row or "[required]" in row, f"{command}: {row}"
+    deploy = cli(["deploy", "--help"], tmp_path).stdout
+    assert "[default: 4]" in deploy and "[default: 1-11]" in deploy
+    assert "[choices: process, thread, dask]" in deploy
+
+
+def _flows() -> dict[str, Any]:
+    from flows.benchmark import benchmark
+    from flows.deploy import deploy
+    from flows.install_tomcat import install_tomcat
+    from flows.teardown import teardown
+
+    return {
+        "deploy": deploy,
+        "install": install_tomcat,
+        "teardown": teardown,
+        "benchmark": benchmark,
+    }
+
+
+def test_every_flow_parameter_has_a_description() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    for name, flow in _flows().items():
+        schema = parameter_schema(flow.fn).model_dump_for_openapi()
+        props = schema["properties"]
+        assert set(props) == set(inspect.signature(flow.fn).parameters), name
+        missing = [p for p, spec in props.items() if not spec.get("description")]
+        assert not missing, f"{name}: no description for {missing}"
+
+
+def test_choices_are_literals_in_the_ui_schema() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    flows = _flows()
+    deploy = parameter_schema(flows["deploy"].fn).model_dump_for_openapi()["properties"]
+    assert deploy["runner"]["enum"] == ["process", "thread", "dask"]
+    bench = parameter_schema(flows["benchmark"].fn).model_dump_for_openapi()["properties"]
+    assert bench["target"]["enum"] == ["sandbox", "aws"]
+    assert bench["fault_profile"]["enum"] == ["clean", "flaky", "hostile"]
+
+
+def test_signature_read_from_source_matches_the_flow() -> None:
+    from tasks.runtime.flow_signature import flow_signature
+
+    for name, flow in _flows().items():
+        path, func = FLOWS[name]
+        read, doc = flow_signature(ROOT / path, func)
+        real = inspect.signature(flow.fn, eval_str=True)
+        assert list(read.parameters) == list(real.parameters), name
+        assert doc == inspect.getdoc(flow.fn), name
+        for p in real.parameters.values():
+            q = read.parameters[p.name]
+            assert q.default == p.default, (name, p.name)
+            if not isinstance(q.annotation, str):
+                assert q.annotation == p.annotation, (name, p.name)
+
+
+def test_server_status_and_stop_without_a_server(tmp_path: Path) -> None:
+    status = cli(["server", "status"], tmp_path)
+    assert status.returncode == 1 and "no Prefect server running" in status.stdout
+    stop = cli(["server", "stop"], tmp_path)
+    assert stop.returncode == 0 and "no Prefect server running" in stop.stdout
+
+
+def test_sandbox_command_delegates_to_python_m_sandbox(tmp_path: Path) -> None:
+    proc = cli(["sandbox", "--help"], tmp_path)
+    assert proc.returncode == 0 and "--install-latency" in proc.stdout
