@@ -25,7 +25,7 @@ COPY tasks ./tasks
 # the sandbox and the plot are extras: the benchmark deployments run on them; build a
 # slimmer AWS-only image with --build-arg EXTRAS=aws-only (no such extra: runtime deps only)
 ARG EXTRAS=sandbox,bench
-RUN pip install --no-cache-dir ".[${EXTRAS}]" \
+RUN pip install --no-cache-dir "./[${EXTRAS}]" \
     && pip uninstall --yes pip \
     && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
 
