@@ -34,19 +34,10 @@ from tasks.bench.matrix import load_matrix, plan_matrix
 from tasks.bench.report import format_table, plot, report, summary_rows, write_csv
 from tasks.bench.run import NIGHTLY_CRON, RUN_COLUMNS, SUMMARY_COLUMNS, run_scenario, sandbox_args
 from tasks.hostmonitor import HostMonitor, join_timeline, summarize_span
+from tasks.runtime.run_names import benchmark_run_name
 
 
-def run_name() -> str:
-    """`benchmark-<matrix>-<target>`."""
-    from prefect.runtime import flow_run
-
-    p = flow_run.parameters
-    m = p.get("matrix", "nightly")
-    matrix = Path(m).stem if isinstance(m, str) else f"{len(m)}-scenarios"
-    return f"benchmark-{matrix}-{p.get('target', 'sandbox')}"
-
-
-@flow(name="benchmark", flow_run_name=run_name, log_prints=False)
+@flow(name="benchmark", flow_run_name=benchmark_run_name, log_prints=False)
 def benchmark(
     matrix: str | list[Any] = "nightly",
     repeat: int = 1,

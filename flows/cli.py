@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
 
+from tasks.bench.child import child as bench_child  # no Prefect in it
 from tasks.runtime.prefect_api import LocalServer, flush_prefect
 from tasks.runtime.sandbox_child import Peak, SandboxOptions, maybe_sandbox
 
@@ -418,23 +419,7 @@ def sandbox_command(
     return sandbox_main(list(args))
 
 
-@app.command(name="bench-child", show=False)
-def bench_child(
-    shape: Literal["seed", "floor"],
-    *,
-    inventory: str,
-    chunk_size: int,
-    max_workers: int,
-    desired_count: int,
-    deployment_name: str | None = None,
-    state_dir: str | None = None,
-) -> int:
-    """One seed/floor shape of the benchmark in this process (no Prefect)."""
-    from tasks.bench.child import child
-
-    return child(
-        shape, inventory, chunk_size, max_workers, desired_count, deployment_name, state_dir
-    )
+app.command(bench_child, name="bench-child", show=False)  # the benchmark's seed/floor child
 
 
 @server_app.command(name="status")

@@ -48,6 +48,7 @@ from tasks.launch import launch_fleet
 from tasks.models import InstallSummary
 from tasks.planning import PlanError
 from tasks.runtime.outcome import failed_with_report, outcome_of
+from tasks.runtime.run_names import deploy_run_name
 from tasks.stages import NAMES, SEED_GROUP
 
 T = TypeVar("T")
@@ -269,20 +270,9 @@ def eb_https_stage(
 
 
 # -- the flow ---------------------------------------------------------------------------
-def run_name() -> str:
-    """`deploy-<deployment>-<N>-instances`, the flow run's name."""
-    p = flow_run.parameters
-    ov = p.get("settings_overrides") or {}
-    try:
-        name = FleetSettings(**ov).deployment_name
-    except Exception:
-        name = str(ov.get("deployment_name", "tomcat-fleet"))
-    return f"deploy-{name}-{p.get('instances', 4)}-instances"
-
-
 @flow(
     name="deploy",
-    flow_run_name=run_name,
+    flow_run_name=deploy_run_name,
     task_runner=ThreadPoolTaskRunner(max_workers=8),  # type: ignore[arg-type]
     log_prints=False,
 )

@@ -50,6 +50,7 @@ from tasks.planning import (
 )
 from tasks.resources import Sampler, format_sample
 from tasks.runtime.outcome import failed_with_report
+from tasks.runtime.run_names import install_run_name
 from tasks.ssh_install import HostInstallConfig, load_private_key
 
 
@@ -172,21 +173,7 @@ def install_chunks(
     return out
 
 
-def run_name() -> str:
-    """`install-<deployment>-<N>-hosts` (`saved` hosts: the saved inventory)."""
-    from prefect.runtime import flow_run
-
-    p = flow_run.parameters
-    ov = p.get("settings_overrides") or {}
-    try:
-        name = FleetSettings(**ov).deployment_name
-    except Exception:
-        name = str(ov.get("deployment_name", "tomcat-fleet"))
-    hosts = p.get("instances")
-    return f"install-{name}-{len(hosts) if hosts is not None else 'saved'}-hosts"
-
-
-@flow(name="install-tomcat", flow_run_name=run_name, log_prints=False)
+@flow(name="install-tomcat", flow_run_name=install_run_name, log_prints=False)
 def install_tomcat(
     instances: list[Instance] | None = None,
     chunk_size: int | None = None,

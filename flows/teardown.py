@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.runtime.outcome import failed_with_report
+from tasks.runtime.run_names import teardown_run_name
 from tasks.teardown import TeardownReport
 from tasks.teardown import teardown as teardown_resources
 
@@ -54,23 +55,7 @@ def teardown_task(
     )
 
 
-def run_name() -> str:
-    """`teardown-<deployment>`."""
-    from prefect.runtime import flow_run
-
-    p = flow_run.parameters
-    try:
-        return (
-            "teardown-"
-            + teardown_settings(
-                p.get("deployment_name"), p.get("settings_overrides")
-            ).deployment_name
-        )
-    except Exception:
-        return f"teardown-{p.get('deployment_name') or 'tomcat-fleet'}"
-
-
-@flow(name="teardown", flow_run_name=run_name, log_prints=False)
+@flow(name="teardown", flow_run_name=teardown_run_name, log_prints=False)
 def teardown(
     deployment_name: str | None = None,
     delete_secrets: bool = False,

@@ -8,30 +8,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-BENCH_JSON_ROW_KEYS = (
-    "scenario",
-    "shape",
-    "notation",
-    "hosts",
-    "processes",
-    "default",
-    "status",
-    "reason",
-    "runs",
-    "wall_s",
-    "install_s",
-    "install_s_min",
-    "install_s_max",
-    "peak_rss_mb",
-    "peak_rss_mb_min",
-    "peak_rss_mb_max",
-    "swap_used_mb",
-    "hosts_failed",
-    "throttle_retries",
-    "api_calls",
-    "install_x_floor",
-    "rss_x_floor",
-)
+
+def bench_json_keys() -> list[str]:
+    """The keys of each row in the benchmark's JSON line: the table's columns and `default`."""
+    from tasks.bench.report import TABLE_COLUMNS
+
+    return [*TABLE_COLUMNS, "default"]
 
 
 def launch(count: int, settings_overrides: dict[str, Any]) -> tuple[list[Any], int, int]:
@@ -97,6 +79,7 @@ def install_json(
 
 
 def benchmark_json(result: dict[str, Any]) -> str:
+    keys = bench_json_keys()
     return json.dumps(
         {
             "csv": result["csv"],
@@ -104,6 +87,6 @@ def benchmark_json(result: dict[str, Any]) -> str:
             "runs_csv": result["runs_csv"],
             "timeline_csv": result["timeline_csv"],
             "elapsed_s": result["elapsed_s"],
-            "rows": [{k: r.get(k) for k in BENCH_JSON_ROW_KEYS} for r in result["rows"]],
+            "rows": [{k: r.get(k) for k in keys} for r in result["rows"]],
         }
     )

@@ -42,6 +42,21 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def server_command(port: int) -> list[str]:
+    """`prefect server start` on 127.0.0.1:`port`, in this interpreter."""
+    return [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
 def _start(port: int, home: str, log: int) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -51,17 +66,7 @@ def _start(port: int, home: str, log: int) -> subprocess.Popen[bytes]:
     }
     env.pop("PREFECT_API_URL", None)
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        server_command(port),
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -1,8 +1,8 @@
-"""`python -m flows.local`: the one-command local start (what `./scripts/run.sh` runs).
+"""`tomcat-fleet local`: the one-command local start (what `./scripts/run.sh` runs).
 
-    python -m flows.local up [--instances N] [--no-run] [--detach]   # default command
-    python -m flows.local stop                                      # from any shell
-    python -m flows.local status
+    tomcat-fleet local up [--instances N] [--no-run] [--detach]   # default command
+    tomcat-fleet local stop                                       # from any shell
+    tomcat-fleet local status
 
 `up` starts, each in its own process group and tracked in `<state-dir>/processes.json`:
 

@@ -41,6 +41,7 @@ from tasks.runtime.local.state import (
     Tracked,
     stop_all,
 )
+from tasks.runtime.prefect_api import server_command
 
 
 @dataclass
@@ -128,21 +129,7 @@ class LocalStart:
     def start_server(self) -> None:
         check_port(self.o.prefect_port, "Prefect server", "--prefect-port")
         print(f"local: starting the Prefect server on {self.ui_url}", flush=True)
-        proc = self.spawn(
-            "prefect-server",
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.o.prefect_port),
-            ],
-            self.base_env(),
-        )
+        proc = self.spawn("prefect-server", server_command(self.o.prefect_port), self.base_env())
 
         def healthy() -> bool:
             try:
