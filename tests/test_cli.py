@@ -148,3 +148,27 @@ def test_server_status_and_stop_without_a_server(tmp_path: Path) -> None:
 def test_sandbox_command_delegates_to_python_m_sandbox(tmp_path: Path) -> None:
     proc = cli(["sandbox", "--help"], tmp_path)
     assert proc.returncode == 0 and "--install-latency" in proc.stdout
+
+
+def test_one_local_server_is_reused_and_stoppable(tmp_path: Path, monkeypatch: Any) -> None:
+    """The CLI's server: started once under its home, found again by the next run (same
+    URL, not restarted), stopped by `server stop`."""
+    from tasks.runtime.prefect_api import LocalServer
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    first = LocalServer(tmp_path / "prefect")
+    url = first.plan()
+    assert url and os.environ["PREFECT_API_URL"] == url
+    try:
+        _, pid, started = first.ensure(url)
+        assert started and (tmp_path / "prefect" / "server.json").is_file()
+        monkeypatch.delenv("PREFECT_API_URL")
+        again = LocalServer(tmp_path / "prefect")
+        assert again.plan() == url
+        assert again.ensure(url) == (url, pid, False)
+        status = cli(["server", "status"], tmp_path)
+        assert status.returncode == 0 and url in status.stdout
+    finally:
+        stop = cli(["server", "stop"], tmp_path)
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    assert LocalServer(tmp_path / "prefect").running() is None
