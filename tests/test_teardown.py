@@ -15,9 +15,9 @@ from typing import Any, cast
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks.runtime.outcome import outcome_of
 from sandbox import Sandbox, SandboxConfig
 from tasks.ec2 import TAG_KEY
+from tasks.runtime.outcome import outcome_of
 from tasks.teardown import TeardownReport
 
 from .conftest import client, sandbox_env, wait_for
