@@ -99,7 +99,7 @@ _CFG: Any = None
 def _install_chunk(args: tuple[list[dict[str, Any]], int]) -> list[str]:
     """Seed worker: one chunk in a pool process, `max_workers` threads."""
     from tasks.models import Instance
-    from tasks.ssh_install import install_host
+    from tasks.remote.recipe import install_host
 
     rows, workers = args
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -111,7 +111,7 @@ def child(args: argparse.Namespace) -> int:
     processes, one chunk per task) or the floor's (one thread pool); print JSON."""
     global _CFG
     from blocks.settings import FleetSettings
-    from tasks.ssh_install import HostInstallConfig
+    from tasks.remote.recipe import HostInstallConfig
 
     overrides = {
         k: v

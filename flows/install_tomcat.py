@@ -57,8 +57,8 @@ from tasks.planning import (
     plan_pool,
     sample_points,
 )
+from tasks.remote.recipe import HostInstallConfig, load_private_key
 from tasks.resources import Sampler, format_sample
-from tasks.ssh_install import HostInstallConfig, load_private_key
 
 Runner = Literal["process", "thread", "dask"]
 

@@ -23,8 +23,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from .models import ChunkResult, HostResult, Instance, ResourceSample
+from .remote.recipe import HostInstallConfig, install_host
 from .resources import extra_sample_chance, format_sample, sample
-from .ssh_install import HostInstallConfig, install_host
 
 
 def chunk_log(log_dir: str, index: int) -> tuple[logging.Logger, Path, logging.Handler]:

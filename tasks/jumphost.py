@@ -32,7 +32,7 @@ from .ec2 import (
 )
 from .models import Instance
 from .rds import load_db_password
-from .ssh_install import CommandResult, HostInstallConfig, RemoteError, connect_host, run_command
+from .remote.recipe import CommandResult, HostInstallConfig, RemoteError, connect_host, run_command
 
 log = logging.getLogger(__name__)
 

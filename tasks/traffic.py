@@ -44,7 +44,7 @@ from .ec2 import (
     wait_running,
 )
 from .models import Instance
-from .ssh_install import HostInstallConfig, RemoteError, connect_host, run_command
+from .remote.recipe import HostInstallConfig, RemoteError, connect_host, run_command
 
 ROLE = "traffic"
 CURL_MAX_TIME_S = 10

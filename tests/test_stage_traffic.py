@@ -31,7 +31,7 @@ from tasks.ec2 import (
     launch_instances,
     wait_running,
 )
-from tasks.ssh_install import HostInstallConfig, install_host
+from tasks.remote.recipe import HostInstallConfig, install_host
 from tasks.traffic import (
     alb_traffic,
     beanstalk_http,

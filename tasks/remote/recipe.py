@@ -21,8 +21,8 @@ import paramiko
 from pydantic import BaseModel, Field, SecretStr
 
 from tasks.backoff import backoff_delay
-from tasks.host_keys import HostKeyRejected, make_policy
 from tasks.models import HostResult, InstallStep, Instance, StepTiming
+from tasks.remote.host_keys import HostKeyRejected, make_policy
 
 PROBE_NAME = "probe"
 PROBE_TIMEOUT_S = 60.0
