@@ -111,7 +111,7 @@ def child(args: argparse.Namespace) -> int:
     processes, one chunk per task) or the floor's (one thread pool); print JSON."""
     global _CFG
     from blocks.settings import FleetSettings
-    from tasks.remote.recipe import HostInstallConfig
+    from tasks.remote.config import remote_config
 
     overrides = {
         k: v
@@ -119,18 +119,7 @@ def child(args: argparse.Namespace) -> int:
         if v is not None
     }
     settings = FleetSettings(**overrides)
-    _CFG = HostInstallConfig(
-        ssh_port=settings.ssh_port,
-        ssh_user=settings.ssh_user,
-        key_pem=settings.key_file_path().read_text(),
-        host_key_policy="insecure",
-        known_hosts_path=str(settings.known_hosts_path),
-        connect_timeout_s=settings.ssh_connect_timeout_s,
-        ssh_wait_s=settings.ssh_wait_s,
-        host_attempts=settings.host_attempts,
-        steps=settings.install_steps,
-        probe_command=settings.probe_command,
-    )
+    _CFG = remote_config(settings, settings.key_file_path().read_text(), host_key_policy="insecure")
     rows = json.loads(Path(args.inventory).read_text())
     t0 = time.monotonic()
     if args.child == "floor":
