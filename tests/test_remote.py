@@ -284,3 +284,14 @@ def test_jumphost_session_sends_password_on_stdin_only(
     assert calls == [(client.commands[0], f"[client]\npassword={password}\n")]
     assert client.stdin.written == [f"[client]\npassword={password}\n"] and client.stdin.closed
     assert session.conn.redact(f"ERROR 1045 for {password}") == f"ERROR 1045 for {REDACTED}"
+
+
+def test_run_reports_the_exit_status_when_stdin_is_not_read(tmp_path: Path) -> None:
+    class Gone(_Stdin):
+        def write(self, text: str) -> None:
+            raise OSError("Socket is closed")
+
+    client = _Client(b"", 7)
+    client.stdin = Gone()
+    res = _connected(tmp_path, client).run("mysql --bad", timeout=5, stdin="x")
+    assert res.status == 7 and res.error == ""

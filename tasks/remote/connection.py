@@ -275,11 +275,16 @@ class Connection:
         deadline = time.monotonic() + timeout_s
         try:
             stdin_file, stdout, _ = client.exec_command(command, timeout=timeout_s)
-            if stdin is not None:
-                stdin_file.write(stdin)
-                stdin_file.flush()
-            stdin_file.close()  # EOF on the remote stdin
             chan = stdout.channel
+            try:
+                if stdin is not None:
+                    stdin_file.write(stdin)
+                    stdin_file.flush()
+                stdin_file.close()  # EOF on the remote stdin
+            except (paramiko.SSHException, EOFError, OSError):
+                # the command may have exited without reading its input: its exit status
+                # (or the lost connection) is what we report
+                pass
             while True:
                 _drain(chan, out, err)
                 if chan.status_event.is_set():
