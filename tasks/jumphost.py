@@ -155,7 +155,14 @@ def mysql_command(rds: RdsResult, connect_timeout_s: int) -> str:
 
 
 def mysql_stdin(password: str) -> str:
-    """The option file `mysql_command` reads from its standard input."""
+    """The option file `mysql_command` reads from its standard input. A value holding `#`
+    (a comment in an option file) or a backslash (an escape) is double-quoted, with
+    backslashes doubled, as the client's option-file parser reads it; RDS allows neither
+    quotes nor spaces in a master password, and a line break cannot be carried at all."""
+    if "\n" in password or "\r" in password:
+        raise ValueError("the DB password holds a line break; an option file cannot carry it")
+    if "#" in password or "\\" in password:
+        password = '"' + password.replace("\\", "\\\\") + '"'
     return f"[client]\npassword={password}\n"
 
 
@@ -191,9 +198,11 @@ def jumphost_check(
         if session.run(HAS_CLIENT, 60).status != 0:
             session.step("apt-get update", APT_UPDATE, APT_TIMEOUT_S, apt_attempts)
             session.step("install mysql-client", APT_INSTALL, APT_TIMEOUT_S, apt_attempts)
-        res = session.run(
-            mysql_command(rds, connect_timeout_s), connect_timeout_s + 60, mysql_stdin(password)
-        )
+        try:
+            stdin = mysql_stdin(password)
+        except ValueError as exc:
+            raise StageError(f"{exc} (Secret block {rds.password_secret_block})") from None
+        res = session.run(mysql_command(rds, connect_timeout_s), connect_timeout_s + 60, stdin)
     finally:
         session.close()
     out = res.stdout.strip()

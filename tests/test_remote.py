@@ -295,3 +295,10 @@ def test_run_reports_the_exit_status_when_stdin_is_not_read(tmp_path: Path) -> N
     client.stdin = Gone()
     res = _connected(tmp_path, client).run("mysql --bad", timeout=5, stdin="x")
     assert res.status == 7 and res.error == ""
+
+
+def test_mysql_stdin_quotes_what_an_option_file_would_misread() -> None:
+    assert jumphost.mysql_stdin("ab#cd") == '[client]\npassword="ab#cd"\n'
+    assert jumphost.mysql_stdin("a\\b") == '[client]\npassword="a\\\\b"\n'
+    with pytest.raises(ValueError, match="line break"):
+        jumphost.mysql_stdin("a\nb")
