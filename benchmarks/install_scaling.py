@@ -9,7 +9,7 @@ bare thread pool (the floor).
 - floor: one process, one ThreadPoolExecutor, paramiko, nothing else.
 
 Every shape installs on fresh instances (same sandbox, same latency) with the same
-per-host code (`tasks.ssh_install.install_host`). Each shape runs in its own child process
+per-host code (`tasks.remote.recipe.install_host`). Each shape runs in its own child process
 so its peak RSS (process tree) is its own; the sandbox and Prefect server are shared
 services outside every tree. Prints a table and, last, one JSON line.
 

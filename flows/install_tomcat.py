@@ -48,10 +48,11 @@ from tasks.planning import (
     failures_within,
     sample_points,
 )
+from tasks.remote.config import HostInstallConfig, remote_config
+from tasks.remote.connection import load_private_key
 from tasks.resources import Sampler, format_sample
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import install_run_name
-from tasks.ssh_install import HostInstallConfig, load_private_key
 
 
 def saved_inventory(settings: FleetSettings) -> list[Instance]:
@@ -235,19 +236,7 @@ def install_tomcat(
         expected = wait_fingerprints(
             settings, [i.instance_id for i in instances], settings.ssh_wait_s
         )
-    cfg = HostInstallConfig(
-        ssh_port=settings.ssh_port,
-        ssh_user=settings.ssh_user,
-        key_pem=key_pem,
-        host_key_policy=settings.host_key_policy,
-        known_hosts_path=str(settings.known_hosts_path),
-        expected_fingerprints=expected,
-        connect_timeout_s=settings.ssh_connect_timeout_s,
-        ssh_wait_s=settings.ssh_wait_s,
-        host_attempts=settings.host_attempts,
-        steps=settings.install_steps,
-        probe_command=settings.probe_command,
-    )
+    cfg = remote_config(settings, key_pem, expected_fingerprints=expected)
     log_dir = str(Path(settings.log_dir) / f"install-{int(time.time())}-{os.getpid()}")
     chunks = chunked(instances, plan.chunk_size)
     t_install = time.monotonic()

@@ -21,9 +21,9 @@ from blocks.settings import FleetSettings
 
 from .aws import Aws
 from .backoff import error_code
-from .host_keys import parse_console_fingerprints
 from .models import Instance
 from .planning import chunked
+from .remote.host_keys import parse_console_fingerprints
 
 TAG_KEY = "tomcat-fleet:deployment"
 BATCH = 100

@@ -3,28 +3,27 @@
 Runs in a pool worker process (or a thread, or a Dask worker). Arguments and result are
 plain data. Each run writes `chunk-<index>-<pid>-<uuid8>.log` (pool workers are reused, so
 pid alone repeats), samples RAM/swap/CPU at its start and end, and one chunk in ten takes
-one extra sample at a random moment. Hosts are never lost: a host whose thread blew up
-is still reported, as failed with the error.
+one extra sample at a random moment. Hosts are never lost: the fan-out
+(`tasks.remote.group`) reports a host whose thread blew up as failed with the error.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import math
 import os
 import random
 import time
 import uuid
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from .models import ChunkResult, HostResult, Instance, ResourceSample
+from .remote.config import HostInstallConfig
+from .remote.group import ThreadingGroup
 from .resources import extra_sample_chance, format_sample, sample
-from .ssh_install import HostInstallConfig, install_host
 
 
 def chunk_log(log_dir: str, index: int) -> tuple[logging.Logger, Path, logging.Handler]:
@@ -91,36 +90,28 @@ def install_chunk(
     extra_after = None if extra_at is None else max(1, math.ceil(extra_at * len(instances)))
 
     results: list[HostResult] = []
-    with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"chunk{index}") as pool:
-        futures: list[tuple[Instance, Future[HostResult]]] = []
-        for inst in instances:
-            ctx = contextvars.copy_context()
-            futures.append((inst, pool.submit(ctx.run, install_host, inst, cfg, log=file_log)))
-        for inst, fut in futures:
-            try:
-                res = fut.result()
-            except BaseException as exc:  # install_host never raises; belt and braces
-                res = HostResult(
-                    instance_id=inst.instance_id,
-                    public_ip=inst.public_ip,
-                    status="failed",
-                    reason=f"installer crashed: {exc!r}",
-                )
-            results.append(res)
-            if len(results) == extra_after:
-                samples.append(sample("chunk extra", t0))
-            level = logging.INFO if res.status == "installed" else logging.WARNING
-            log.log(
-                level,
-                "%s %s: %s%s (attempts %d, %.1fs)%s",
-                res.instance_id,
-                res.public_ip,
-                res.status,
-                " (already serving)" if res.already_installed else "",
-                res.attempts,
-                res.seconds,
-                f" reason: {res.reason}" if res.reason else "",
-            )
+
+    def on_result(_inst: Instance, res: HostResult) -> None:
+        results.append(res)
+        if len(results) == extra_after:
+            samples.append(sample("chunk extra", t0))
+        level = logging.INFO if res.status == "installed" else logging.WARNING
+        log.log(
+            level,
+            "%s %s: %s%s (attempts %d, %.1fs)%s",
+            res.instance_id,
+            res.public_ip,
+            res.status,
+            " (already serving)" if res.already_installed else "",
+            res.attempts,
+            res.seconds,
+            f" reason: {res.reason}" if res.reason else "",
+        )
+
+    group = ThreadingGroup(
+        instances, cfg, max_workers=max_workers, thread_name_prefix=f"chunk{index}"
+    )
+    group.install(log=file_log, on_result=on_result)
     samples.append(sample("chunk end", t0))
     seconds = time.monotonic() - t0
     ok = sum(r.status == "installed" for r in results)

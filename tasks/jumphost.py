@@ -2,8 +2,9 @@
 
 The jumphost admits SSH from the controller only; the stage installs the MySQL client on
 it and runs `SELECT 1` against the RDS endpoint with the master password from its Secret
-block. The password travels only inside the remote command (as MYSQL_PWD, so the client
-prints no warning); every text that could reach a log line or an exception is redacted.
+block. The password never is on the remote command line: `mysql` reads it from its
+standard input as an option file (`--defaults-extra-file=/dev/stdin`), and every text that
+could reach a log line or an exception is redacted (`tasks.remote.connection.redact`).
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ from __future__ import annotations
 import logging
 import shlex
 import time
-from collections.abc import Callable
-
-import paramiko
-from pydantic import SecretStr
 
 from blocks.settings import FleetSettings
 
@@ -32,7 +29,8 @@ from .ec2 import (
 )
 from .models import Instance
 from .rds import load_db_password
-from .ssh_install import CommandResult, HostInstallConfig, RemoteError, connect_host, run_command
+from .remote.config import HostInstallConfig, remote_config
+from .remote.connection import Connection, RemoteError, Result
 
 log = logging.getLogger(__name__)
 
@@ -47,54 +45,45 @@ APT_TIMEOUT_S = 600.0
 _TAIL = 400
 
 
-def _redactor(secret: str) -> Callable[[str], str]:
-    forms = sorted({secret, shlex.quote(secret)}, key=len, reverse=True)
-
-    def redact(text: str) -> str:
-        for form in forms:
-            if form:
-                text = text.replace(form, "[redacted]")
-        return text
-
-    return redact
-
-
-def _tail(res: CommandResult) -> str:
+def _tail(res: Result) -> str:
     text = (res.stderr.strip() or res.stdout.strip() or res.error or "no output")[-_TAIL:]
     return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 class _Session:
-    """One SSH connection to the jumphost, reopened if it drops."""
+    """One SSH connection to the jumphost, reopened if it drops; everything it returns or
+    raises has `secrets` redacted."""
 
-    def __init__(self, inst: Instance, cfg: HostInstallConfig, deadline: float) -> None:
+    def __init__(
+        self,
+        inst: Instance,
+        cfg: HostInstallConfig,
+        deadline: float,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
         self.inst, self.cfg, self.deadline = inst, cfg, deadline
-        self.client: paramiko.SSHClient | None = None
+        self.conn = Connection(inst.public_ip, cfg, instance_id=inst.instance_id, secrets=secrets)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
 
-    def connect(self) -> paramiko.SSHClient:
-        if self.client is None:
+    def connect(self) -> Connection:
+        if not self.conn.is_connected:
             wait = max(1.0, min(self.cfg.ssh_wait_s, self.remaining()))
             try:
-                self.client = connect_host(
-                    self.inst, self.cfg.model_copy(update={"ssh_wait_s": wait})
-                )
+                self.conn.open(wait_s=wait)
             except RemoteError as exc:
                 raise StageError(f"jumphost {self.inst.instance_id}: {exc}") from None
-        return self.client
+        return self.conn
 
     def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        self.conn.close()
 
-    def run(self, command: str, timeout_s: float) -> CommandResult:
+    def run(self, command: str, timeout_s: float, stdin: str | None = None) -> Result:
         budget = min(timeout_s, self.remaining())
         if budget <= 0:
             raise StageError(f"jumphost {self.inst.instance_id}: stage timed out")
-        res = run_command(self.connect(), command, budget)
+        res = self.connect().run(command, timeout=budget, stdin=stdin)
         if res.status is None:  # the connection went (or the command hung): start afresh
             self.close()
         return res
@@ -113,7 +102,7 @@ class _Session:
             res = self.run(command, timeout_s)
             if res.status is not None and res.status in ok:
                 return
-            why = _tail(res) if res.status is not None else res.error
+            why = self.conn.redact(_tail(res) if res.status is not None else res.error)
             if attempt + 1 >= attempts:
                 raise StageError(
                     f"jumphost {self.inst.instance_id}: {name} failed after {attempts} "
@@ -155,12 +144,26 @@ def ensure_jumphost(
     return wait_running(aws, ids, timeout_s=timeout_s)[0], group
 
 
-def mysql_command(rds: RdsResult, password: str, connect_timeout_s: int) -> str:
+def mysql_command(rds: RdsResult, connect_timeout_s: int) -> str:
+    """The client's command line: no password on it (it comes as an option file on stdin,
+    `mysql_stdin`); `--defaults-extra-file` must be the first option."""
     return (
-        f"MYSQL_PWD={shlex.quote(password)} mysql -h {shlex.quote(rds.endpoint)} "
+        f"mysql --defaults-extra-file=/dev/stdin -h {shlex.quote(rds.endpoint)} "
         f"-P {int(rds.port)} -u {shlex.quote(rds.master_username)} "
         f"--connect-timeout={int(connect_timeout_s)} -N -e 'SELECT 1'"
     )
+
+
+def mysql_stdin(password: str) -> str:
+    """The option file `mysql_command` reads from its standard input. A value holding `#`
+    (a comment in an option file) or a backslash (an escape) is double-quoted, with
+    backslashes doubled, as the client's option-file parser reads it; RDS allows neither
+    quotes nor spaces in a master password, and a line break cannot be carried at all."""
+    if "\n" in password or "\r" in password:
+        raise ValueError("the DB password holds a line break; an option file cannot carry it")
+    if "#" in password or "\\" in password:
+        password = '"' + password.replace("\\", "\\\\") + '"'
+    return f"[client]\npassword={password}\n"
 
 
 def _hint(stderr: str) -> str:
@@ -187,31 +190,24 @@ def jumphost_check(
     deadline = time.monotonic() + timeout_s
     inst, group = ensure_jumphost(aws, settings, timeout_s)
     password = load_db_password(settings, rds.password_secret_block)
-    redact = _redactor(password)
-    cfg = HostInstallConfig(
-        ssh_port=settings.ssh_port,
-        ssh_user=settings.ssh_user,
-        key_pem=SecretStr(key_pem),
-        host_key_policy=settings.host_key_policy,
-        known_hosts_path=str(settings.known_hosts_path),
-        connect_timeout_s=settings.ssh_connect_timeout_s,
-        ssh_wait_s=settings.ssh_wait_s,
-        steps=[],
-        probe_command="true",
-    )
-    session = _Session(inst, cfg, deadline)
+    cfg = remote_config(settings, key_pem)
+    session = _Session(inst, cfg, deadline, secrets=(password,))
     try:
         # cloud-init exits 2 when it finished with recoverable errors: the host is usable
         session.step("cloud-init", CLOUD_INIT, 900, ok=(0, 2))
         if session.run(HAS_CLIENT, 60).status != 0:
             session.step("apt-get update", APT_UPDATE, APT_TIMEOUT_S, apt_attempts)
             session.step("install mysql-client", APT_INSTALL, APT_TIMEOUT_S, apt_attempts)
-        res = session.run(mysql_command(rds, password, connect_timeout_s), connect_timeout_s + 60)
+        try:
+            stdin = mysql_stdin(password)
+        except ValueError as exc:
+            raise StageError(f"{exc} (Secret block {rds.password_secret_block})") from None
+        res = session.run(mysql_command(rds, connect_timeout_s), connect_timeout_s + 60, stdin)
     finally:
         session.close()
     out = res.stdout.strip()
     if res.status != 0 or out != "1":
-        what = redact(_tail(res) if res.status is not None else res.error)
+        what = session.conn.redact(_tail(res) if res.status is not None else res.error)
         raise StageError(
             f"SELECT 1 on {rds.endpoint}:{rds.port} as {rds.master_username} from jumphost "
             f"{inst.instance_id} failed (exit {res.status}): {what}{_hint(res.stderr)}"

@@ -21,6 +21,7 @@ from .aws import Aws
 from .backoff import error_code
 from .deploy_models import RdsResult
 from .ec2 import TAG_KEY, StageError, deployment_tags, ensure_security_group
+from .remote.connection import redact
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ def _create_db(aws: Aws, settings: FleetSettings, ident: str, db_group: str) -> 
             # original exception is not chained (its traceback could show the arguments)
             raise StageError(
                 f"cannot create DB instance {ident}: {type(exc).__name__}: "
-                f"{_redact(str(exc), password)}"
+                f"{redact(str(exc), [password])}"
             ) from None
         found = _describe_db(aws, ident)
         if found is None:
@@ -224,10 +225,6 @@ def _create_db(aws: Aws, settings: FleetSettings, ident: str, db_group: str) -> 
         "creating DB instance %s (%s %s)", ident, settings.db_engine, settings.db_instance_class
     )
     return dict(db)
-
-
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
 
 
 def wait_db_available(aws: Aws, ident: str, timeout_s: float, poll_s: float) -> dict[str, Any]:

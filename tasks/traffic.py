@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import paramiko
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
@@ -44,7 +43,8 @@ from .ec2 import (
     wait_running,
 )
 from .models import Instance
-from .ssh_install import HostInstallConfig, RemoteError, connect_host, run_command
+from .remote.config import HostInstallConfig, remote_config
+from .remote.connection import Connection, RemoteError
 
 ROLE = "traffic"
 CURL_MAX_TIME_S = 10
@@ -102,21 +102,6 @@ def ensure_generator(
                 "while its token is still remembered by EC2 - retry later or start it again"
             )
         return wait_running(aws, ids, timeout_s=timeout_s)[0]
-
-
-def host_config(settings: FleetSettings, key_pem: str) -> HostInstallConfig:
-    """How to reach the generator over SSH (no install steps: it only runs curl)."""
-    return HostInstallConfig(
-        ssh_port=settings.ssh_port,
-        ssh_user=settings.ssh_user,
-        key_pem=key_pem,  # pydantic keeps it as a SecretStr
-        host_key_policy=settings.host_key_policy,
-        known_hosts_path=str(settings.known_hosts_path),
-        connect_timeout_s=settings.ssh_connect_timeout_s,
-        ssh_wait_s=settings.ssh_wait_s,
-        steps=[],
-        probe_command="true",
-    )
 
 
 # --------------------------------------------------------------------------------------
@@ -184,7 +169,7 @@ class _Generator:
     def __init__(self, inst: Instance, cfg: HostInstallConfig) -> None:
         self.inst = inst
         self.cfg = cfg
-        self.client: paramiko.SSHClient | None = None
+        self.conn = Connection(inst.public_ip, cfg, instance_id=inst.instance_id)
         self.reconnects = 0
 
     def __enter__(self) -> _Generator:
@@ -192,13 +177,11 @@ class _Generator:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        self.conn.close()
 
     def _connect(self) -> None:
         try:
-            self.client = connect_host(self.inst, self.cfg)
+            self.conn.open()
         except RemoteError as exc:
             raise StageError(
                 f"traffic generator {self.inst.instance_id} ({self.inst.public_ip}): {exc}"
@@ -213,8 +196,7 @@ class _Generator:
             command = _curl_command(batch, marker, max_time)
             timeout = len(batch) * (max_time + 2) + 15
             while True:
-                assert self.client is not None
-                res = run_command(self.client, command, timeout)
+                res = self.conn.run(command, timeout=timeout)
                 if res.status is not None:
                     break
                 if self.reconnects >= MAX_RECONNECTS:
@@ -223,7 +205,7 @@ class _Generator:
                         f"(after {self.reconnects} reconnects)"
                     )
                 self.reconnects += 1
-                self.client.close()
+                self.conn.close()
                 self._connect()
             if res.status == 127:
                 raise StageError(
@@ -327,7 +309,7 @@ def _traffic(
     """Generator up, each URL answering, then settings.traffic_requests GETs per URL;
     StageError if a scheme got no 200 at all."""
     inst = ensure_generator(aws, settings, key_pem, timeout_s=timeout_s)
-    cfg = host_config(settings, key_pem)
+    cfg = remote_config(settings, key_pem)
     with _Generator(inst, cfg) as gen:
         _warm_up(gen, urls, timeout_s)
         batch = gen.fetch(_repeat(urls, settings.traffic_requests))

@@ -20,14 +20,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blocks.settings import DEFAULT_INSTALL_STEPS, DEFAULT_PROBE
 from sandbox import FaultRates, Sandbox, SandboxConfig
-from tasks.host_keys import (
+from tasks.models import HostResult, Instance
+from tasks.remote.config import HostInstallConfig
+from tasks.remote.connection import load_private_key
+from tasks.remote.host_keys import (
     HostKeyRejected,
     fingerprint,
     make_policy,
     parse_console_fingerprints,
 )
-from tasks.models import HostResult, Instance
-from tasks.ssh_install import HostInstallConfig, install_host, load_private_key
+from tasks.remote.recipe import install_host
 
 from .conftest import client, wait_for
 

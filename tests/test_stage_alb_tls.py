@@ -27,7 +27,8 @@ from tasks.ec2 import (
 )
 from tasks.load_balancer import create_alb, elb_name, log_bucket_name
 from tasks.models import Instance
-from tasks.ssh_install import HostInstallConfig, install_host
+from tasks.remote.config import HostInstallConfig
+from tasks.remote.recipe import install_host
 from tasks.tls import enable_https
 
 from .conftest import sandbox_env

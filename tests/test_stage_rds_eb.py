@@ -4,7 +4,9 @@ the test session's server. No mocks of project code."""
 
 from __future__ import annotations
 
+import json
 import logging
+import urllib.request
 from typing import Any
 
 import pytest
@@ -189,6 +191,19 @@ def test_jumphost_selects_one(
     again = jumphost_check(aws, settings, rds_result, key_pem, timeout_s=120)
     assert again == res
     assert _jumphosts(sb) == [res.instance_id]
+
+
+def test_jumphost_password_is_never_on_a_command_line(
+    sb: Sandbox, aws: Aws, settings: FleetSettings, rds_result: RdsResult, key_pem: str
+) -> None:
+    """Issue 11: mysql reads the password from stdin; the sandbox records every remote
+    command line it was sent (GET /_sandbox/commands), and none holds the password."""
+    assert jumphost_check(aws, settings, rds_result, key_pem, timeout_s=120).select_1 == "1"
+    with urllib.request.urlopen(f"{sb.endpoint}/_sandbox/commands", timeout=10) as resp:
+        commands = json.dumps(json.load(resp))
+    assert "--defaults-extra-file=/dev/stdin" in commands
+    password = load_db_password(settings)
+    assert password not in commands and "MYSQL_PWD" not in commands
 
 
 def test_wrong_password_fails_without_showing_it(

@@ -31,13 +31,13 @@ from tasks.ec2 import (
     launch_instances,
     wait_running,
 )
-from tasks.ssh_install import HostInstallConfig, install_host
+from tasks.remote.config import HostInstallConfig, remote_config
+from tasks.remote.recipe import install_host
 from tasks.traffic import (
     alb_traffic,
     beanstalk_http,
     beanstalk_https,
     ensure_generator,
-    host_config,
     send_requests,
 )
 
@@ -307,7 +307,7 @@ def test_send_requests_counts_and_parses(env: dict[str, Any], web: dict[str, Any
     inst = ensure_generator(env["aws"], settings, _key(env), timeout_s=60)
     res = send_requests(
         inst,
-        host_config(settings, _key(env)),
+        remote_config(settings, _key(env)),
         [f"http://{web['dns']}/", "http://nobody.invalid/"],
         requests_per_url=5,
     )

@@ -16,7 +16,7 @@ _CFG: Any = None
 def _install_chunk(args: tuple[list[dict[str, Any]], int]) -> list[str]:
     """Seed worker: one chunk in a pool process, `max_workers` threads."""
     from tasks.models import Instance
-    from tasks.ssh_install import install_host
+    from tasks.remote.recipe import install_host
 
     rows, workers = args
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -36,7 +36,7 @@ def child(
     processes, one chunk per task) or the floor's (one thread pool); print JSON."""
     global _CFG
     from blocks.settings import FleetSettings
-    from tasks.ssh_install import HostInstallConfig
+    from tasks.remote.config import remote_config
 
     overrides: dict[str, Any] = {
         k: v
@@ -44,18 +44,7 @@ def child(
         if v is not None
     }
     settings = FleetSettings(**overrides)
-    _CFG = HostInstallConfig(
-        ssh_port=settings.ssh_port,
-        ssh_user=settings.ssh_user,
-        key_pem=settings.key_file_path().read_text(),
-        host_key_policy="insecure",
-        known_hosts_path=str(settings.known_hosts_path),
-        connect_timeout_s=settings.ssh_connect_timeout_s,
-        ssh_wait_s=settings.ssh_wait_s,
-        host_attempts=settings.host_attempts,
-        steps=settings.install_steps,
-        probe_command=settings.probe_command,
-    )
+    _CFG = remote_config(settings, settings.key_file_path().read_text(), host_key_policy="insecure")
     rows = json.loads(Path(inventory).read_text())
     t0 = time.monotonic()
     if shape == "floor":
