@@ -136,7 +136,10 @@ def test_gitlab_ci_validates_against_gitlab_schema() -> None:
     assert "./scripts/test.sh" in ci["lint-test"]["script"]
     deploy_script = " ".join(ci["prefect-deploy"]["script"])
     assert "prefect --no-prompt deploy" in deploy_script
-    assert "prefect deployment run deploy/full" in deploy_script
+    assert 'prefect deployment run "$TOMCAT_FLEET_RUN"' in deploy_script
+    assert ci["prefect-deploy"]["variables"]["TOMCAT_FLEET_RUN"] == "deploy/full-docker"
+    assert "--overwrite" not in deploy_script  # the pool is created only when missing
+    assert all(r.get("when") == "manual" for r in ci["prefect-deploy"]["rules"])
     assert any("schedule" in r["if"] for r in ci["benchmark"]["rules"])
     assert {"out/", "logs/"} <= set(ci["benchmark"]["artifacts"]["paths"])
 
