@@ -385,3 +385,15 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
     time.sleep(0.5)
     alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"still running: {[(p.pid, p.cmdline()[:4]) for p in alive]}"
+
+
+def test_missing_credentials_block_is_one_line_naming_the_register_command() -> None:
+    from blocks.aws_credentials import BlockNotFound
+    from blocks.settings import FleetSettings
+    from tasks.aws import Aws
+
+    with pytest.raises(BlockNotFound) as info:
+        Aws(FleetSettings(aws_credentials_block="no-such-block"))
+    msg = str(info.value)
+    assert "\n" not in msg and "python -m blocks.register" in msg and "no-such-block" in msg
+    assert info.value.__cause__ is None and info.value.__suppress_context__
