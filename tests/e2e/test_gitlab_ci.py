@@ -129,7 +129,9 @@ def test_pipeline_deploy_job_deploys_through_a_worker(sb: Sandbox, tmp_path: Pat
     }
     # the job's own environment: nothing of the sandbox's but what the variables say
     job_env = {k: v for k, v in base_env.items() if k not in env_sb}
-    cmd = [glci, "--force-shell-executor"]
+    # its state and build copy in tmp_path, not in the checkout (a path relative to cwd)
+    state_dir = os.path.relpath(tmp_path / "gitlab-ci-local", ROOT)
+    cmd = [glci, "--force-shell-executor", "--state-dir", state_dir]
     for k, v in variables.items():
         cmd += ["--variable", f"{k}={v}"]
     cmd.append("prefect-deploy")
@@ -176,7 +178,9 @@ def test_pipeline_deploy_job_deploys_through_a_worker(sb: Sandbox, tmp_path: Pat
     text = log.read_text()
     worker_log = (tmp_path / "worker.log").read_text() if worker else ""
     assert rc == 0, text[-6000:] + "\n--- worker ---\n" + worker_log[-4000:]
-    assert "Completed" in text, text[-4000:]
+    assert "Flow run finished successfully in 'Completed'" in text, (
+        text[-6000:] + "\n--- worker ---\n" + worker_log[-6000:]
+    )
 
     pool = api(api_url, f"/work_pools/{POOL}")
     assert pool["type"] == "process"
