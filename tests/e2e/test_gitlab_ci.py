@@ -87,8 +87,14 @@ def api(url: str, path: str, body: dict[str, Any] | None = None) -> Any:
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
+    # loopback ranges of its own: another sandbox (another test file) may be up at once
     cfg = SandboxConfig(
-        install_latency=0.1, boot_delay=0.2, cloud_init_seconds=0.2, health_check_interval=0.3
+        install_latency=0.1,
+        boot_delay=0.2,
+        cloud_init_seconds=0.2,
+        health_check_interval=0.3,
+        public_ip_cidr="127.180.0.0/16",
+        service_ip_cidr="127.181.0.0/16",
     )
     with Sandbox(cfg) as s:
         yield s
