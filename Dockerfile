@@ -1,7 +1,8 @@
-# tomcat-fleet: the flows and their dependencies, for a Prefect worker or a one-shot run.
+# tomcat-fleet: the flows and their dependencies: the flow-run image of the
+# tomcat-fleet-docker work pool (the Docker worker that starts it runs on a Docker host, with
+# prefect-docker installed there, not in this image), or a one-shot run.
 #
 #   docker build -t tomcat-fleet .
-#   docker run --rm -e PREFECT_API_URL=... -v "$PWD/logs:/data/logs" tomcat-fleet worker
 #   docker run --rm -e PREFECT_API_URL=... -v "$PWD/logs:/data/logs" tomcat-fleet deploy --instances 4
 #
 # No credentials are baked in: AWS credentials come from the AwsCredentials block named by
@@ -56,4 +57,4 @@ USER 10001:10001
 # known_hosts) belong on mounted volumes
 VOLUME ["/data/logs", "/data/state"]
 ENTRYPOINT ["/usr/local/bin/tomcat-fleet-entrypoint"]
-CMD ["worker"]
+CMD ["help"]

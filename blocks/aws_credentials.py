@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import cast
 
 from prefect_aws import AwsClientParameters, AwsCredentials
 
@@ -33,6 +34,25 @@ def credentials_from_env(
         or None,
         aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
     )
+
+
+class BlockNotFound(LookupError):
+    """A named block is not on the Prefect API: one line saying how to create it."""
+
+
+def load_credentials(name: str) -> AwsCredentials:
+    """The saved AwsCredentials block `name`; missing, a one-line error naming the command
+    that creates it (not Prefect's deep "Unable to find block document" ValueError)."""
+    try:
+        return cast(AwsCredentials, AwsCredentials.load(name))
+    except ValueError as exc:
+        if "Unable to find block document" not in str(exc):
+            raise
+        raise BlockNotFound(
+            f"no AwsCredentials block named {name!r} on this Prefect API: create it with "
+            f"`python -m blocks.register --only aws --aws-block {name}` "
+            "(credentials from AWS_* in the environment)"
+        ) from None
 
 
 def describe(creds: AwsCredentials) -> str:

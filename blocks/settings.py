@@ -61,18 +61,33 @@ class FleetSettings(BaseSettings):
     )
 
     # AWS
-    region: str = "us-east-1"
+    region: str = Field("us-east-1", description="AWS region everything is created in")
     aws_endpoint_url: str | None = Field(None, description="set for the sandbox; None on AWS")
     aws_credentials_block: str | None = Field(
         None, description="name of a prefect-aws AwsCredentials block; None: default chain"
     )
-    deployment_name: str = Field("tomcat-fleet", pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
-    ami_id: str = "ami-0c7217cdde317cfec"  # Ubuntu 22.04 LTS, us-east-1
-    instance_type: str = "t3.small"
+    deployment_name: str = Field(
+        "tomcat-fleet",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,40}$",
+        description="names and tags every resource (tag tomcat-fleet:deployment); teardown "
+        "deletes what carries it",
+    )
+    ami_id: str | None = Field(
+        None,
+        description="AMI to launch; None: the region's current Ubuntu 22.04 from the SSM "
+        "public parameter /aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/"
+        "hvm/ebs-gp2/ami-id",
+    )
+    instance_type: str = Field("t3.small", description="EC2 instance type of the web hosts")
     key_name: str = Field("", description="EC2 key pair name; default: the deployment name")
-    controller_ip_url: str = "https://checkip.amazonaws.com"
+    controller_ip_url: str = Field(
+        "https://checkip.amazonaws.com",
+        description="URL answering with this machine's public IP (the default ingress CIDR)",
+    )
     aws_retries: int = Field(8, ge=0, le=100, description="throttling retries per AWS call")
-    aws_backoff_base_s: float = Field(0.5, gt=0, allow_inf_nan=False)
+    aws_backoff_base_s: float = Field(
+        0.5, gt=0, allow_inf_nan=False, description="first back-off sleep (seconds), doubling"
+    )
     aws_backoff_cap_s: float = Field(
         20.0, gt=0, allow_inf_nan=False, description="no back-off sleep exceeds this"
     )
@@ -90,25 +105,37 @@ class FleetSettings(BaseSettings):
     )
     domain: str | None = Field(None, description="HTTPS name; default www.<hosted_zone>")
     eb_domain: str | None = Field(None, description="HTTPS name for Beanstalk; eb.<zone>")
-    db_instance_class: str = "db.t3.micro"
-    db_engine: str = "mysql"
-    db_master_username: str = "admin"
+    db_instance_class: str = Field("db.t3.micro", description="RDS instance class (stage 8)")
+    db_engine: str = Field("mysql", description="RDS engine (stage 8)")
+    db_master_username: str = Field("admin", description="RDS master user name")
     db_password_block: str | None = Field(
         None,
         description="Prefect Secret block holding the RDS password; default "
         "<deployment>-rds-password (created with a generated password if missing)",
     )
     eb_solution_stack: str | None = Field(None, description="None: newest Tomcat stack")
-    traffic_requests: int = Field(60, ge=1, le=10000)
+    traffic_requests: int = Field(
+        60, ge=1, le=10000, description="requests per traffic check (stages 6, 10, 11)"
+    )
 
     # SSH
-    ssh_port: int = Field(22, ge=1, le=65535)
-    ssh_user: str = "ubuntu"
-    ssh_key_file: str | None = None
+    ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of the hosts")
+    ssh_user: str = Field("ubuntu", description="SSH login user of the hosts")
+    ssh_key_file: str | None = Field(
+        None, description="private key file; None: <state_dir>/<deployment>/<key_name>.pem"
+    )
     ssh_key_block: str | None = Field(None, description="name of a Prefect Secret block")
-    host_key_policy: Literal["strict", "tofu", "insecure"] = "tofu"
-    state_dir: str = ".tomcat-fleet"
-    ssh_connect_timeout_s: float = Field(10.0, gt=0, allow_inf_nan=False)
+    host_key_policy: Literal["strict", "tofu", "insecure"] = Field(
+        "tofu",
+        description="strict: fingerprints from the console output; tofu: the first key "
+        "seen per instance is kept in known_hosts; insecure: any key",
+    )
+    state_dir: str = Field(
+        ".tomcat-fleet", description="key file, known_hosts and inventory, per deployment"
+    )
+    ssh_connect_timeout_s: float = Field(
+        10.0, gt=0, allow_inf_nan=False, description="timeout of one SSH connection attempt"
+    )
     ssh_wait_s: float = Field(
         300.0, gt=0, allow_inf_nan=False, description="how long a host may take to boot"
     )
@@ -121,11 +148,15 @@ class FleetSettings(BaseSettings):
         description="JSON list of steps; an empty recipe would report hosts installed "
         "without installing anything",
     )
-    probe_command: str = DEFAULT_PROBE
+    probe_command: str = Field(
+        DEFAULT_PROBE, description="a host answering 0 to this is already installed"
+    )
 
     # where logs go
-    log_dir: str = "logs"
-    ca_bundle: str | None = None
+    log_dir: str = Field("logs", description="per-chunk logs and aggregate.log")
+    ca_bundle: str | None = Field(
+        None, description="CA file trusted for HTTPS checks (the sandbox's CA); None: system"
+    )
 
     @field_validator("install_steps", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from . import moto_patches, snapshot
+from . import moto_patches, snapshot, ssm_seed
 from .awsapi import AwsApi, json_route, text_route
 from .config import SandboxConfig
 from .fleet import Fleet
@@ -109,6 +109,7 @@ class Sandbox:
         self._call(self._start_fleet())
         self.api.start()
         self._seed_route53()
+        self._locked(lambda: ssm_seed.seed(moto_patches.ACCOUNT, self.cfg.region))
         self.started_at = time.monotonic()
         return self
 

@@ -7,6 +7,11 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null
 python -m pip install -q -e '.[dev]'
+# gitlab-ci-local runs the pipeline's deploy job in tests/e2e/test_gitlab_ci.py (which
+# installs it too, and is skipped without npm); 4.62.0 is the last one for Node 20
+if command -v npm >/dev/null && [ ! -x .tools/node_modules/.bin/gitlab-ci-local ]; then
+  npm install --silent --no-audit --no-fund --prefix .tools gitlab-ci-local@4.62.0 >/dev/null
+fi
 ruff check .
 ruff format --check .
 mypy

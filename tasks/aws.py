@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import boto3
 
@@ -132,9 +132,9 @@ class Aws:
 def _session(settings: FleetSettings) -> tuple[boto3.Session, str | None]:
     """The boto3 session and endpoint URL: the settings' endpoint wins over the block's."""
     if settings.aws_credentials_block:
-        from prefect_aws import AwsCredentials
+        from blocks.aws_credentials import load_credentials
 
-        creds = cast(AwsCredentials, AwsCredentials.load(settings.aws_credentials_block))
+        creds = load_credentials(settings.aws_credentials_block)
         endpoint = settings.aws_endpoint_url or creds.aws_client_parameters.endpoint_url
         return creds.get_boto3_session(), endpoint
     return boto3.Session(region_name=settings.region), settings.aws_endpoint_url

@@ -24,6 +24,7 @@ from .backoff import error_code
 from .models import Instance
 from .planning import chunked
 from .remote.host_keys import parse_console_fingerprints
+from .ssm import ubuntu_ami
 
 TAG_KEY = "tomcat-fleet:deployment"
 BATCH = 100
@@ -191,7 +192,7 @@ def launch_instances(
     """RunInstances with a ClientToken: repeating the call returns the same instances."""
     ec2 = aws.client("ec2")
     res = ec2.run_instances(
-        ImageId=settings.ami_id,
+        ImageId=settings.ami_id or ubuntu_ami(aws),
         InstanceType=settings.instance_type,
         MinCount=count,
         MaxCount=count,

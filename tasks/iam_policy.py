@@ -26,6 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .ssm import public_parameter_arn
+
 POLICY_PATH = Path(__file__).resolve().parent.parent / "docs" / "iam-policy.json"
 
 OPERATION_ACTIONS: dict[str, tuple[str, ...]] = {
@@ -68,7 +70,14 @@ _SIDS = {
     "rds": "Rds",
     "route53": "Route53",
     "s3": "S3",
+    "ssm": "Ssm",
     "sts": "Sts",
+}
+
+# services whose actions are granted on named resources only (the rest: "*")
+_RESOURCES: dict[str, str | list[str]] = {
+    # the AMI lookup reads one public parameter (tasks/ssm.py)
+    "ssm": [public_parameter_arn()],
 }
 
 
@@ -93,7 +102,7 @@ def policy_document(operations: Iterable[str]) -> dict[str, Any]:
                 "Sid": _SIDS.get(prefix, prefix.title().replace("-", "")),
                 "Effect": "Allow",
                 "Action": actions,
-                "Resource": "*",
+                "Resource": _RESOURCES.get(prefix, "*"),
             }
             for prefix, actions in sorted(by_prefix.items())
         ],

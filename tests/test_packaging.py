@@ -136,7 +136,10 @@ def test_gitlab_ci_validates_against_gitlab_schema() -> None:
     assert "./scripts/test.sh" in ci["lint-test"]["script"]
     deploy_script = " ".join(ci["prefect-deploy"]["script"])
     assert "prefect --no-prompt deploy" in deploy_script
-    assert "prefect deployment run deploy/full" in deploy_script
+    assert 'prefect deployment run "$TOMCAT_FLEET_RUN"' in deploy_script
+    assert ci["prefect-deploy"]["variables"]["TOMCAT_FLEET_RUN"] == "deploy/full-docker"
+    assert "--overwrite" not in deploy_script  # the pool is created only when missing
+    assert all(r.get("when") == "manual" for r in ci["prefect-deploy"]["rules"])
     assert any("schedule" in r["if"] for r in ci["benchmark"]["rules"])
     assert {"out/", "logs/"} <= set(ci["benchmark"]["artifacts"]["paths"])
 
@@ -382,3 +385,15 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
     time.sleep(0.5)
     alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"still running: {[(p.pid, p.cmdline()[:4]) for p in alive]}"
+
+
+def test_missing_credentials_block_is_one_line_naming_the_register_command() -> None:
+    from blocks.aws_credentials import BlockNotFound
+    from blocks.settings import FleetSettings
+    from tasks.aws import Aws
+
+    with pytest.raises(BlockNotFound) as info:
+        Aws(FleetSettings(aws_credentials_block="no-such-block"))
+    msg = str(info.value)
+    assert "\n" not in msg and "python -m blocks.register" in msg and "no-such-block" in msg
+    assert info.value.__cause__ is None and info.value.__suppress_context__

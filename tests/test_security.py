@@ -39,6 +39,7 @@ from sandbox import Sandbox, SandboxConfig
 from tasks.aws import recorded_operations, reset_operations
 from tasks.ec2 import TAG_KEY
 from tasks.iam_policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
+from tasks.ssm import public_parameter_arn
 from tasks.teardown import TeardownReport
 
 from .conftest import client, sandbox_env
@@ -404,7 +405,9 @@ def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) 
     policy = load_policy()
     assert policy["Version"] == "2012-10-17"
     for st in policy["Statement"]:
-        assert st["Effect"] == "Allow" and st["Resource"] == "*" and st.get("Sid")
+        assert st["Effect"] == "Allow" and st.get("Sid")
+        # "*" but for the one SSM public parameter the AMI lookup reads
+        assert st["Resource"] == ("*" if st["Sid"] != "Ssm" else [public_parameter_arn()])
         assert st["Action"] == sorted(st["Action"]), f"{st['Sid']}: actions not sorted"
     granted = policy_actions(policy)
     needed = actions_for(run.operations)
