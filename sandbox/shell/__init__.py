@@ -39,7 +39,7 @@ from .builtins import (
     _which,
     _whoami,
 )
-from .core import Handler, _Ctx, _ShellExit
+from .core import Handler, Stdin, StdinSource, _Ctx, _ShellExit
 from .httpclients import _curl, _wget
 from .mysql import _mysql
 from .packages import _dpkg, _dpkg_query, _java
@@ -57,9 +57,15 @@ async def run_command(
     net: Network,
     out: Callable[[str], None],
     err: Callable[[str], None],
+    stdin: StdinSource = "",
 ) -> int:
-    """Interpret `command` on `host` as `bash -c` would; return the exit status."""
-    ctx = _Ctx(host, net, dict(env), out, err, _COMMANDS)
+    """Interpret `command` on `host` as `bash -c` would; return the exit status.
+
+    `stdin` is what the client sends on standard input (the text, or a coroutine function
+    returning it once the client's EOF arrives); commands that read it (`mysql
+    --defaults-extra-file=/dev/stdin`) consume it, the others leave it unread.
+    """
+    ctx = _Ctx(host, net, dict(env), out, err, _COMMANDS, stdin=Stdin(stdin))
     try:
         return await _run_line(command, ctx)
     except _ShellExit as stop:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..hoststate import HostState, Network
 
@@ -23,6 +23,27 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+StdinSource = str | Callable[[], Awaitable[str]]
+
+
+class Stdin:
+    """The command line's standard input: the text the client sent, up to its EOF.
+
+    Read at most once, as a pipe is: the first reader gets everything, later readers get
+    EOF. `source` is the text itself, or a coroutine function that waits for the client's
+    EOF (the SSH server's reader). With no source, reading gets EOF at once.
+    """
+
+    def __init__(self, source: StdinSource = "") -> None:
+        self._source: StdinSource | None = source
+
+    async def read(self) -> str:
+        source, self._source = self._source, None
+        if source is None:
+            return ""
+        return source if isinstance(source, str) else await source()
+
+
 @dataclass
 class _Ctx:
     host: HostState
@@ -32,6 +53,7 @@ class _Ctx:
     err: Sink
     commands: Mapping[str, Handler]  # name -> handler, what PATH and the builtins offer
     root: bool = False
+    stdin: Stdin = field(default_factory=Stdin)
 
     def but(self, **changes: object) -> _Ctx:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
