@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DOC, Config
-from .harness import _last_json
+from .harness import _last_json, recorded_run
 from .report import print_tables, verdict, write_doc
 from .scenarios import crash_experiment, hostile_experiment, throttle_experiment
 
@@ -47,7 +47,8 @@ def run_all(cfg: Config, experiments: list[str]) -> dict[str, Any]:
     from flows.runtime import prefect_api
 
     results: dict[str, Any] = {}
-    with prefect_api():
+    with recorded_run(cfg, experiments) as run, prefect_api():
+        results["run"] = run
         if "throttle" in experiments:
             results["throttle"] = throttle_experiment(cfg)
         if "hostile" in experiments:
@@ -79,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--crash-instances", type=int, default=d.crash_instances)
     ap.add_argument("--crash-stages", default=d.crash_stages)
     ap.add_argument("--install-latency", type=float, default=d.install_latency)
+    ap.add_argument("--boot-delay", type=float, default=d.boot_delay)
+    ap.add_argument("--cloud-init-seconds", type=float, default=d.cloud_init_seconds)
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--public-ip-cidr", default=d.public_ip_cidr)
     ap.add_argument("--service-ip-cidr", default=d.service_ip_cidr)
@@ -113,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         crash_instances=args.crash_instances,
         crash_stages=args.crash_stages,
         install_latency=args.install_latency,
+        boot_delay=args.boot_delay,
+        cloud_init_seconds=args.cloud_init_seconds,
         seed=args.seed,
         public_ip_cidr=args.public_ip_cidr,
         service_ip_cidr=args.service_ip_cidr,
@@ -125,9 +130,10 @@ def main(argv: list[str] | None = None) -> int:
             if key not in results and key in earlier:
                 results[key] = earlier[key]
                 results.setdefault("reused", []).append(key)
+                results["reused_run"] = earlier.get("run")
     print_tables(results)
     if not args.no_write:
-        write_doc(cfg, results, Path(args.out))
+        write_doc(results, Path(args.out))
         print(f"\nwrote {args.out}")
     summary = {
         "benchmark": "reliability",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "reliability.md"
@@ -42,7 +43,14 @@ class Config:
     crash_instances: int = 10
     crash_stages: str = "1-11"
     install_latency: float = 1.0
+    boot_delay: float = 1.0
+    cloud_init_seconds: float = 1.0
     seed: int = 7
     public_ip_cidr: str = "127.170.0.0/16"
     service_ip_cidr: str = "127.171.0.0/16"
     timeout_s: float = 1800.0
+
+
+def parameters(cfg: Config) -> dict[str, Any]:
+    """The run's parameters as the report prints them (everything but the work directory)."""
+    return {k: v for k, v in asdict(cfg).items() if k != "workdir"}

@@ -6,8 +6,10 @@ AWS API.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ROOT, TAG_KEY, Config
+from .config import ROOT, TAG_KEY, Config, parameters
 
 
 # -- plumbing ---------------------------------------------------------------------------
@@ -31,9 +33,9 @@ def sandbox(cfg: Config, *extra: str) -> Iterator[Any]:
         "--install-latency",
         str(cfg.install_latency),
         "--boot-delay",
-        "1",
+        str(cfg.boot_delay),
         "--cloud-init-seconds",
-        "1",
+        str(cfg.cloud_init_seconds),
         "--seed",
         str(cfg.seed),
         "--public-ip-cidr",
@@ -208,3 +210,68 @@ def count_resources(sb: Any, name: str | None) -> dict[str, int]:
         counts["untagged_load_balancers"] = sum(not _tagged(t, None) for t in lb_tags.values())
         counts["untagged_target_groups"] = sum(not _tagged(t, None) for t in tg_tags.values())
     return counts
+
+
+# -- the run's own facts, for its report -------------------------------------------------
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _memory_gib() -> tuple[float | None, float | None]:
+    """(total, available) RAM in GiB, or None where the platform does not say."""
+    try:
+        import psutil
+
+        mem = psutil.virtual_memory()
+        return round(mem.total / 2**30, 1), round(mem.available / 2**30, 1)
+    except ImportError:
+        with contextlib.suppress(ValueError, OSError, AttributeError):
+            page = os.sysconf("SC_PAGE_SIZE")
+            return (
+                round(page * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+                round(page * os.sysconf("SC_AVPHYS_PAGES") / 2**30, 1),
+            )
+    return None, None
+
+
+def load_1m() -> float | None:
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def machine_facts() -> dict[str, Any]:
+    """The machine as it is now: cores, memory, load, OS and Python (read, not assumed)."""
+    total, available = _memory_gib()
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable or os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "ram_gib": total,
+        "ram_available_gib": available,
+        "load_1m": load_1m(),
+        "system": f"{platform.system()} {platform.release()}",
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+@contextlib.contextmanager
+def recorded_run(cfg: Config, experiments: list[str]) -> Iterator[dict[str, Any]]:
+    """What the report says about the run itself: start time, machine, parameters and
+    experiments at the start; wall time and load at the end."""
+    t0 = time.monotonic()
+    run: dict[str, Any] = {
+        "started_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine_facts(),
+        "parameters": parameters(cfg),
+        "experiments": list(experiments),
+    }
+    try:
+        yield run
+    finally:
+        run["wall_s"] = round(time.monotonic() - t0, 1)
+        run["load_1m_after"] = load_1m()

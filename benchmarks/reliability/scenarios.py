@@ -143,6 +143,10 @@ def hostile_experiment(cfg: Config) -> dict[str, Any]:
         "allow_failures": cfg.hostile_allow,
         "deploy_allow": cfg.hostile_deploy_allow,
     }
+    from sandbox.config import FaultRates
+
+    out["fault_profile"] = "hostile"
+    out["fault_rates"] = FaultRates.profile("hostile").model_dump()
     with sandbox(cfg, "--fault-profile", "hostile") as sb:
         env = flow_env(sb, cfg, ssh_wait_s=cfg.ssh_wait_s)
         runs = cfg.workdir / "runs"
@@ -283,9 +287,11 @@ def crash_experiment(cfg: Config) -> dict[str, Any]:
         reference = count_resources(sb, "crref")
         out["reference"] = {"rc": ref.rc, "wall_s": ref.wall_s, "counts": reference}
         crashes = []
+        window = (2.0, max(2.5, ref.wall_s))
+        out["kill_window_s"] = [window[0], round(window[1], 2)]
         for i in range(1, cfg.crashes + 1):
             name = f"crash{i}"
-            kill_at = round(rng.uniform(2.0, max(2.5, ref.wall_s)), 2)
+            kill_at = round(rng.uniform(*window), 2)
             log = runs / f"{name}-killed.log"
             with log.open("w") as fh:
                 proc = subprocess.Popen(
