@@ -144,8 +144,61 @@ def _figures(cfg: Config) -> dict[str, Any]:
         "counts": counts,
         "differences": {},
     }
+    hostile = {
+        "hosts": 20,
+        "allow_failures": "30%",
+        "deploy_allow": "60%",
+        "fault_profile": "hostile",
+        "fault_rates": {
+            "install_failure": 0.25,
+            "ssh_drop": 0.08,
+            "slow_host": 0.2,
+            "never_boot": 0.05,
+            "slow_factor": 5.0,
+        },
+        "install": {
+            "rc": 0,
+            "flow_state": "COMPLETED",
+            "installed": 17,
+            "failed": 3,
+            "rows": 20,
+            "every_host_accounted": True,
+            "within_allowance": True,
+            "obeys_allow_failures": True,
+            "reasons": {"install step failed (exit N)": 2, "ssh: host never came up": 1},
+            "wall_s": 30.0,
+        },
+        "rerun_failed": {
+            "hosts": 3,
+            "rc": 1,
+            "flow_state": "FAILED",
+            "rows": 3,
+            "fixed": 2,
+            "still_failed": 1,
+            "never_boot_among_failed": 1,
+            "never_boot_fixed": 0,
+            "still_failed_not_never_boot": 0,
+            "obeys_allow_failures": True,
+            "still_reasons": {"ssh: host never came up": 1},
+            "wall_s": 20.0,
+        },
+        "deploy": {
+            "rc": 0,
+            "stages": {},
+            "installed": 19,
+            "failed": 1,
+            "every_host_accounted": True,
+            "target_group": 19,
+            "target_group_is_installed": True,
+            "failed_in_target_group": 0,
+            "failed_never_boot": 1,
+            "wall_s": 40.0,
+        },
+        "never_boot_hosts": 1,
+    }
     return {
         "run": run,
+        "hostile": hostile,
         "throttle": [row(0.0, settings, 40.0, 0.0), row(0.9, raised, 90.0, 50.0)],
         "crash": {
             "instances": 2,
@@ -176,12 +229,15 @@ def test_report_sentences_follow_the_figures(cfg: Config, tmp_path: Path) -> Non
     assert "between 2 s and 12.5 s" in text
     assert "1 of 1 deployments converged to the reference counts" in text
     assert "- throttle_all_completed: yes" in text
+    assert "install commands fail 25% of the time" in text and "1 of them never booted" in text
+    assert "1 host(s) still failing that run must end FAILED; it ended FAILED (yes)" in text
 
     bad = copy.deepcopy(good)
     bad["throttle"][1] |= {"completed": False, "rc": 1, "settings": bad["throttle"][0]["settings"]}
     bad["throttle"][0]["added_s"] = -7.5
     bad["crash"]["crashes"][0] |= {"rerun_completed": False, "rerun_rc": 1}
     bad["run"]["machine"] |= {"cpu_count": 2, "cpus_usable": 2}
+    bad["hostile"]["rerun_failed"] |= {"still_failed": 0, "fixed": 3, "obeys_allow_failures": False}
     write_doc(bad, doc)
     text = doc.read_text()
     assert "machine with 2 CPU cores, 251.5 GiB RAM" in text
@@ -194,3 +250,4 @@ def test_report_sentences_follow_the_figures(cfg: Config, tmp_path: Path) -> Non
     assert "0 of 1 re-runs completed; 0 of 1 deployments converged" in text
     assert "Not converged: crash 1 (re-run rc 1" in text
     assert "- throttle_all_completed: **no**" in text
+    assert "0 host(s) still failing that run must end COMPLETED; it ended FAILED (**no**)" in text
