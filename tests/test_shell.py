@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 from sandbox.config import FaultRates
 from sandbox.faults import host_faults
@@ -537,3 +538,33 @@ def test_mysql_option_file_rules_of_the_real_client() -> None:
     # through sudo and bash -c the command still reads the exec's stdin
     status, out, _ = sh.run(f'sudo bash -c "{STDIN_MYSQL}"', stdin="[client]\npassword=s3cret\n")
     assert (status, out) == (0, "1\n")
+
+
+def test_sshd_stdin_reader_reads_to_eof_and_never_hangs(monkeypatch: Any) -> None:
+    """The SSH server's stdin reader: everything up to the client's EOF; a client that sends
+    neither data nor EOF is taken as sending nothing after STDIN_IDLE_S."""
+    from sandbox import sshd
+
+    class Reader:
+        def __init__(self, chunks: list[str], eof: bool) -> None:
+            self.chunks, self.eof = chunks, eof
+
+        async def read(self, n: int) -> str:
+            if self.chunks:
+                return self.chunks.pop(0)
+            if self.eof:
+                return ""
+            await asyncio.sleep(3600)  # a client that never closes stdin
+            return ""
+
+    class Process:
+        def __init__(self, reader: Reader) -> None:
+            self.stdin = reader
+
+    monkeypatch.setattr(sshd, "STDIN_IDLE_S", 0.05)
+    sent = Process(Reader(["[client]\n", "password=s3cret\n"], eof=True))
+    assert asyncio.run(sshd._read_stdin(sent)) == "[client]\npassword=s3cret\n"  # type: ignore[arg-type]
+    silent = Process(Reader([], eof=False))
+    started = time.monotonic()
+    assert asyncio.run(sshd._read_stdin(silent)) == ""  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1
