@@ -30,7 +30,7 @@ from .faults import host_faults, jittered
 from .hoststate import HostState, HttpResult
 from .netpolicy import Rule, Source, allowed
 from .snapshot import DatabaseInfo, InstanceInfo, Snapshot
-from .sshd import HostSshd
+from .sshd import CommandLog, HostSshd
 from .tls import LocalCA
 
 log = logging.getLogger("sandbox.fleet")
@@ -95,6 +95,7 @@ class Fleet:
         self.db_seen: set[str] = set()
         self.environments: dict[str, Environment] = {}
         self.counters = FleetCounters()
+        self.commands = CommandLog()  # every command line the hosts were sent
         self.service_ips = _addresses(cfg.service_ip_cidr)
         self.records: list[tuple[str, str, str]] = []
         self.balancers = Balancers(
@@ -187,6 +188,7 @@ class Fleet:
                 self.ssh_port,
                 lambda ip: self.admits_groups(tuple(host.state.groups), 22, ip),
                 self.cfg.drop_hold_seconds,
+                self.commands,
             )
         except OSError as exc:
             log.error(

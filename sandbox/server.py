@@ -100,6 +100,7 @@ class Sandbox:
             throttler,
             routes={
                 "state": json_route(self.state),
+                "commands": json_route(lambda: self.fleet.commands.records() if self.fleet else []),
                 "checkip": text_route(lambda: self.cfg.controller_ip + "\n"),
                 "ca.pem": lambda: ("application/x-pem-file", self.ca_pem()),
             },

@@ -2,8 +2,10 @@
 before any banner is sent) handing admitted sockets to asyncssh.
 
 Only the launch key pair's public key is accepted, for the configured login user. Each
-`exec` request runs through the emulated shell; an injected fault may cut the connection
-in the middle of a command, as a network drop would.
+`exec` request runs through the emulated shell, with the client's stdin (read up to its
+EOF by the commands that read it); an injected fault may cut the connection in the middle
+of a command, as a network drop would. Every command line sent is recorded in a
+`CommandLog` (served at `GET /_sandbox/commands`), so tests can prove no secret is on one.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import asyncio
 import contextlib
 import logging
 import socket
+import threading
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncssh
@@ -21,6 +26,52 @@ from .hoststate import HostState, Network
 from .shell import run_command
 
 log = logging.getLogger("sandbox.sshd")
+
+# A client that sends neither data nor EOF on stdin for this long is taken to send nothing
+# (a real host would wait for ever; the project's clients always send EOF).
+STDIN_IDLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """One exec request as the host received it (never its stdin)."""
+
+    ip: str  # the host's public address
+    instance_id: str
+    user: str  # the SSH login user
+    command: str
+    time: str  # ISO 8601, UTC
+
+
+class CommandLog:
+    """Every command line the fleet's hosts were sent, in order; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: list[CommandRecord] = []
+
+    def add(self, record: CommandRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+    def records(self) -> list[dict[str, str]]:
+        with self._lock:
+            return [asdict(r) for r in self._records]
+
+
+async def _read_stdin(process: asyncssh.SSHServerProcess[str]) -> str:
+    """What the client sends on stdin, up to its EOF (see STDIN_IDLE_S)."""
+    chunks: list[str] = []
+    while True:
+        try:
+            chunk = await asyncio.wait_for(process.stdin.read(65536), STDIN_IDLE_S)
+        except TimeoutError:
+            log.debug("stdin: no EOF after %ss of silence; taken as EOF", STDIN_IDLE_S)
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return "".join(chunks)
 
 
 class _Server(asyncssh.SSHServer):
@@ -62,8 +113,10 @@ class HostSshd:
         port: int,
         admit: Callable[[str], bool],
         hold_seconds: float,
+        commands: CommandLog | None = None,
     ) -> None:
         self.host = host
+        self.commands = commands
         self.net = net
         self.admit = admit
         self.hold_seconds = hold_seconds
@@ -122,10 +175,26 @@ class HostSshd:
             process.stderr.write("sandbox: interactive shells are not supported\n")
             process.exit(1)
             return
+        if self.commands is not None:
+            self.commands.add(
+                CommandRecord(
+                    ip=self.host.public_ip,
+                    instance_id=self.host.instance_id,
+                    user=str(process.get_extra_info("username", "")),
+                    command=command,
+                    time=datetime.now(UTC).isoformat(timespec="milliseconds"),
+                )
+            )
         env = {str(k): str(v) for k, v in (process.env or {}).items()}
         run = asyncio.ensure_future(
             run_command(
-                command, env, self.host, self.net, process.stdout.write, process.stderr.write
+                command,
+                env,
+                self.host,
+                self.net,
+                process.stdout.write,
+                process.stderr.write,
+                lambda: _read_stdin(process),
             )
         )
         if self.host.faults.drops_connection():

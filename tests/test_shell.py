@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from typing import Any
 
 from sandbox.config import FaultRates
 from sandbox.faults import host_faults
@@ -85,13 +86,15 @@ class Shell:
         self.host = host or make_host()
         self.net = FakeNetwork()
 
-    def run(self, command: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    def run(
+        self, command: str, env: dict[str, str] | None = None, stdin: str = ""
+    ) -> tuple[int, str, str]:
         out: list[str] = []
         err: list[str] = []
 
         async def go() -> int:
             return await run_command(
-                command, env or {}, self.host, self.net, out.append, err.append
+                command, env or {}, self.host, self.net, out.append, err.append, stdin
             )
 
         status = asyncio.run(go())
@@ -449,3 +452,119 @@ def test_mysql_select_and_errors() -> None:
     status, _, err = sh.run("mysql -h db.rds.example.com -u admin -ps3cret -e 'DROP TABLE x'")
     assert status == 1
     assert "ERROR 1064 (42000)" in err
+
+
+def _mysql_shell() -> Shell:
+    sh = Shell()
+    sh.run("sudo apt-get update")
+    assert sh.run(f"{NONINTERACTIVE} apt-get install -y mysql-client")[0] == 0
+    return sh
+
+
+SELECT_1 = "-h db.rds.example.com -u admin -N -e 'SELECT 1'"
+STDIN_MYSQL = f"mysql --defaults-extra-file=/dev/stdin {SELECT_1}"
+
+
+def test_mysql_password_from_env_as_before() -> None:
+    sh = _mysql_shell()
+    status, out, err = sh.run(f"MYSQL_PWD=s3cret mysql {SELECT_1}")
+    assert (status, out, err) == (0, "1\n", "")
+    status, _, err = sh.run(f"MYSQL_PWD=wrong mysql {SELECT_1}")
+    assert status == 1
+    assert (
+        "ERROR 1045 (28000): Access denied for user 'admin'@'10.0.1.23' (using password: YES)"
+        in err
+    )
+
+
+def test_mysql_reads_its_password_from_an_option_file_on_stdin() -> None:
+    sh = _mysql_shell()
+    status, out, err = sh.run(STDIN_MYSQL, stdin="[client]\npassword=s3cret\n")
+    assert (status, out, err) == (0, "1\n", "")  # no warning: nothing on the command line
+    status, out, err = sh.run(
+        "mysql --defaults-file=/dev/fd/0 -N -e 'SELECT 1'",
+        stdin="# generated\n[mysql]\nhost = db.rds.example.com\n[client]\n"
+        'user=admin\npassword = "s3cret"  # quoted\n[mysqldump]\npassword=other\n',
+    )
+    assert (status, out, err) == (0, "1\n", "")
+    # the option file beats MYSQL_PWD; the command line beats the option file
+    status, out, _ = sh.run(STDIN_MYSQL, {"MYSQL_PWD": "wrong"}, "[client]\npassword=s3cret\n")
+    assert (status, out) == (0, "1\n")
+    status, _, err = sh.run(STDIN_MYSQL + " -pwrong", stdin="[client]\npassword=s3cret\n")
+    assert status == 1 and "ERROR 1045" in err
+
+
+def test_mysql_wrong_or_missing_password_on_stdin_is_refused() -> None:
+    sh = _mysql_shell()
+    status, out, err = sh.run(STDIN_MYSQL, stdin="[client]\npassword=wrong\n")
+    assert (status, out) == (1, "")
+    assert err == (
+        "ERROR 1045 (28000): Access denied for user 'admin'@'10.0.1.23' (using password: YES)\n"
+    )
+    # nothing sent: the read sees EOF at once and the client logs in without a password
+    started = time.monotonic()
+    status, _, err = sh.run(STDIN_MYSQL)
+    assert status == 1 and "(using password: NO)" in err
+    assert time.monotonic() - started < 2
+    # an unquoted '#' starts a comment, as in the real client
+    status, _, err = sh.run(STDIN_MYSQL, stdin="[client]\npassword=s3c#ret\n")
+    assert status == 1 and "(using password: YES)" in err
+    # stdin is read once: the second client on the line gets EOF
+    status, out, err = sh.run(
+        f"{STDIN_MYSQL} && {STDIN_MYSQL}", stdin="[client]\npassword=s3cret\n"
+    )
+    assert (status, out) == (1, "1\n") and "(using password: NO)" in err
+
+
+def test_mysql_option_file_rules_of_the_real_client() -> None:
+    sh = _mysql_shell()
+    # --defaults-extra-file counts only as the first option
+    status, _, err = sh.run(f"mysql {SELECT_1} --defaults-extra-file=/dev/stdin", stdin="x")
+    assert (status, err) == (
+        7,
+        "mysql: [ERROR] unknown variable 'defaults-extra-file=/dev/stdin'.\n",
+    )
+    status, _, err = sh.run(f"mysql --defaults-file=/root/.my.cnf {SELECT_1}")
+    assert status == 1
+    assert err == (
+        "mysql: [ERROR] Could not open required defaults file: /root/.my.cnf\n"
+        "mysql: [ERROR] Fatal error in defaults handling. Program aborted!\n"
+    )
+    status, _, err = sh.run(STDIN_MYSQL, stdin="password=s3cret\n")
+    assert status == 1
+    assert err.startswith(
+        "mysql: [ERROR] Found option without preceding group in config file /dev/stdin at line 1."
+    )
+    # through sudo and bash -c the command still reads the exec's stdin
+    status, out, _ = sh.run(f'sudo bash -c "{STDIN_MYSQL}"', stdin="[client]\npassword=s3cret\n")
+    assert (status, out) == (0, "1\n")
+
+
+def test_sshd_stdin_reader_reads_to_eof_and_never_hangs(monkeypatch: Any) -> None:
+    """The SSH server's stdin reader: everything up to the client's EOF; a client that sends
+    neither data nor EOF is taken as sending nothing after STDIN_IDLE_S."""
+    from sandbox import sshd
+
+    class Reader:
+        def __init__(self, chunks: list[str], eof: bool) -> None:
+            self.chunks, self.eof = chunks, eof
+
+        async def read(self, n: int) -> str:
+            if self.chunks:
+                return self.chunks.pop(0)
+            if self.eof:
+                return ""
+            await asyncio.sleep(3600)  # a client that never closes stdin
+            return ""
+
+    class Process:
+        def __init__(self, reader: Reader) -> None:
+            self.stdin = reader
+
+    monkeypatch.setattr(sshd, "STDIN_IDLE_S", 0.05)
+    sent = Process(Reader(["[client]\n", "password=s3cret\n"], eof=True))
+    assert asyncio.run(sshd._read_stdin(sent)) == "[client]\npassword=s3cret\n"  # type: ignore[arg-type]
+    silent = Process(Reader([], eof=False))
+    started = time.monotonic()
+    assert asyncio.run(sshd._read_stdin(silent)) == ""  # type: ignore[arg-type]
+    assert time.monotonic() - started < 1

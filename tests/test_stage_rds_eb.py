@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
+import time
 import urllib.request
 from typing import Any
 
@@ -20,7 +22,7 @@ from tasks.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_grou
 from tasks.jumphost import jumphost_check
 from tasks.rds import create_rds, load_db_password
 
-from .conftest import client, sandbox_env
+from .conftest import client, sandbox_env, ssh
 
 
 @pytest.fixture(scope="module")
@@ -204,6 +206,61 @@ def test_jumphost_password_is_never_on_a_command_line(
     assert "--defaults-extra-file=/dev/stdin" in commands
     password = load_db_password(settings)
     assert password not in commands and "MYSQL_PWD" not in commands
+
+
+def _recorded_commands(sb: Sandbox) -> list[dict[str, str]]:
+    with urllib.request.urlopen(f"{sb.endpoint}/_sandbox/commands", timeout=10) as resp:
+        records: list[dict[str, str]] = json.load(resp)
+    return records
+
+
+def test_jumphost_mysql_through_stdin_keeps_the_password_off_command_lines(
+    sb: Sandbox, aws: Aws, settings: FleetSettings, rds_result: RdsResult, key_pem: str
+) -> None:
+    """The password travels as an option file on stdin: the sandbox records every command
+    line it is sent, and none holds it; a wrong password on stdin is refused."""
+    res = jumphost_check(aws, settings, rds_result, key_pem, timeout_s=120)  # host + client
+    ip = next(
+        i["PublicIpAddress"]
+        for r in client(sb, "ec2").describe_instances(InstanceIds=[res.instance_id])["Reservations"]
+        for i in r["Instances"]
+    )
+    password, wrong = load_db_password(settings), "Wr0ngStdinPassw0rdX"
+    command = (
+        "mysql --defaults-extra-file=/dev/stdin "
+        f"-h {shlex.quote(rds_result.endpoint)} -P {rds_result.port} "
+        f"-u {shlex.quote(rds_result.master_username)} --connect-timeout=10 -N -e 'SELECT 1'"
+    )
+    before = len(_recorded_commands(sb))
+    conn = ssh(ip, sb.ssh_port, key_pem)
+    try:
+
+        def run(stdin_text: str | None) -> tuple[int, str, str, float]:
+            started = time.monotonic()
+            stdin, stdout, stderr = conn.exec_command(command, timeout=30)
+            if stdin_text is not None:
+                stdin.write(stdin_text)
+            stdin.channel.shutdown_write()  # EOF
+            status = stdout.channel.recv_exit_status()
+            out, err = stdout.read().decode(), stderr.read().decode()
+            return status, out, err, time.monotonic() - started
+
+        status, out, err, _ = run(f"[client]\npassword={password}\n")
+        assert (status, out, err) == (0, "1\n", "")
+        status, out, err, _ = run(f"[client]\npassword={wrong}\n")
+        assert (status, out) == (1, "")
+        assert err.startswith("ERROR 1045 (28000): Access denied for user ") and "YES" in err
+        status, _, err, took = run(None)  # nothing but EOF: no hang, no password
+        assert status == 1 and "(using password: NO)" in err and took < 5
+    finally:
+        conn.close()
+
+    mine = _recorded_commands(sb)[before:]
+    assert [(r["ip"], r["instance_id"], r["user"], r["command"]) for r in mine] == [
+        (ip, res.instance_id, settings.ssh_user, command)
+    ] * 3
+    assert all(r["time"].endswith("+00:00") for r in mine)
+    assert not [r for r in mine if password in r["command"] or wrong in r["command"]]
 
 
 def test_wrong_password_fails_without_showing_it(
