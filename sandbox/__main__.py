@@ -38,12 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--throttle-rate",
         type=float,
         default=0.0,
-        help="fraction of EC2 calls refused with RequestLimitExceeded",
+        help="fraction of EC2 calls refused with RequestLimitExceeded, on top of the "
+        "token buckets (a fault knob; default 0)",
     )
-    p.add_argument("--mutate-bucket", type=float, default=0.0, help="token bucket size, 0=off")
-    p.add_argument("--mutate-refill", type=float, default=5.0, help="tokens per second")
-    p.add_argument("--describe-bucket", type=float, default=0.0)
-    p.add_argument("--describe-refill", type=float, default=20.0)
+    p.add_argument(
+        "--no-token-buckets",
+        dest="token_buckets",
+        action="store_false",
+        help="turn off AWS's API token buckets (on by default at AWS's published rates)",
+    )
+    p.add_argument(
+        "--mutate-bucket", type=float, default=50.0, help="EC2 mutating bucket (default 50)"
+    )
+    p.add_argument("--mutate-refill", type=float, default=5.0, help="tokens/s (default 5)")
+    p.add_argument(
+        "--describe-bucket", type=float, default=100.0, help="EC2 describe bucket (default 100)"
+    )
+    p.add_argument("--describe-refill", type=float, default=20.0, help="tokens/s (default 20)")
+    p.add_argument(
+        "--run-instances-bucket", type=float, default=5.0, help="RunInstances (default 5)"
+    )
+    p.add_argument("--run-instances-refill", type=float, default=2.0, help="(default 2/s)")
     p.add_argument("--controller-cidr", default="198.51.100.10/32")
     p.add_argument("--drop-hold-seconds", type=float, default=20.0)
     p.add_argument("--hosted-zone", default="sandbox.example.com")
@@ -72,6 +87,9 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         seed=args.seed,
         fault_profile=args.fault_profile,
         throttle_rate=args.throttle_rate,
+        token_buckets=args.token_buckets,
+        run_instances_bucket_size=args.run_instances_bucket,
+        run_instances_refill_per_s=args.run_instances_refill,
         mutate_bucket_size=args.mutate_bucket,
         mutate_refill_per_s=args.mutate_refill,
         describe_bucket_size=args.describe_bucket,

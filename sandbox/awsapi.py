@@ -1,7 +1,8 @@
 """The sandbox's AWS API endpoint: moto's WSGI app behind a thin middleware.
 
-The middleware names each call (service and action), counts it, throttles EC2 calls the
-way EC2 does (HTTP 503 `RequestLimitExceeded`), serialises calls into moto (its backends
+The middleware names each call (service and action), counts it, throttles calls the way
+AWS does (token buckets per API; EC2 answers HTTP 503 `RequestLimitExceeded`, ELB and
+Route 53 HTTP 400 `Throttling`), serialises calls into moto (its backends
 are not thread-safe, and the fleet reads them), serves `/_sandbox/*` (state JSON, the
 controller's public address, the CA certificate), and tells the fleet when to look again.
 """
@@ -21,7 +22,7 @@ from urllib.parse import parse_qs
 from moto.server import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from .throttle import Throttler, request_limit_exceeded_body
+from .throttle import Throttler, refusal
 
 _CRED_RE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/aws4_request")
 
@@ -43,6 +44,17 @@ def _action(environ: dict[str, Any], body: bytes) -> str:
             return qs["Action"][0]
     path = re.sub(r"/[A-Za-z0-9]{10,}", "/{id}", environ.get("PATH_INFO", "/"))
     return f"{environ.get('REQUEST_METHOD', 'GET')} {path}"
+
+
+def _resources(action: str, body: bytes) -> int:
+    """EC2 resource tokens a call needs: instances asked for or acted on."""
+    if action not in ("RunInstances", "TerminateInstances"):
+        return 0
+    qs = parse_qs(body.decode("utf-8", "replace"))
+    if action == "RunInstances":
+        raw = (qs.get("MaxCount") or ["1"])[0]
+        return int(raw) if raw.isdigit() else 1
+    return sum(1 for k in qs if k.startswith("InstanceId."))
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -95,13 +107,12 @@ class AwsApi:
         key = f"{service}:{action}"
         with self.counter_lock:
             self.calls[key] += 1
-        if service == "ec2" and not self.throttler.admit(action):
+        if not self.throttler.admit(service, action, _resources(action, body)):
             with self.counter_lock:
                 self.throttled[key] += 1
-            payload = request_limit_exceeded_body(str(uuid.uuid4()))
+            status, payload = refusal(service, str(uuid.uuid4()))
             start_response(
-                "503 Service Unavailable",
-                [("Content-Type", "text/xml"), ("Content-Length", str(len(payload)))],
+                status, [("Content-Type", "text/xml"), ("Content-Length", str(len(payload)))]
             )
             return [payload]
         with self.lock:

@@ -85,11 +85,18 @@ class SandboxConfig(BaseModel):
     seed: int = 0
     fault_profile: str = "clean"
     faults: FaultRates | None = None
-    throttle_rate: float = Field(0.0, ge=0.0, le=1.0, description="fraction of EC2 calls refused")
-    mutate_bucket_size: float = Field(0.0, ge=0.0, description="0 disables the bucket")
+    throttle_rate: float = Field(
+        0.0, ge=0.0, le=1.0, description="fraction of EC2 calls refused (a fault knob)"
+    )
+    token_buckets: bool = Field(
+        True, description="AWS's API token buckets (EC2, ELB, Route 53); False turns them off"
+    )
+    mutate_bucket_size: float = Field(50.0, ge=0.0, description="EC2 mutating; 0: unlimited")
     mutate_refill_per_s: float = Field(5.0, gt=0.0)
-    describe_bucket_size: float = Field(0.0, ge=0.0, description="0 disables the bucket")
+    describe_bucket_size: float = Field(100.0, ge=0.0, description="EC2 describe; 0: unlimited")
     describe_refill_per_s: float = Field(20.0, gt=0.0)
+    run_instances_bucket_size: float = Field(5.0, ge=0.0, description="0: unlimited")
+    run_instances_refill_per_s: float = Field(2.0, gt=0.0)
     hosted_zone: str = Field("sandbox.example.com", description="Route53 zone created at start")
     ssh_user: str = "ubuntu"
     state_dir: str | None = None

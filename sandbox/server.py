@@ -29,7 +29,7 @@ from .awsapi import AwsApi, json_route, text_route
 from .config import SandboxConfig
 from .fleet import Fleet
 from .ports import free_port, port_problem
-from .throttle import Throttler, action_class
+from .throttle import Ec2Limits, Limit, Throttler, action_class
 from .tls import LocalCA
 
 log = logging.getLogger("sandbox")
@@ -88,10 +88,12 @@ class Sandbox:
         moto_patches.register(self, cfg.public_ip_cidr, "127.102.0.0/16")
         throttler = Throttler(
             cfg.throttle_rate,
-            {
-                "mutating": (cfg.mutate_bucket_size, cfg.mutate_refill_per_s),
-                "describe": (cfg.describe_bucket_size, cfg.describe_refill_per_s),
-            },
+            buckets=cfg.token_buckets,
+            ec2=Ec2Limits(
+                describe=Limit(cfg.describe_bucket_size, cfg.describe_refill_per_s),
+                mutating=Limit(cfg.mutate_bucket_size, cfg.mutate_refill_per_s),
+                run_instances=Limit(cfg.run_instances_bucket_size, cfg.run_instances_refill_per_s),
+            ),
             seed=cfg.seed,
         )
         self.api = AwsApi(

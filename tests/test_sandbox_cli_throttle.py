@@ -106,3 +106,51 @@ def test_throttle_rate_refuses_ec2_calls(throttled: Sandbox) -> None:
     state = throttled.state()
     assert state["api"]["throttled"]["ec2:DescribeInstances"] == refused
     assert state["api"]["calls"]["ec2:DescribeInstances"] == 40
+
+
+@pytest.fixture(scope="module")
+def default_sb() -> Any:
+    with Sandbox(SandboxConfig()) as s:  # token buckets on, as by default
+        yield s
+
+
+def test_default_buckets_throttle_a_burst_like_aws(default_sb: Sandbox) -> None:
+    ec2, elb = client(default_sb, "ec2"), client(default_sb, "elbv2")
+    codes: list[tuple[str, int]] = []
+    for _ in range(130):  # the describe bucket holds 100, refilling 20/s
+        try:
+            ec2.describe_vpcs()
+        except botocore.exceptions.ClientError as exc:
+            codes.append(
+                (exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"])
+            )
+    assert codes and set(codes) == {("RequestLimitExceeded", 503)}
+    assert len(codes) < 40
+    elb_codes = set()
+    for _ in range(60):  # ELB's describe bucket holds 40, refilling 10/s
+        try:
+            elb.describe_load_balancers()
+        except botocore.exceptions.ClientError as exc:
+            elb_codes.add(
+                (exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"])
+            )
+    assert elb_codes == {("Throttling", 400)}
+    ec2.describe_regions()  # another API has its own bucket
+    throttled = default_sb.state()["api"]["throttled"]
+    assert throttled["ec2:DescribeVpcs"] == len(codes)
+
+
+def test_no_token_buckets_flag() -> None:
+    from sandbox.__main__ import build_parser, config_from_args
+
+    on = config_from_args(build_parser().parse_args([]))
+    assert on.token_buckets and (on.mutate_bucket_size, on.mutate_refill_per_s) == (50, 5)
+    assert (on.describe_bucket_size, on.describe_refill_per_s) == (100, 20)
+    assert (on.run_instances_bucket_size, on.run_instances_refill_per_s) == (5, 2)
+    off = config_from_args(build_parser().parse_args(["--no-token-buckets"]))
+    assert not off.token_buckets
+    with Sandbox(off) as sb:
+        ec2 = client(sb, "ec2")
+        for _ in range(130):
+            ec2.describe_vpcs()
+        assert sb.state()["api"]["total_throttled"] == 0

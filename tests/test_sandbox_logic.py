@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from sandbox.config import FaultRates, SandboxConfig
 from sandbox.faults import host_faults
 from sandbox.netpolicy import Rule, Source, allowed
-from sandbox.throttle import Throttler, TokenBucket, action_class
+from sandbox.throttle import Ec2Limits, Limit, Throttler, TokenBucket, action_class, refusal
 
 
 def test_action_class() -> None:
@@ -25,15 +25,55 @@ def test_token_bucket_refills_with_clock() -> None:
 
 
 def test_throttler_bucket_per_class() -> None:
-    t = Throttler(0.0, {"mutating": (1, 0.001), "describe": (0, 1)}, clock=lambda: 0.0)
-    assert t.admit("RunInstances") and not t.admit("TerminateInstances")
-    assert all(t.admit("DescribeInstances") for _ in range(100))
+    limits = Ec2Limits(mutating=Limit(1, 0.001), describe=Limit(0, 1))
+    t = Throttler(0.0, ec2=limits, clock=lambda: 0.0)
+    assert t.admit("ec2", "TerminateInstances") and not t.admit("ec2", "TerminateInstances")
+    assert t.admit("ec2", "StopInstances")  # each API has its own bucket, as on AWS
+    assert all(t.admit("ec2", "DescribeInstances") for _ in range(100))
 
 
 def test_throttler_rate_is_seeded() -> None:
-    a = Throttler(0.5, {}, seed=3)
-    b = Throttler(0.5, {}, seed=3)
-    assert [a.admit("X") for _ in range(50)] == [b.admit("X") for _ in range(50)]
+    a = Throttler(0.5, buckets=False, seed=3)
+    b = Throttler(0.5, buckets=False, seed=3)
+    assert [a.admit("ec2", "X") for _ in range(50)] == [b.admit("ec2", "X") for _ in range(50)]
+
+
+def test_default_buckets_are_aws_published_rates() -> None:
+    now = [0.0]
+    t = Throttler(0.0, clock=lambda: now[0])
+    assert sum(t.admit("ec2", "DescribeInstances") for _ in range(150)) == 100
+    assert sum(t.admit("ec2", "CreateTags") for _ in range(80)) == 50
+    assert sum(t.admit("ec2", "RunInstances", 1) for _ in range(10)) == 5
+    assert sum(t.admit("elasticloadbalancing", "DescribeTargetHealth") for _ in range(60)) == 40
+    assert sum(t.admit("elasticloadbalancing", "RegisterTargets") for _ in range(30)) == 20
+    assert sum(t.admit("route53", a) for a in ["GetChange", "ChangeResourceRecordSets"] * 5) == 5
+    assert all(t.admit("rds", "DescribeDBInstances") for _ in range(500))  # not bucketed
+    now[0] = 1.0  # one second refills 20 describe, 5 mutating, 2 RunInstances, 10 ELB reads
+    assert sum(t.admit("ec2", "DescribeInstances") for _ in range(30)) == 20
+    assert sum(t.admit("ec2", "CreateTags") for _ in range(30)) == 5
+    assert sum(t.admit("ec2", "RunInstances", 1) for _ in range(30)) == 2
+    assert sum(t.admit("elasticloadbalancing", "DescribeTargetHealth") for _ in range(30)) == 10
+
+
+def test_run_instances_resource_tokens() -> None:
+    now = [0.0]
+    t = Throttler(0.0, clock=lambda: now[0])
+    assert t.admit("ec2", "RunInstances", 1000)  # a 1000-instance bucket, full at start
+    now[0] = 1.0  # request tokens refilled, but only 2 instance tokens came back
+    assert not t.admit("ec2", "RunInstances", 3)
+    assert t.admit("ec2", "RunInstances", 2)
+    now[0] = 100.0
+    assert t.admit("ec2", "TerminateInstances", 1000)
+
+
+def test_buckets_off_and_refusals_look_like_aws() -> None:
+    t = Throttler(0.0, buckets=False)
+    assert all(t.admit("ec2", "RunInstances", 1000) for _ in range(100))
+    status, body = refusal("ec2", "r1")
+    assert status.startswith("503") and b"<Code>RequestLimitExceeded</Code>" in body
+    for service in ("elasticloadbalancing", "route53", "rds"):
+        status, body = refusal(service, "r2")
+        assert status.startswith("400") and b"<Code>Throttling</Code>" in body
 
 
 def test_security_groups() -> None:
