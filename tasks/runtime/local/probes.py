@@ -80,11 +80,11 @@ def probe_http(url: str) -> str:
         return f"no answer ({exc})"
 
 
-def probe_https(addr: str, host: str, ca: str) -> str:
+def probe_https(addr: str, host: str, ca: str, port: int = 443) -> str:
     try:
         ctx = ssl.create_default_context(cafile=ca or None)
         with (
-            socket.create_connection((addr, 443), timeout=5) as raw,
+            socket.create_connection((addr, port), timeout=5) as raw,
             ctx.wrap_socket(raw, server_hostname=host) as tls,
         ):
             tls.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())

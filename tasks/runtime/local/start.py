@@ -297,12 +297,16 @@ class LocalStart:
             return {}
         return dict(re.findall(r"^- (\w+): (\S+)$", str(arts[0].get("data") or ""), re.M))
 
-    def sandbox_names(self) -> dict[str, str]:
+    def sandbox_names(self) -> tuple[dict[str, str], dict[int, int]]:
+        """The sandbox's DNS names and its balancer port map (80/443 or, without the
+        right to bind low ports, the high ports it fell back to)."""
         url = self.sandbox_env.get("TOMCAT_FLEET_SANDBOX_STATE_URL", "")
         try:
-            return dict(http_json(url).get("names", {}))
+            state = http_json(url)
         except (OSError, ValueError):
-            return {}
+            return {}, {}
+        ports = {int(k): int(v) for k, v in dict(state.get("lb_ports") or {}).items()}
+        return dict(state.get("names", {})), ports
 
     def save_ssh_key_block(self) -> None:
         with contextlib.suppress(LocalError):
@@ -327,7 +331,8 @@ class LocalStart:
                 state, name = str(fr.get("state_type")), str(fr.get("name"))
             with contextlib.suppress(OSError, ValueError):
                 urls = self.deploy_urls(run_id, deployment)
-        names = self.sandbox_names()
+        names, lb_ports = self.sandbox_names()
+        http_port, https_port = lb_ports.get(80, 80), lb_ports.get(443, 443)
         lines = [
             "",
             "=" * 78,
@@ -340,7 +345,7 @@ class LocalStart:
         http_url = urls.get("alb_http", "")
         host = urllib.parse.urlparse(http_url).hostname or ""
         if host and host in names:
-            alb_url = f"http://{names[host]}/"
+            alb_url = f"http://{names[host]}:{http_port}/"
             answer = probe_http(alb_url)
             lines.append(f"  ALB (HTTP)     {alb_url}  -> {answer}")
             lines.append(f"                 (the ALB's DNS name {host} on loopback)")
@@ -349,10 +354,11 @@ class LocalStart:
         ca = self.sandbox_env.get("TOMCAT_FLEET_CA_BUNDLE", "")
         if https_host and https_host in names:
             addr = names[https_host]
-            answer = probe_https(addr, https_host, ca)
+            answer = probe_https(addr, https_host, ca, https_port)
             lines.append(f"  ALB (HTTPS)    {https_url}  -> {answer}")
             lines.append(
-                f"                 curl --cacert {ca} --resolve {https_host}:443:{addr} {https_url}"
+                f"                 curl --cacert {ca} "
+                f"--connect-to {https_host}:443:{addr}:{https_port} {https_url}"
             )
         lines += [
             f"  sandbox state  {self.sandbox_env.get('TOMCAT_FLEET_SANDBOX_STATE_URL', '')}",
