@@ -20,7 +20,7 @@ import pytest
 from flows.deploy import DeployReport, deploy
 from sandbox import Sandbox, SandboxConfig
 
-from .conftest import client, sandbox_env
+from ..support import client, sandbox_env
 
 N = 50
 DEPLOYMENT = "deploytest"

@@ -26,7 +26,7 @@ from tasks.ec2 import (
 from tasks.models import InstallSummary, Instance
 from tasks.planning import PlanError
 
-from .conftest import sandbox_env
+from ..support import sandbox_env
 
 N = 60
 

@@ -14,7 +14,7 @@ from tasks.aws import Aws
 from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
 from tasks.models import InstallSummary
 
-from .conftest import sandbox_env
+from ..support import sandbox_env
 
 N = 40
 

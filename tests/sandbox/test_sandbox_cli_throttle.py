@@ -14,7 +14,7 @@ import pytest
 
 from sandbox import Sandbox, SandboxConfig
 
-from .conftest import client
+from ..support import client
 
 
 def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

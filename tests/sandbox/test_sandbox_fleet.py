@@ -22,7 +22,7 @@ import pytest
 from sandbox import Sandbox, SandboxConfig
 from sandbox.moto_patches import validation_record_name
 
-from .conftest import client, run, ssh, wait_for
+from ..support import client, run, ssh, wait_for
 
 N = 50
 INSTALL = (

@@ -13,7 +13,7 @@ import pytest
 
 from sandbox import FaultRates, Sandbox, SandboxConfig
 
-from .conftest import client, run, ssh, wait_for
+from ..support import client, run, ssh, wait_for
 
 
 @pytest.fixture(scope="module")

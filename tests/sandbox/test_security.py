@@ -41,7 +41,7 @@ from tasks.ec2 import TAG_KEY
 from tasks.iam_policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
 from tasks.teardown import TeardownReport
 
-from .conftest import client, sandbox_env
+from ..support import client, sandbox_env
 
 N = 4
 DEPLOYMENT = "sectest"

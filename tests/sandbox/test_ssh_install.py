@@ -29,7 +29,7 @@ from tasks.host_keys import (
 from tasks.models import HostResult, Instance
 from tasks.ssh_install import HostInstallConfig, install_host, load_private_key
 
-from .conftest import client, wait_for
+from ..support import client, wait_for
 
 STEP_NAMES = [s.name for s in DEFAULT_INSTALL_STEPS]
 

@@ -30,7 +30,7 @@ from tasks.models import Instance
 from tasks.ssh_install import HostInstallConfig, install_host
 from tasks.tls import enable_https
 
-from .conftest import sandbox_env
+from ..support import sandbox_env
 
 N = 6
 

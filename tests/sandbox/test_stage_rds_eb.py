@@ -18,7 +18,7 @@ from tasks.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_grou
 from tasks.jumphost import jumphost_check
 from tasks.rds import create_rds, load_db_password
 
-from .conftest import client, sandbox_env
+from ..support import client, sandbox_env
 
 
 @pytest.fixture(scope="module")

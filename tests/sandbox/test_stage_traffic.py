@@ -41,7 +41,7 @@ from tasks.traffic import (
     send_requests,
 )
 
-from .conftest import client, sandbox_env, wait_for
+from ..support import client, sandbox_env, wait_for
 
 WEB = 4
 STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"

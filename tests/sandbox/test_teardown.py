@@ -20,7 +20,7 @@ from sandbox import Sandbox, SandboxConfig
 from tasks.ec2 import TAG_KEY
 from tasks.teardown import TeardownReport
 
-from .conftest import client, sandbox_env, wait_for
+from ..support import client, sandbox_env, wait_for
 
 D = "tdtest"
 OTHER = "other"
@@ -564,7 +564,7 @@ def test_cli_prints_json_last(sb: Sandbox, first_run: TeardownReport) -> None:
         text=True,
         timeout=120,
         env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -21,7 +21,7 @@ import psutil
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 REQUIRED = {
     "deploy/full",
