@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from flows.deploy import DeployReport, deploy
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 
-from ..support import client, sandbox_env
+from ..support import client, make_sandbox
 
 N = 50
 DEPLOYMENT = "deploytest"
@@ -30,7 +30,8 @@ DEPLOYMENT = "deploytest"
 def sb() -> Any:
     # Beanstalk is made slower than RDS + jumphost so the timeline can show 9 starting
     # before 7 ends, as it must when stages start on what they need, not on barriers
-    cfg = SandboxConfig(
+    with make_sandbox(
+        env=True,
         install_latency=0.1,
         boot_delay=0.2,
         cloud_init_seconds=0.2,
@@ -38,8 +39,7 @@ def sb() -> Any:
         eb_launch_seconds=6.0,
         health_check_interval=0.3,
         drop_hold_seconds=3.0,
-    )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    ) as s:
         yield s
 
 

@@ -13,7 +13,7 @@ import pytest
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key, validate
 from flows.outcome import outcome_of
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from tasks.aws import Aws
 from tasks.ec2 import (
     StageError,
@@ -26,17 +26,16 @@ from tasks.ec2 import (
 from tasks.models import InstallSummary, Instance
 from tasks.planning import PlanError
 
-from ..support import sandbox_env
+from ..support import make_sandbox
 
 N = 60
 
 
 @pytest.fixture(scope="module")
 def sb(tmp_path_factory: Any) -> Any:
-    cfg = SandboxConfig(
-        install_latency=0.2, boot_delay=0.3, cloud_init_seconds=0.3, drop_hold_seconds=3.0
-    )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    with make_sandbox(
+        env=True, install_latency=0.2, boot_delay=0.3, cloud_init_seconds=0.3, drop_hold_seconds=3.0
+    ) as s:
         yield s
 
 

@@ -9,27 +9,27 @@ import pytest
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from tasks.aws import Aws
 from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
 from tasks.models import InstallSummary
 
-from ..support import sandbox_env
+from ..support import make_sandbox
 
 N = 40
 
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    cfg = SandboxConfig(
+    with make_sandbox(
+        env=True,
         install_latency=0.2,
         boot_delay=0.3,
         cloud_init_seconds=0.3,
         fault_profile="flaky",
         seed=11,
         drop_hold_seconds=3.0,
-    )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    ) as s:
         yield s
 
 

@@ -19,10 +19,10 @@ from typing import Any
 import paramiko
 import pytest
 
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from sandbox.moto_patches import validation_record_name
 
-from ..support import client, run, ssh, wait_for
+from ..support import client, make_sandbox, run, ssh, wait_for
 
 N = 50
 INSTALL = (
@@ -34,14 +34,16 @@ INSTALL = (
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    cfg = SandboxConfig(
+    with make_sandbox(
+        # the default loopback ranges: test_public_ips_are_loopback checks the 127.100 prefix
+        public_ip_cidr="127.100.0.0/16",
+        service_ip_cidr="127.101.0.0/16",
         install_latency=0.1,
         boot_delay=0.3,
         cloud_init_seconds=0.3,
         drop_hold_seconds=3.0,
         health_check_interval=0.3,
-    )
-    with Sandbox(cfg) as s:
+    ) as s:
         yield s
 
 

@@ -35,13 +35,13 @@ import pytest
 from blocks.settings import FleetSettings
 from flows.deploy import DeployReport, deploy
 from flows.teardown import teardown
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from tasks.aws import recorded_operations, reset_operations
 from tasks.ec2 import TAG_KEY
 from tasks.iam_policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
 from tasks.teardown import TeardownReport
 
-from ..support import client, sandbox_env
+from ..support import client, make_sandbox
 
 N = 4
 DEPLOYMENT = "sectest"
@@ -289,10 +289,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "deployment_name": DEPLOYMENT,
         "traffic_requests": 10,
     }
-    cfg = SandboxConfig(
-        # loopback ranges of its own: other sandboxes (parallel runs) bind the defaults
-        public_ip_cidr="127.160.0.0/16",
-        service_ip_cidr="127.161.0.0/16",
+    cfg: dict[str, Any] = dict(
         controller_cidr=CONTROLLER_CIDR,
         install_latency=0.05,
         boot_delay=0.2,
@@ -306,7 +303,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         mp.setenv("PREFECT_LOGGING_LEVEL", "INFO")  # pool workers start with INFO logging
-        with Sandbox(cfg) as sb, sandbox_env(sb), _verbose_logging() as records:
+        with make_sandbox(env=True, **cfg) as sb, _verbose_logging() as records:
             t0 = time.time()
             reset_operations()
             state = deploy(

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blocks.settings import DEFAULT_INSTALL_STEPS, DEFAULT_PROBE
-from sandbox import FaultRates, Sandbox, SandboxConfig
+from sandbox import FaultRates, Sandbox
 from tasks.host_keys import (
     HostKeyRejected,
     fingerprint,
@@ -29,7 +29,7 @@ from tasks.host_keys import (
 from tasks.models import HostResult, Instance
 from tasks.ssh_install import HostInstallConfig, install_host, load_private_key
 
-from ..support import client, wait_for
+from ..support import client, make_sandbox, wait_for
 
 STEP_NAMES = [s.name for s in DEFAULT_INSTALL_STEPS]
 
@@ -100,10 +100,9 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    cfg = SandboxConfig(
+    with make_sandbox(
         install_latency=0.05, boot_delay=0.2, cloud_init_seconds=0.2, drop_hold_seconds=2
-    )
-    with Sandbox(cfg) as sb:
+    ) as sb:
         yield Env(sb)
 
 

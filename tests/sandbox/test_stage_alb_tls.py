@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from blocks.settings import FleetSettings
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from tasks.aws import Aws
 from tasks.deploy_models import AlbResult, InventoryResult, TlsResult
 from tasks.ec2 import (
@@ -30,23 +30,20 @@ from tasks.models import Instance
 from tasks.ssh_install import HostInstallConfig, install_host
 from tasks.tls import enable_https
 
-from ..support import sandbox_env
+from ..support import make_sandbox
 
 N = 6
 
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    cfg = SandboxConfig(
+    with make_sandbox(
+        env=True,
         install_latency=0.1,
         boot_delay=0.2,
         cloud_init_seconds=0.2,
         health_check_interval=0.3,
-        # own loopback ranges, so this module can run beside other sandboxes
-        public_ip_cidr="127.110.0.0/16",
-        service_ip_cidr="127.111.0.0/16",
-    )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    ) as s:
         yield s
 
 

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.settings import FleetSettings
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from tasks.aws import Aws
 from tasks.deploy_models import BeanstalkResult, TlsResult
 from tasks.ec2 import (
@@ -41,7 +41,7 @@ from tasks.traffic import (
     send_requests,
 )
 
-from ..support import client, sandbox_env, wait_for
+from ..support import client, make_sandbox, wait_for
 
 WEB = 4
 STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"
@@ -49,16 +49,16 @@ STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    cfg = SandboxConfig(
+    state = tmp_path_factory.mktemp("traffic-state")
+    with make_sandbox(
+        env=True,
         install_latency=0.05,
         boot_delay=0.2,
         cloud_init_seconds=0.2,
         eb_launch_seconds=0.3,
         health_check_interval=0.3,
         drop_hold_seconds=2,
-    )
-    state = tmp_path_factory.mktemp("traffic-state")
-    with Sandbox(cfg) as sb, sandbox_env(sb):
+    ) as sb:
         settings = FleetSettings(
             state_dir=str(state),
             deployment_name="traffictest",

@@ -16,11 +16,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from flows.outcome import outcome_of
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from tasks.ec2 import TAG_KEY
 from tasks.teardown import TeardownReport
 
-from ..support import client, sandbox_env, wait_for
+from ..support import client, make_sandbox, wait_for
 
 D = "tdtest"
 OTHER = "other"
@@ -59,18 +59,12 @@ def spec(kind: str, deployment: str, role: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    cfg = SandboxConfig(
-        boot_delay=0.2,
-        eb_launch_seconds=0.3,
-        rds_create_seconds=0.3,
-        # loopback ranges of its own: other sandboxes (parallel test runs) bind the defaults
-        public_ip_cidr="127.120.0.0/16",
-        service_ip_cidr="127.121.0.0/16",
-    )
     with pytest.MonkeyPatch.context() as mp:
         # moto attaches AWS managed policies only when it loads them; real IAM has them
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        with Sandbox(cfg) as s, sandbox_env(s):
+        with make_sandbox(
+            env=True, boot_delay=0.2, eb_launch_seconds=0.3, rds_create_seconds=0.3
+        ) as s:
             yield s
 
 
