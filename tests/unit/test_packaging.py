@@ -1,23 +1,17 @@
-"""Running it the way users do: prefect.yaml, the blocks, the Dockerfile, GitLab CI, and the
-one-command local start end to end (server + sandbox + worker, `prefect deployment run
-deploy/full` through the Prefect CLI, checked through the Prefect API, everything stopped)."""
+"""Running it the way users do: prefect.yaml, the Dockerfile, GitLab CI (the blocks:
+tests/sandbox/test_blocks_register.py; the one-command local start end to end:
+tests/e2e/test_local_start.py)."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import yaml
 
@@ -37,18 +31,6 @@ FLOW_OF = {  # entrypoint -> the flow name it must define
     "flows/benchmark.py:benchmark": "benchmark",
 }
 BEING_WRITTEN = {"flows/benchmark.py:benchmark"}  # may not exist yet: skipped, not failed
-STAGES = [
-    "01 launch-instances",
-    "03 save-inventory",
-    "04 application-load-balancer",
-    "05 tls-listener",
-    "06 traffic-alb",
-    "07 elastic-beanstalk",
-    "08 rds",
-    "09 jumphost-mysql-check",
-    "10 traffic-beanstalk-http",
-    "11 traffic-beanstalk-https",
-]
 
 
 def prefect_yaml() -> dict[str, Any]:
@@ -151,234 +133,3 @@ def test_dockerfile_passes_hadolint() -> None:
     assert len(stages) >= 2, "multi-stage"
     assert re.search(r"^USER\s+(?!root|0\b)\S+", text, re.M), "non-root user"
     assert re.search(r"python:\d+\.\d+\.\d+-slim", text), "base pinned to a full version"
-
-
-# -- blocks ------------------------------------------------------------------------------
-def test_blocks_register_round_trip(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from prefect.blocks.system import Secret
-    from prefect_aws import AwsCredentials
-
-    from blocks.register import register
-    from blocks.settings import FleetSettings
-
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "AKIDROUNDTRIP",
-        "AWS_SECRET_ACCESS_KEY": "very-secret-value",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:4599",
-        "AWS_REGION": "eu-west-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    settings = FleetSettings(
-        deployment_name="blocktest", state_dir=str(tmp_path), region="eu-west-1"
-    )
-
-    # no key file yet: the AWS block is saved, the SSH key block skipped with a message
-    done = register(settings, aws_block="blocktest-aws")
-    assert done.aws_block == "blocktest-aws" and done.ssh_key_block is None
-    assert "skipped" in capsys.readouterr().out
-
-    pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIroundtrip\n-----END RSA PRIVATE KEY-----\n"
-    key = settings.key_file_path()
-    key.parent.mkdir(parents=True)
-    key.write_text(pem)
-    done = register(settings, aws_block="blocktest-aws")
-    assert done.ssh_key_block == "blocktest-ssh-key"
-    printed = capsys.readouterr().out
-    assert "very-secret-value" not in printed and "MIIroundtrip" not in printed
-
-    creds = AwsCredentials.load("blocktest-aws")
-    assert isinstance(creds, AwsCredentials)
-    assert creds.aws_access_key_id == "AKIDROUNDTRIP"
-    assert creds.aws_secret_access_key is not None
-    assert creds.aws_secret_access_key.get_secret_value() == "very-secret-value"
-    assert creds.region_name == "eu-west-1"
-    assert creds.aws_client_parameters.endpoint_url == "http://127.0.0.1:4599"
-    secret = Secret.load("blocktest-ssh-key")
-    assert isinstance(secret, Secret) and secret.get() == pem
-
-    # overwriting works (a second registration with new values)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:4600")
-    register(settings, ssh_key=False, aws_block="blocktest-aws")
-    again = AwsCredentials.load("blocktest-aws")
-    assert isinstance(again, AwsCredentials)
-    assert again.aws_client_parameters.endpoint_url == "http://127.0.0.1:4600"
-
-
-# -- the local start, end to end ---------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def api(url: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=15) as resp:
-        return json.loads(resp.read())
-
-
-def run_tree(api_url: str, root: str) -> dict[str, dict[str, Any]]:
-    """The flow run and every subflow run under it, by id."""
-    runs = {r["id"]: r for r in api(f"{api_url}/flow_runs/filter", {"limit": 200})}
-    tasks = {t["id"]: t for t in api(f"{api_url}/task_runs/filter", {"limit": 200})}
-    tree = {root: runs[root]}
-    grew = True
-    while grew:
-        grew = False
-        for rid, r in runs.items():
-            parent_task = tasks.get(r.get("parent_task_run_id") or "")
-            if rid not in tree and parent_task and parent_task["flow_run_id"] in tree:
-                tree[rid] = r
-                grew = True
-    return tree
-
-
-def tracked_pids(state_dir: Path) -> list[psutil.Process]:
-    out = []
-    for e in json.loads((state_dir / "processes.json").read_text()):
-        try:
-            proc = psutil.Process(e["pid"])
-            out.append(proc)
-            out.extend(proc.children(recursive=True))
-        except psutil.Error:
-            pass
-    return out
-
-
-@pytest.mark.e2e
-@pytest.mark.timeout(400)
-def test_local_start_end_to_end(tmp_path: Path) -> None:
-    state_dir = tmp_path / "local"
-    ports = {"--prefect-port": free_port(), "--sandbox-port": free_port()}
-    ports["--ssh-port"] = free_port()
-    deployment = "e2elocal"
-    env = {
-        **{k: v for k, v in os.environ.items() if k != "PREFECT_LOGGING_LEVEL"},
-        # what the flow runs write goes under tmp_path, not the checkout
-        "TOMCAT_FLEET_DEPLOYMENT_NAME": deployment,
-        "TOMCAT_FLEET_STATE_DIR": str(tmp_path / "state"),
-        "TOMCAT_FLEET_LOG_DIR": str(tmp_path / "logs"),
-        "TOMCAT_FLEET_TRAFFIC_REQUESTS": "12",
-    }
-    cmd = [sys.executable, "-m", "flows.local", "up", "--state-dir", str(state_dir)]
-    for opt, port in ports.items():
-        cmd += [opt, str(port)]
-    cmd += ["--instances", "3", "--install-latency", "0.2", "--boot-delay", "0.2"]
-    t0 = time.monotonic()
-    launcher = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        assert launcher.stdout is not None
-        for line in launcher.stdout:
-            lines.append(line)
-            if line.startswith("LOCAL START READY"):
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    started: list[psutil.Process] = []
-    try:
-        assert ready.wait(240), "launcher never got ready:\n" + "".join(lines[-60:])
-        ready_line = next(x for x in lines if x.startswith("LOCAL START READY"))
-        fields = dict(kv.split("=", 1) for kv in ready_line.split()[3:])
-        assert fields["state"] == "COMPLETED", "".join(lines[-60:])
-        # the printed ALB URL answers on loopback, served by one of the instances
-        with urllib.request.urlopen(fields["alb"], timeout=10) as resp:
-            assert resp.status == 200
-            assert re.search(r"i-[0-9a-f]{8,}", resp.read().decode())
-        assert fields["ui"] in "".join(lines)
-        started = tracked_pids(state_dir)
-        assert {"prefect-server", "sandbox", "worker"} <= {
-            e["name"] for e in json.loads((state_dir / "processes.json").read_text())
-        }
-
-        # the bare CLI, with the server and worker up
-        api_url = f"http://127.0.0.1:{ports['--prefect-port']}/api"
-        cli_env = {**env, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(state_dir / "prefect")}
-        res = subprocess.run(
-            [
-                str(BIN / "prefect"),
-                "deployment",
-                "run",
-                "deploy/full",
-                "--param",
-                "instances=3",
-                "--watch",
-                "--watch-timeout",
-                "150",
-            ],
-            cwd=tmp_path,
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=200,
-        )
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-        m = re.search(r"UUID:\s*([0-9a-f-]{36})", res.stdout)
-        assert m, res.stdout[-2000:]
-        run_id = m.group(1)
-
-        # through the API: completed, eleven stages, the artifacts
-        run = api(f"{api_url}/flow_runs/{run_id}")
-        assert run["state_type"] == "COMPLETED"
-        assert run["parameters"]["instances"] == 3
-        assert "tomcat-fleet" in run["tags"] or "deploy" in run["tags"]
-        tree = run_tree(api_url, run_id)
-        tasks = api(
-            f"{api_url}/task_runs/filter",
-            {"task_runs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200},
-        )
-        stage_runs = {t["name"]: t for t in tasks if re.match(r"^\d\d ", t["name"])}
-        assert sorted(stage_runs) == STAGES
-        assert all(t["state_type"] == "COMPLETED" for t in stage_runs.values())
-        assert all("deploy" in t["tags"] for t in stage_runs.values())
-        flows = {f["id"]: f["name"] for f in api(f"{api_url}/flows/filter", {})}
-        install = [r for r in tree.values() if flows[r["flow_id"]] == "install-tomcat"]
-        assert len(install) == 1 and install[0]["state_type"] == "COMPLETED"  # stage 2
-        arts = api(f"{api_url}/artifacts/filter", {"limit": 200})
-        keys = {a["key"] for a in arts if a["flow_run_id"] in tree and a["key"]}
-        for key in ("deploy-report", "install-hosts", "install-progress"):
-            assert f"{deployment}-{key}" in keys, keys
-        deadline = time.monotonic() + 15  # logs are shipped in batches
-        while not (
-            logs := api(
-                f"{api_url}/logs/filter",
-                {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200},
-            )
-        ):
-            assert time.monotonic() < deadline, "the run's logs never reached the API"
-            time.sleep(1)
-        assert any("deploy e2elocal finished" in x["message"] for x in logs), logs[-5:]
-    finally:
-        stop = subprocess.run(
-            [sys.executable, "-m", "flows.local", "stop", "--state-dir", str(state_dir)],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        try:
-            launcher.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-            raise
-    print(f"local start e2e: {time.monotonic() - t0:.0f}s", file=sys.stderr)
-    assert stop.returncode == 0, stop.stdout + stop.stderr
-    assert launcher.returncode is not None
-    assert not (state_dir / "processes.json").exists()
-    time.sleep(0.5)
-    alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert not alive, f"still running: {[(p.pid, p.cmdline()[:4]) for p in alive]}"
