@@ -30,13 +30,13 @@ def _only_unit(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     global _prefect
+    from flows.runtime import prefect_api  # imports no Prefect
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     if _only_unit(config):
         # no server: a unit test reaching for the Prefect API fails instead of starting one
         os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
         return
-    from flows.runtime import prefect_api  # imports no Prefect
-
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     _prefect = prefect_api()
     _prefect.__enter__()
 

@@ -35,9 +35,10 @@ INSTALL = (
 @pytest.fixture(scope="module")
 def sb() -> Any:
     with make_sandbox(
-        # the default loopback ranges: test_public_ips_are_loopback checks the 127.100 prefix
-        public_ip_cidr="127.100.0.0/16",
-        service_ip_cidr="127.101.0.0/16",
+        # inside the default ranges (test_public_ips_are_loopback checks the 127.100 prefix),
+        # in their upper halves, away from sandboxes on the defaults (they start at the bottom)
+        public_ip_cidr="127.100.128.0/17",
+        service_ip_cidr="127.101.128.0/17",
         install_latency=0.1,
         boot_delay=0.3,
         cloud_init_seconds=0.3,
