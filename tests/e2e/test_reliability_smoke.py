@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from benchmarks import reliability as rel
-from tasks.stages import NAMES
 
 
 @pytest.fixture
@@ -57,24 +56,3 @@ def test_throttled_install_and_crashed_deploy_converge(cfg: rel.Config, tmp_path
     rel.write_doc(cfg, results, doc)
     text = doc.read_text()
     assert "## Throttling" in text and "## Controller crashes" in text and "2-core" in text
-
-
-def test_stage_at_kill_reads_the_log() -> None:
-    head = (
-        "Beginning flow run 'a' for flow 'deploy'\n"
-        "Flow run 'a' - deployment x: stages [1, 2, 3, 4, 5, 6, 7, 8]\n"
-    )
-    assert rel.stage_at_kill("", [1, 2, 3]) == "startup/validation"
-    assert rel.stage_at_kill(head, [1, 2, 3]) == "1 launch-instances"
-    done_1 = head + "Task run '01 launch-instances' - Finished in state Completed()\n"
-    assert rel.stage_at_kill(done_1, [1, 2, 3]) == "2 install-tomcat"
-    done_5 = done_1 + "".join(
-        f"Task run '{n:02d} {NAMES[n]}' - Finished in state Completed()\n" for n in (3, 4, 5)
-    )
-    done_5 += (
-        "Beginning subflow run 'b' for flow 'install-tomcat'\n"
-        "Flow run 'b' - Finished in state Completed()\n"
-    )
-    assert (
-        rel.stage_at_kill(done_5, list(range(1, 9))) == "6 traffic-alb, 7 elastic-beanstalk, 8 rds"
-    )

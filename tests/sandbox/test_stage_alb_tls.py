@@ -25,7 +25,7 @@ from tasks.ec2 import (
     launch_instances,
     wait_running,
 )
-from tasks.load_balancer import create_alb, elb_name, log_bucket_name
+from tasks.load_balancer import create_alb, log_bucket_name
 from tasks.models import Instance
 from tasks.ssh_install import HostInstallConfig, install_host
 from tasks.tls import enable_https
@@ -289,14 +289,6 @@ def test_domain_outside_zone_is_refused(settings: FleetSettings, alb: AlbResult)
     bad = settings.model_copy(update={"domain": "www.elsewhere.example.net"})
     with pytest.raises(StageError, match="not inside hosted zone"):
         enable_https(Aws(bad), bad, alb, timeout_s=5, poll_s=0.2)
-
-
-def test_names_fit_elb_limits() -> None:
-    long = FleetSettings(deployment_name="a" * 41)
-    for suffix in ("alb", "tg"):
-        name = elb_name(long, suffix)
-        assert len(name) <= 32 and name.endswith(f"-{suffix}")
-    assert len(log_bucket_name(long, "123456789012")) <= 63
 
 
 def test_instance_without_alb_rule_is_reported_unhealthy(
