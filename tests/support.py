@@ -39,13 +39,15 @@ def loopback_pair() -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def make_sandbox(*, env: bool = False, **config: Any) -> Iterator[Sandbox]:
-    """Start a `Sandbox(SandboxConfig(**config))` on a loopback range of its own (unless
-    `public_ip_cidr`/`service_ip_cidr` are given), with its env applied to this process when
+def make_sandbox(cfg: SandboxConfig | None = None, *, env: bool = False) -> Iterator[Sandbox]:
+    """Start a `Sandbox(cfg)` on a loopback range of its own (unless `cfg` sets
+    `public_ip_cidr`/`service_ip_cidr` itself), with its env applied to this process when
     `env` is true (as `set -a; . .sandbox.env`), and stop it on exit."""
-    if "public_ip_cidr" not in config and "service_ip_cidr" not in config:
-        config["public_ip_cidr"], config["service_ip_cidr"] = loopback_pair()
-    with Sandbox(SandboxConfig(**config)) as sb:
+    cfg = cfg or SandboxConfig()
+    if not {"public_ip_cidr", "service_ip_cidr"} & cfg.model_fields_set:
+        public, service = loopback_pair()
+        cfg = cfg.model_copy(update={"public_ip_cidr": public, "service_ip_cidr": service})
+    with Sandbox(cfg) as sb:
         if env:
             with sandbox_env(sb):
                 yield sb

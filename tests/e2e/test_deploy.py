@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from flows.deploy import DeployReport, deploy
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 
 from ..support import client, make_sandbox
 
@@ -30,8 +30,7 @@ DEPLOYMENT = "deploytest"
 def sb() -> Any:
     # Beanstalk is made slower than RDS + jumphost so the timeline can show 9 starting
     # before 7 ends, as it must when stages start on what they need, not on barriers
-    with make_sandbox(
-        env=True,
+    cfg = SandboxConfig(
         install_latency=0.1,
         boot_delay=0.2,
         cloud_init_seconds=0.2,
@@ -39,7 +38,8 @@ def sb() -> Any:
         eb_launch_seconds=6.0,
         health_check_interval=0.3,
         drop_hold_seconds=3.0,
-    ) as s:
+    )
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 

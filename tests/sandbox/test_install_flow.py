@@ -13,7 +13,7 @@ import pytest
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key
 from flows.outcome import outcome_of
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.ec2 import (
     StageError,
@@ -32,9 +32,10 @@ N = 60
 
 @pytest.fixture(scope="module")
 def sb(tmp_path_factory: Any) -> Any:
-    with make_sandbox(
-        env=True, install_latency=0.2, boot_delay=0.3, cloud_init_seconds=0.3, drop_hold_seconds=3.0
-    ) as s:
+    cfg = SandboxConfig(
+        install_latency=0.2, boot_delay=0.3, cloud_init_seconds=0.3, drop_hold_seconds=3.0
+    )
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 

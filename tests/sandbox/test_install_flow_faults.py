@@ -9,7 +9,7 @@ import pytest
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
 from tasks.models import InstallSummary
@@ -21,15 +21,15 @@ N = 40
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    with make_sandbox(
-        env=True,
+    cfg = SandboxConfig(
         install_latency=0.2,
         boot_delay=0.3,
         cloud_init_seconds=0.3,
         fault_profile="flaky",
         seed=11,
         drop_hold_seconds=3.0,
-    ) as s:
+    )
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 
 from ..support import client, make_sandbox
 
@@ -88,7 +88,7 @@ def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
 
 @pytest.fixture(scope="module")
 def throttled() -> Any:
-    with make_sandbox(throttle_rate=0.5, seed=7) as s:
+    with make_sandbox(SandboxConfig(throttle_rate=0.5, seed=7)) as s:
         yield s
 
 

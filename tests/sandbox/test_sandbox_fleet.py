@@ -19,7 +19,7 @@ from typing import Any
 import paramiko
 import pytest
 
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from sandbox.moto_patches import validation_record_name
 
 from ..support import client, make_sandbox, run, ssh, wait_for
@@ -34,7 +34,7 @@ INSTALL = (
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    with make_sandbox(
+    cfg = SandboxConfig(
         # inside the default ranges (test_public_ips_are_loopback checks the 127.100 prefix),
         # in their upper halves, away from sandboxes on the defaults (they start at the bottom)
         public_ip_cidr="127.100.128.0/17",
@@ -44,7 +44,8 @@ def sb() -> Any:
         cloud_init_seconds=0.3,
         drop_hold_seconds=3.0,
         health_check_interval=0.3,
-    ) as s:
+    )
+    with make_sandbox(cfg) as s:
         yield s
 
 

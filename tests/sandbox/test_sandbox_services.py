@@ -11,14 +11,14 @@ from typing import Any
 import paramiko
 import pytest
 
-from sandbox import FaultRates, Sandbox
+from sandbox import FaultRates, Sandbox, SandboxConfig
 
 from ..support import client, make_sandbox, run, ssh, wait_for
 
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    with make_sandbox(
+    cfg = SandboxConfig(
         install_latency=0.05,
         boot_delay=0.1,
         cloud_init_seconds=0.1,
@@ -27,7 +27,8 @@ def sb() -> Any:
         drop_hold_seconds=2.0,
         health_check_interval=0.2,
         faults=FaultRates(install_failure=0.0, ssh_drop=0.0),
-    ) as s:
+    )
+    with make_sandbox(cfg) as s:
         yield s
 
 

@@ -35,7 +35,7 @@ import pytest
 from blocks.settings import FleetSettings
 from flows.deploy import DeployReport, deploy
 from flows.teardown import teardown
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from tasks.aws import recorded_operations, reset_operations
 from tasks.ec2 import TAG_KEY
 from tasks.iam_policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
@@ -289,7 +289,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "deployment_name": DEPLOYMENT,
         "traffic_requests": 10,
     }
-    cfg: dict[str, Any] = dict(
+    cfg = SandboxConfig(
         controller_cidr=CONTROLLER_CIDR,
         install_latency=0.05,
         boot_delay=0.2,
@@ -303,7 +303,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         mp.setenv("PREFECT_LOGGING_LEVEL", "INFO")  # pool workers start with INFO logging
-        with make_sandbox(env=True, **cfg) as sb, _verbose_logging() as records:
+        with make_sandbox(cfg, env=True) as sb, _verbose_logging() as records:
             t0 = time.time()
             reset_operations()
             state = deploy(

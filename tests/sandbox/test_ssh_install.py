@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blocks.settings import DEFAULT_INSTALL_STEPS, DEFAULT_PROBE
-from sandbox import FaultRates, Sandbox
+from sandbox import FaultRates, Sandbox, SandboxConfig
 from tasks.host_keys import (
     parse_console_fingerprints,
 )
@@ -95,9 +95,10 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env() -> Iterator[Env]:
-    with make_sandbox(
+    cfg = SandboxConfig(
         install_latency=0.05, boot_delay=0.2, cloud_init_seconds=0.2, drop_hold_seconds=2
-    ) as sb:
+    )
+    with make_sandbox(cfg) as sb:
         yield Env(sb)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from blocks.settings import FleetSettings
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.deploy_models import AlbResult, InventoryResult, TlsResult
 from tasks.ec2 import (
@@ -37,13 +37,13 @@ N = 6
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
-    with make_sandbox(
-        env=True,
+    cfg = SandboxConfig(
         install_latency=0.1,
         boot_delay=0.2,
         cloud_init_seconds=0.2,
         health_check_interval=0.3,
-    ) as s:
+    )
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 

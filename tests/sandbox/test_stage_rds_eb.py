@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from blocks.settings import FleetSettings
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.beanstalk import EB_POLICIES, create_beanstalk
 from tasks.deploy_models import BeanstalkResult, RdsResult
@@ -23,19 +23,19 @@ from ..support import client, make_sandbox
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
+    cfg = SandboxConfig(
+        install_latency=0.05,
+        boot_delay=0.2,
+        cloud_init_seconds=0.2,
+        rds_create_seconds=0.5,
+        eb_launch_seconds=0.3,
+        drop_hold_seconds=2,
+    )
     with pytest.MonkeyPatch.context() as mp:
         # moto attaches AWS managed policies (AWSElasticBeanstalkWebTier, ...) only when it
         # loads them; real IAM always has them
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        with make_sandbox(
-            env=True,
-            install_latency=0.05,
-            boot_delay=0.2,
-            cloud_init_seconds=0.2,
-            rds_create_seconds=0.5,
-            eb_launch_seconds=0.3,
-            drop_hold_seconds=2,
-        ) as s:
+        with make_sandbox(cfg, env=True) as s:
             yield s
 
 

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 
 from blocks.settings import FleetSettings
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.deploy_models import BeanstalkResult, TlsResult
 from tasks.ec2 import (
@@ -49,16 +49,16 @@ STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    state = tmp_path_factory.mktemp("traffic-state")
-    with make_sandbox(
-        env=True,
+    cfg = SandboxConfig(
         install_latency=0.05,
         boot_delay=0.2,
         cloud_init_seconds=0.2,
         eb_launch_seconds=0.3,
         health_check_interval=0.3,
         drop_hold_seconds=2,
-    ) as sb:
+    )
+    state = tmp_path_factory.mktemp("traffic-state")
+    with make_sandbox(cfg, env=True) as sb:
         settings = FleetSettings(
             state_dir=str(state),
             deployment_name="traffictest",

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from flows.outcome import outcome_of
-from sandbox import Sandbox
+from sandbox import Sandbox, SandboxConfig
 from tasks.ec2 import TAG_KEY
 from tasks.teardown import TeardownReport
 
@@ -59,12 +59,15 @@ def spec(kind: str, deployment: str, role: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def sb() -> Any:
+    cfg = SandboxConfig(
+        boot_delay=0.2,
+        eb_launch_seconds=0.3,
+        rds_create_seconds=0.3,
+    )
     with pytest.MonkeyPatch.context() as mp:
         # moto attaches AWS managed policies only when it loads them; real IAM has them
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        with make_sandbox(
-            env=True, boot_delay=0.2, eb_launch_seconds=0.3, rds_create_seconds=0.3
-        ) as s:
+        with make_sandbox(cfg, env=True) as s:
             yield s
 
 
