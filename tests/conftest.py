@@ -1,23 +1,31 @@
-"""Shared test helpers: boto3 clients and SSH against a sandbox, and the test session's
-one Prefect server (started before any test module imports Prefect, so every process,
-thread and pool worker reports to it; none starts a temporary server of its own)."""
+"""The test session's one Prefect server (started before any test module imports Prefect,
+so every process, thread and pool worker reports to it; none starts a temporary server of
+its own), and the folder markers. The server is started only when the run may collect a
+test outside tests/unit: `pytest tests/unit` needs no server and no network. Helpers for
+sandbox tests (`make_sandbox`, `client`, `ssh`, ...) live in tests/support.py."""
 
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import boto3
-import paramiko
 import pytest
 
-from sandbox import Sandbox
-
 _prefect: contextlib.AbstractContextManager[Any] | None = None
+_HERE = Path(__file__).resolve().parent
+_UNIT = _HERE / "unit"
+KINDS = ("unit", "sandbox", "e2e")  # one folder and one marker each
+
+
+def _only_unit(config: pytest.Config) -> bool:
+    """True when every path this run collects from is inside tests/unit."""
+    paths = [Path(str(a).split("::", 1)[0]) for a in config.args]
+    root = Path(str(config.invocation_params.dir))
+    return bool(paths) and all(
+        (p if p.is_absolute() else root / p).resolve().is_relative_to(_UNIT) for p in paths
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,6 +33,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from tasks.runtime.prefect_api import prefect_api  # imports no Prefect
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    if _only_unit(config):
+        # no server: a unit test reaching for the Prefect API fails instead of starting one
+        os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"
+        return
     _prefect = prefect_api()
     _prefect.__enter__()
 
@@ -40,67 +52,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         _prefect.__exit__(None, None, None)
 
 
-@contextlib.contextmanager
-def sandbox_env(sb: Sandbox) -> Any:
-    """The sandbox's env file, applied to this process (as `set -a; . .sandbox.env`)."""
-    saved = {k: os.environ.get(k) for k in sb.env()}
-    os.environ.update(sb.env())
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def client(sb: Sandbox, service: str, **kw: Any) -> Any:
-    from botocore.config import Config
-
-    return boto3.client(
-        service,
-        endpoint_url=sb.endpoint,
-        region_name=sb.cfg.region,
-        aws_access_key_id="sandbox-access-key",
-        aws_secret_access_key="sandbox-secret-key",
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
-        **kw,
-    )
-
-
-def ssh(ip: str, port: int, key_pem: str, timeout: float = 5.0) -> paramiko.SSHClient:
-    c = paramiko.SSHClient()
-    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
-    c.connect(
-        ip,
-        port=port,
-        username="ubuntu",
-        pkey=paramiko.RSAKey.from_private_key(io.StringIO(key_pem)),
-        timeout=timeout,
-        banner_timeout=timeout,
-        auth_timeout=timeout,
-        look_for_keys=False,
-        allow_agent=False,
-    )
-    return c
-
-
-def run(c: paramiko.SSHClient, cmd: str, timeout: float = 30) -> tuple[int, str, str]:
-    _, out, err = c.exec_command(cmd, timeout=timeout)
-    status = out.channel.recv_exit_status()
-    return status, out.read().decode(), err.read().decode()
-
-
-def wait_for(pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(every)
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its folder's kind: `-m unit`, `-m 'not e2e'`, ..."""
+    for item in items:
+        rel = Path(str(item.path)).resolve().relative_to(_HERE).parts
+        if rel and rel[0] in KINDS:
+            item.add_marker(rel[0])
 
 
 @pytest.fixture

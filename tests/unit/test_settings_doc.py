@@ -7,7 +7,7 @@ from pathlib import Path
 from blocks.settings import FleetSettings
 from blocks.settings_doc import render
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "settings.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 
 
 def test_every_setting_has_a_description() -> None:

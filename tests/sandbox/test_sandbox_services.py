@@ -13,7 +13,7 @@ import pytest
 
 from sandbox import FaultRates, Sandbox, SandboxConfig
 
-from .conftest import client, run, ssh, wait_for
+from ..support import client, make_sandbox, run, ssh, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def sb() -> Any:
         health_check_interval=0.2,
         faults=FaultRates(install_failure=0.0, ssh_drop=0.0),
     )
-    with Sandbox(cfg) as s:
+    with make_sandbox(cfg) as s:
         yield s
 
 

@@ -20,7 +20,7 @@ from tasks.ec2 import TAG_KEY
 from tasks.runtime.outcome import outcome_of
 from tasks.teardown import TeardownReport
 
-from .conftest import client, sandbox_env, wait_for
+from ..support import client, make_sandbox, wait_for
 
 D = "tdtest"
 OTHER = "other"
@@ -63,14 +63,11 @@ def sb() -> Any:
         boot_delay=0.2,
         eb_launch_seconds=0.3,
         rds_create_seconds=0.3,
-        # loopback ranges of its own: other sandboxes (parallel test runs) bind the defaults
-        public_ip_cidr="127.120.0.0/16",
-        service_ip_cidr="127.121.0.0/16",
     )
     with pytest.MonkeyPatch.context() as mp:
         # moto attaches AWS managed policies only when it loads them; real IAM has them
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        with Sandbox(cfg) as s, sandbox_env(s):
+        with make_sandbox(cfg, env=True) as s:
             yield s
 
 
@@ -564,7 +561,7 @@ def test_cli_prints_json_last(sb: Sandbox, first_run: TeardownReport) -> None:
         text=True,
         timeout=120,
         env=env,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -22,7 +22,7 @@ from tasks.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_grou
 from tasks.jumphost import jumphost_check
 from tasks.rds import create_rds, load_db_password
 
-from .conftest import client, sandbox_env, ssh
+from ..support import client, make_sandbox, ssh
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def sb() -> Any:
         # moto attaches AWS managed policies (AWSElasticBeanstalkWebTier, ...) only when it
         # loads them; real IAM always has them
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
-        with Sandbox(cfg) as s, sandbox_env(s):
+        with make_sandbox(cfg, env=True) as s:
             yield s
 
 

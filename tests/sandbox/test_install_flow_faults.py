@@ -14,7 +14,7 @@ from tasks.aws import Aws
 from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
 from tasks.models import InstallSummary
 
-from .conftest import sandbox_env
+from ..support import make_sandbox
 
 N = 40
 
@@ -29,7 +29,7 @@ def sb() -> Any:
         seed=11,
         drop_hold_seconds=3.0,
     )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 

@@ -42,7 +42,7 @@ from tasks.iam_policy import POLICY_PATH, actions_for, load_policy, policy_actio
 from tasks.ssm import public_parameter_arn
 from tasks.teardown import TeardownReport
 
-from .conftest import client, sandbox_env
+from ..support import client, make_sandbox
 
 N = 4
 DEPLOYMENT = "sectest"
@@ -291,9 +291,6 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "traffic_requests": 10,
     }
     cfg = SandboxConfig(
-        # loopback ranges of its own: other sandboxes (parallel runs) bind the defaults
-        public_ip_cidr="127.160.0.0/16",
-        service_ip_cidr="127.161.0.0/16",
         controller_cidr=CONTROLLER_CIDR,
         install_latency=0.05,
         boot_delay=0.2,
@@ -307,7 +304,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         mp.setenv("PREFECT_LOGGING_LEVEL", "INFO")  # pool workers start with INFO logging
-        with Sandbox(cfg) as sb, sandbox_env(sb), _verbose_logging() as records:
+        with make_sandbox(cfg, env=True) as sb, _verbose_logging() as records:
             t0 = time.time()
             reset_operations()
             state = deploy(

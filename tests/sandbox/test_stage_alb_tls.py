@@ -25,13 +25,13 @@ from tasks.ec2 import (
     launch_instances,
     wait_running,
 )
-from tasks.load_balancer import create_alb, elb_name, log_bucket_name
+from tasks.load_balancer import create_alb, log_bucket_name
 from tasks.models import Instance
 from tasks.remote.config import HostInstallConfig
 from tasks.remote.recipe import install_host
 from tasks.tls import enable_https
 
-from .conftest import sandbox_env
+from ..support import make_sandbox
 
 N = 6
 
@@ -43,11 +43,8 @@ def sb() -> Any:
         boot_delay=0.2,
         cloud_init_seconds=0.2,
         health_check_interval=0.3,
-        # own loopback ranges, so this module can run beside other sandboxes
-        public_ip_cidr="127.110.0.0/16",
-        service_ip_cidr="127.111.0.0/16",
     )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 
@@ -293,14 +290,6 @@ def test_domain_outside_zone_is_refused(settings: FleetSettings, alb: AlbResult)
     bad = settings.model_copy(update={"domain": "www.elsewhere.example.net"})
     with pytest.raises(StageError, match="not inside hosted zone"):
         enable_https(Aws(bad), bad, alb, timeout_s=5, poll_s=0.2)
-
-
-def test_names_fit_elb_limits() -> None:
-    long = FleetSettings(deployment_name="a" * 41)
-    for suffix in ("alb", "tg"):
-        name = elb_name(long, suffix)
-        assert len(name) <= 32 and name.endswith(f"-{suffix}")
-    assert len(log_bucket_name(long, "123456789012")) <= 63
 
 
 def test_instance_without_alb_rule_is_reported_unhealthy(

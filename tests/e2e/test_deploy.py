@@ -20,7 +20,7 @@ import pytest
 from flows.deploy import DeployReport, deploy
 from sandbox import Sandbox, SandboxConfig
 
-from .conftest import client, sandbox_env
+from ..support import client, make_sandbox
 
 N = 50
 DEPLOYMENT = "deploytest"
@@ -39,7 +39,7 @@ def sb() -> Any:
         health_check_interval=0.3,
         drop_hold_seconds=3.0,
     )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 

@@ -41,7 +41,7 @@ from tasks.traffic import (
     send_requests,
 )
 
-from .conftest import client, sandbox_env, wait_for
+from ..support import client, make_sandbox, wait_for
 
 WEB = 4
 STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"
@@ -58,7 +58,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Any:
         drop_hold_seconds=2,
     )
     state = tmp_path_factory.mktemp("traffic-state")
-    with Sandbox(cfg) as sb, sandbox_env(sb):
+    with make_sandbox(cfg, env=True) as sb:
         settings = FleetSettings(
             state_dir=str(state),
             deployment_name="traffictest",

@@ -14,8 +14,7 @@ import pytest
 from benchmarks.reliability.config import Config, parameters
 from benchmarks.reliability.harness import recorded_run
 from benchmarks.reliability.report import verdict, write_doc
-from benchmarks.reliability.scenarios import crash_experiment, stage_at_kill, throttle_experiment
-from tasks.stages import NAMES
+from benchmarks.reliability.scenarios import crash_experiment, throttle_experiment
 
 
 @pytest.fixture
@@ -68,25 +67,6 @@ def test_throttled_install_and_crashed_deploy_converge(cfg: Config, tmp_path: Pa
     assert f"machine with {os.cpu_count()} CPU cores" in text and "-core machine" not in text
     assert f"| seed | {cfg.seed} |" in text and f"| hosts | {cfg.hosts} |" in text
     assert "All 1 runs completed." in text and "1 of 1 re-runs completed" in text
-
-
-def test_stage_at_kill_reads_the_log() -> None:
-    head = (
-        "Beginning flow run 'a' for flow 'deploy'\n"
-        "Flow run 'a' - deployment x: stages [1, 2, 3, 4, 5, 6, 7, 8]\n"
-    )
-    assert stage_at_kill("", [1, 2, 3]) == "startup/validation"
-    assert stage_at_kill(head, [1, 2, 3]) == "1 launch-instances"
-    done_1 = head + "Task run '01 launch-instances' - Finished in state Completed()\n"
-    assert stage_at_kill(done_1, [1, 2, 3]) == "2 install-tomcat"
-    done_5 = done_1 + "".join(
-        f"Task run '{n:02d} {NAMES[n]}' - Finished in state Completed()\n" for n in (3, 4, 5)
-    )
-    done_5 += (
-        "Beginning subflow run 'b' for flow 'install-tomcat'\n"
-        "Flow run 'b' - Finished in state Completed()\n"
-    )
-    assert stage_at_kill(done_5, list(range(1, 9))) == "6 traffic-alb, 7 elastic-beanstalk, 8 rds"
 
 
 def _figures(cfg: Config) -> dict[str, Any]:

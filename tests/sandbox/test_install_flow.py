@@ -22,12 +22,10 @@ from tasks.ec2 import (
     preflight,
     wait_running,
 )
-from tasks.inputs import validate_install as validate
 from tasks.models import InstallSummary, Instance
-from tasks.planning import PlanError
 from tasks.runtime.outcome import outcome_of
 
-from .conftest import sandbox_env
+from ..support import make_sandbox
 
 N = 60
 
@@ -37,7 +35,7 @@ def sb(tmp_path_factory: Any) -> Any:
     cfg = SandboxConfig(
         install_latency=0.2, boot_delay=0.3, cloud_init_seconds=0.3, drop_hold_seconds=3.0
     )
-    with Sandbox(cfg) as s, sandbox_env(s):
+    with make_sandbox(cfg, env=True) as s:
         yield s
 
 
@@ -160,35 +158,6 @@ def test_dask_runner_on_a_local_cluster(fleet: list[Instance], overrides: dict[s
             settings_overrides=overrides,
         )
     assert summary.runner == "dask" and summary.installed == 12
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "field"),
-    [
-        ({"chunk_size": 0}, "chunk_size"),
-        ({"desired_count": -1}, "desired_count"),
-        ({"chunk_size": 10, "desired_count": 7}, "desired_count"),
-        ({"runner": "fork"}, "runner"),
-        ({"allow_failures": "lots"}, "allow_failures"),
-        ({"runner": "dask"}, "dask_address"),
-    ],
-)
-def test_bad_knobs_name_the_field(kwargs: dict[str, Any], field: str) -> None:
-    instances = [
-        Instance(instance_id=f"i-{n:04d}", public_ip=f"127.100.9.{n}") for n in range(1, 61)
-    ]
-    args: dict[str, Any] = {
-        "chunk_size": None,
-        "max_workers": None,
-        "desired_count": None,
-        "runner": "process",
-        "allow_failures": "0",
-        "dask_address": None,
-        **kwargs,
-    }
-    with pytest.raises(PlanError) as err:
-        validate(instances, **args)
-    assert err.value.field == field and field in str(err.value)
 
 
 def test_bad_input_fails_the_flow_before_any_host(

@@ -12,12 +12,12 @@ from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.ssm import UBUNTU_2204_PARAMETER, public_parameter_arn, ubuntu_ami
 
-from .conftest import client, sandbox_env
+from ..support import client, make_sandbox
 
 
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
-    with Sandbox(SandboxConfig(region="eu-west-1")) as s, sandbox_env(s):
+    with make_sandbox(SandboxConfig(region="eu-west-1"), env=True) as s:
         yield s
 
 

@@ -22,7 +22,7 @@ import pytest
 from sandbox import Sandbox, SandboxConfig
 from sandbox.moto_patches import validation_record_name
 
-from .conftest import client, run, ssh, wait_for
+from ..support import client, make_sandbox, run, ssh, wait_for
 
 N = 50
 INSTALL = (
@@ -35,13 +35,17 @@ INSTALL = (
 @pytest.fixture(scope="module")
 def sb() -> Any:
     cfg = SandboxConfig(
+        # inside the default ranges (test_public_ips_are_loopback checks the 127.100 prefix),
+        # in their upper halves, away from sandboxes on the defaults (they start at the bottom)
+        public_ip_cidr="127.100.128.0/17",
+        service_ip_cidr="127.101.128.0/17",
         install_latency=0.1,
         boot_delay=0.3,
         cloud_init_seconds=0.3,
         drop_hold_seconds=3.0,
         health_check_interval=0.3,
     )
-    with Sandbox(cfg) as s:
+    with make_sandbox(cfg) as s:
         yield s
 
 

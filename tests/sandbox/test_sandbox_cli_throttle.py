@@ -14,7 +14,7 @@ import pytest
 
 from sandbox import Sandbox, SandboxConfig
 
-from .conftest import client
+from ..support import client, make_sandbox
 
 
 def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -88,7 +88,7 @@ def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
 
 @pytest.fixture(scope="module")
 def throttled() -> Any:
-    with Sandbox(SandboxConfig(throttle_rate=0.5, seed=7)) as s:
+    with make_sandbox(SandboxConfig(throttle_rate=0.5, seed=7)) as s:
         yield s
 
 

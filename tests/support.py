@@ -1,0 +1,118 @@
+"""Shared test helpers: the one sandbox factory (`make_sandbox`), boto3 clients and SSH
+against a sandbox, the sandbox's env applied to this process, and polling."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import ipaddress
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import paramiko
+
+from sandbox import Sandbox, SandboxConfig
+
+# Sandboxes made here take their loopback ranges from 127.192.0.0/10 (outside the ranges
+# pinned elsewhere: 127.100-102 defaults, 127.140/141 benchmark, 127.170/171 reliability):
+# a pair of adjacent /20s (4,000 host addresses each) per sandbox, a new pair for every
+# sandbox of this session, starting at an offset taken from the pid so that test runs in
+# parallel processes do not bind the same addresses.
+_POOL = ipaddress.ip_network("127.192.0.0/10")
+_PAIR_PREFIX = 20
+_PAIRS = 2 ** (_PAIR_PREFIX - _POOL.prefixlen - 1)
+_next_pair = itertools.count((os.getpid() * 37) % _PAIRS)
+
+
+def loopback_pair() -> tuple[str, str]:
+    """A (public, service) pair of loopback CIDRs no other sandbox of this session uses."""
+    size = 2 ** (32 - _PAIR_PREFIX + 1)
+    pair = ipaddress.ip_network(
+        (int(_POOL.network_address) + (next(_next_pair) % _PAIRS) * size, _PAIR_PREFIX - 1)
+    )
+    first, second = pair.subnets()
+    return str(first), str(second)
+
+
+@contextlib.contextmanager
+def make_sandbox(cfg: SandboxConfig | None = None, *, env: bool = False) -> Iterator[Sandbox]:
+    """Start a `Sandbox(cfg)` on a loopback range of its own (unless `cfg` sets
+    `public_ip_cidr`/`service_ip_cidr` itself), with its env applied to this process when
+    `env` is true (as `set -a; . .sandbox.env`), and stop it on exit."""
+    cfg = cfg or SandboxConfig()
+    if not {"public_ip_cidr", "service_ip_cidr"} & cfg.model_fields_set:
+        public, service = loopback_pair()
+        cfg = cfg.model_copy(update={"public_ip_cidr": public, "service_ip_cidr": service})
+    with Sandbox(cfg) as sb:
+        if env:
+            with sandbox_env(sb):
+                yield sb
+        else:
+            yield sb
+
+
+@contextlib.contextmanager
+def sandbox_env(sb: Sandbox) -> Any:
+    """The sandbox's env file, applied to this process (as `set -a; . .sandbox.env`)."""
+    saved = {k: os.environ.get(k) for k in sb.env()}
+    os.environ.update(sb.env())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def client(sb: Sandbox, service: str, **kw: Any) -> Any:
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=sb.endpoint,
+        region_name=sb.cfg.region,
+        aws_access_key_id="sandbox-access-key",
+        aws_secret_access_key="sandbox-secret-key",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+        **kw,
+    )
+
+
+def ssh(ip: str, port: int, key_pem: str, timeout: float = 5.0) -> paramiko.SSHClient:
+    c = paramiko.SSHClient()
+    c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    c.connect(
+        ip,
+        port=port,
+        username="ubuntu",
+        pkey=paramiko.RSAKey.from_private_key(io.StringIO(key_pem)),
+        timeout=timeout,
+        banner_timeout=timeout,
+        auth_timeout=timeout,
+        look_for_keys=False,
+        allow_agent=False,
+    )
+    return c
+
+
+def run(c: paramiko.SSHClient, cmd: str, timeout: float = 30) -> tuple[int, str, str]:
+    _, out, err = c.exec_command(cmd, timeout=timeout)
+    status = out.channel.recv_exit_status()
+    return status, out.read().decode(), err.read().decode()
+
+
+def wait_for(pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = pred()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(every)
