@@ -13,15 +13,16 @@ import paramiko
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from tasks.host_keys import (
+
+from blocks.settings import DEFAULT_INSTALL_STEPS, DEFAULT_PROBE
+from tasks.remote.config import HostInstallConfig
+from tasks.remote.connection import load_private_key
+from tasks.remote.host_keys import (
     HostKeyRejected,
     fingerprint,
     make_policy,
     parse_console_fingerprints,
 )
-from tasks.ssh_install import HostInstallConfig, load_private_key
-
-from blocks.settings import DEFAULT_INSTALL_STEPS, DEFAULT_PROBE
 
 
 def _other_ed25519_blob() -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from flows.install_tomcat import validate
+from tasks.inputs import validate_install as validate
 from tasks.models import Instance
 from tasks.planning import PlanError
 
