@@ -33,7 +33,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
-from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from blocks.settings import FleetSettings
 from flows.outcome import failed_with_report
@@ -57,6 +57,7 @@ from tasks.planning import (
     plan_pool,
     sample_points,
 )
+from tasks.pool_runner import PreloadedProcessPoolTaskRunner
 from tasks.resources import Sampler, format_sample
 from tasks.ssh_install import HostInstallConfig, load_private_key
 
@@ -142,8 +143,13 @@ def load_key(settings: FleetSettings) -> str:
 
 
 def make_runner(runner: str, desired_count: int, dask_address: str | None) -> TaskRunner[Any]:
-    if runner == "process":
-        return ProcessPoolTaskRunner(max_workers=desired_count)
+    if runner == "process":  # forkserver workers with the install modules preloaded
+        return PreloadedProcessPoolTaskRunner(
+            max_workers=desired_count,
+            preload=("paramiko", install_chunk.__module__),
+            # "spawn" = Prefect's stock ProcessPoolTaskRunner workers (benchmark comparison)
+            start_method=os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver"),
+        )
     if runner == "thread":
         return ThreadPoolTaskRunner(max_workers=desired_count)
     from prefect_dask import DaskTaskRunner

@@ -1,4 +1,4 @@
-"""Resource sampling with psutil: host-wide RAM/swap/CPU samples and process-tree RSS.
+"""Resource sampling with psutil: host-wide RAM/swap/CPU samples, process-tree RSS and PSS.
 
 `Sampler` takes a "start" sample, samples at planned offsets on a daemon thread, and an
 "end" sample on `stop()`; `PeakTreeRss` tracks the peak RSS of a process tree. Neither
@@ -141,8 +141,38 @@ def tree_rss_mb(pid: int | None = None) -> float:
     return total / MB
 
 
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size of one process from ``/proc/<pid>/smaps_rollup`` (each
+    shared page counted as 1/n in each of the n processes mapping it)."""
+    with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def tree_pss_mb(pid: int | None = None) -> float:
+    """PSS in MB of process `pid` (default: this process) plus all its descendants: the
+    tree's memory with shared pages counted once. Summed RSS (`tree_rss_mb`) counts a
+    forked or preloaded worker's shared pages once per process. Processes that vanish or
+    cannot be read are left out; 0.0 if `pid` does not exist (or without smaps_rollup)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
+    total = 0
+    for proc in procs:
+        try:
+            total += _pss_bytes(proc.pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / MB
+
+
 class PeakTreeRss:
-    """Context manager tracking the peak `tree_rss_mb(pid)`, sampled every `interval` s."""
+    """Context manager tracking the peak `tree_rss_mb(pid)` (and the peak `tree_pss_mb`
+    in `peak_pss_mb`), sampled every `interval` s."""
 
     def __init__(self, pid: int | None = None, interval: float = 0.25) -> None:
         if interval <= 0:
@@ -150,6 +180,7 @@ class PeakTreeRss:
         self.pid = pid
         self.interval = interval
         self.peak_mb = 0.0
+        self.peak_pss_mb = 0.0
         self.samples = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -157,9 +188,11 @@ class PeakTreeRss:
 
     def _measure(self) -> None:
         rss = tree_rss_mb(self.pid)
+        pss = tree_pss_mb(self.pid)
         with self._lock:
             self.samples += 1
             self.peak_mb = max(self.peak_mb, rss)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
