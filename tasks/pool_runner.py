@@ -326,7 +326,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
             self._adopt(warm)
         return self
 
-    def submit(  # type: ignore[override]
+    def submit(
         self, task: Any, parameters: Any, wait_for: Any = None, dependencies: Any = None
     ) -> Any:
         if self._started and self._executor is None:
