@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from types import TracebackType
 
 
@@ -31,6 +32,8 @@ class SandboxProcess:
             self.proc.wait(timeout=30)
             os.unlink(env_file)
             raise RuntimeError(self.proc.stderr.read().strip() or f"sandbox: {line!r}")
+        for stream in (self.proc.stdout, self.proc.stderr):  # a full pipe blocks the sandbox
+            threading.Thread(target=stream.read, name="sandbox-drain", daemon=True).start()
         with open(env_file) as f:
             self.env = dict(
                 ln.split("=", 1)
