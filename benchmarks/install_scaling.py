@@ -102,7 +102,8 @@ def run_shape(
         ) as child,
         PeakTreeRss(child.pid) as peak,
     ):
-        stdout, _ = child.communicate(timeout=1800)
+        stdout, stderr = child.communicate(timeout=1800)
+    (workdir / f"{shape}-{len(rows)}.log").write_text(stderr)  # the child's log, kept
     result = _last_json(stdout)
     result.setdefault("peak_rss_mb", round(peak.peak_mb, 1))
     result.setdefault("peak_pss_mb", round(peak.peak_pss_mb, 1))

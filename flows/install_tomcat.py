@@ -255,6 +255,11 @@ def install_tomcat(
             "HOST KEY CHECKING IS OFF (host_key_policy=insecure): any machine "
             "answering on these addresses will receive commands"
         )
+    # start the process pool (and Prefect in each worker) now, off the install's critical
+    # path; a pool the deploy flow started during launch is adopted instead
+    task_runner = make_runner(runner, plan.desired_count, dask_address)
+    if isinstance(task_runner, PreloadedProcessPoolTaskRunner):
+        task_runner.warm_up()
     key_pem = load_key(settings)
     preflight(Aws(settings))
     for line in plan.log_lines():
@@ -292,7 +297,7 @@ def install_tomcat(
     chunks = chunked(instances, plan.chunk_size)
     t_install = time.monotonic()
     outcome = install_chunks.with_options(
-        task_runner=make_runner(runner, plan.desired_count, dask_address),
+        task_runner=task_runner,
         flow_run_name=f"install-chunks-{plan.notation.replace('/', '-')}",
     )(
         chunks,
@@ -302,6 +307,8 @@ def install_tomcat(
         progress_key=f"{settings.deployment_name}-install-progress",
     )
     install_s = time.monotonic() - t_install
+    if isinstance(task_runner, PreloadedProcessPoolTaskRunner):
+        task_runner.shutdown()  # a no-op once the subflow adopted the pool
 
     results = account_for_every_host(instances, chunks, outcome)
     sampler.stop()
