@@ -136,6 +136,9 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         preload: modules the fork server imports once, before forking workers: Prefect's
             engine is always included; add the task modules and their heavy libraries.
         start_method: ``"forkserver"`` (default); ``"spawn"`` gives Prefect's behaviour.
+        freeze_gc: the fork server calls `gc.freeze()` after the preload (module
+            ``<this module>_freeze``), so the workers' garbage collections leave the
+            shared pages shared.
         initializer, initargs, subprocess_message_processor_factories: as for
             `ProcessPoolTaskRunner`.
 
@@ -149,6 +152,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         max_workers: int | None = None,
         preload: Iterable[str] = (),
         start_method: str = "forkserver",
+        freeze_gc: bool = True,
         subprocess_message_processor_factories: Iterable[Any] | None = None,
         initializer: Callable[..., None] | None = None,
         initargs: tuple[Any, ...] = (),
@@ -161,6 +165,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         )
         self._preload = tuple(dict.fromkeys([*self.BASE_PRELOAD, *preload]))
         self._start_method = start_method
+        self._freeze_gc = freeze_gc
         self._warm: _WarmPool | None = None
         self._owns_pool = False
 
@@ -180,6 +185,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
             max_workers=self._max_workers,
             preload=self._preload,
             start_method=self._start_method,
+            freeze_gc=self._freeze_gc,
             initializer=getattr(self, "_initializer", None),
             initargs=getattr(self, "_initargs", ()),
         )
@@ -222,7 +228,8 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         ctx = multiprocessing.get_context(self._start_method)
         if self._start_method == "forkserver":
             main = _main_module_name()
-            ctx.set_forkserver_preload(list(self._preload) + ([main] if main else []))
+            freeze = [f"{__name__}_freeze"] if self._freeze_gc else []
+            ctx.set_forkserver_preload([*self._preload, *([main] if main else []), *freeze])
         return ctx
 
     def _start_pool(self, warm: bool = False) -> None:
