@@ -4,6 +4,7 @@ Prefect server from conftest; the install flow end to end is in test_install_flo
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import pickle
@@ -21,6 +22,7 @@ def record_worker_start() -> None:
     _AT_START["preloaded"] = sorted(m for m in PRELOAD if m in sys.modules)
     _AT_START["prefect_engine"] = "prefect.task_engine" in sys.modules
     _AT_START["process_class"] = type(multiprocessing.current_process()).__name__
+    _AT_START["frozen"] = gc.get_freeze_count() > 0  # the fork server froze its heap
 
 
 def test_warm_pool_runs_a_flow_with_logs_and_results() -> None:
@@ -64,7 +66,7 @@ def test_warm_pool_runs_a_flow_with_logs_and_results() -> None:
     for r in results:
         assert r["process_class"] == "ForkServerProcess"
         assert r["preloaded"] == sorted(PRELOAD)  # imported before the worker started
-        assert r["prefect_engine"]
+        assert r["prefect_engine"] and r["frozen"]
 
     APILogHandler().flush()
     deadline = time.monotonic() + 30
