@@ -52,6 +52,7 @@ def run_shape(
     settings_json: dict[str, Any],
     seed_processes: int,
     workdir: Path,
+    flow_shape: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
     inventory = workdir / f"{shape}-{len(rows)}.json"
     inventory.write_text(json.dumps(rows))
@@ -72,10 +73,13 @@ def run_shape(
             "--log-dir",
             str(workdir / "logs"),
         ]
+        if flow_shape:  # chunk size, threads, processes instead of the defaults
+            cmd += ["--chunk-size", str(flow_shape[0]), "--max-workers", str(flow_shape[1])]
+            cmd += ["--desired-count", str(flow_shape[2])]
     elif shape == "bare":  # the flow's default shape on the seed child's fork pool
         from tasks.planning import default_shape
 
-        chunk, threads, procs = default_shape(len(rows), os.cpu_count() or 2)
+        chunk, threads, procs = flow_shape or default_shape(len(rows), os.cpu_count() or 2)
         cmd = [
             sys.executable, "-m", "flows.benchmark", "--child", "seed",
             "--inventory", str(inventory),
@@ -149,7 +153,15 @@ def main() -> int:
         default=50,
         help="the seed's desired_count (its notes tested 30-125)",
     )
+    ap.add_argument(
+        "--flow-shape",
+        type=int,
+        nargs=3,
+        metavar=("CHUNK", "THREADS", "PROCS"),
+        help="run flow, flow-spawn and bare at this shape instead of the defaults",
+    )
     args = ap.parse_args()
+    flow_shape = tuple(args.flow_shape) if args.flow_shape else None
 
     from flows.runtime import prefect_api
     from sandbox.process import SandboxProcess
@@ -176,7 +188,14 @@ def main() -> int:
         for hosts in args.hosts:
             for shape in args.shapes:
                 rows = launch(settings, hosts)
-                res = run_shape(shape, rows, settings_json, args.seed_processes, workdir)
+                res = run_shape(
+                    shape,
+                    rows,
+                    settings_json,
+                    args.seed_processes,
+                    workdir,
+                    flow_shape,
+                )
                 res.update({"hosts": hosts, "runner": shape})
                 rows_out.append(res)
                 print(
