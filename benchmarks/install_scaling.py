@@ -160,6 +160,7 @@ def main() -> int:
         metavar=("CHUNK", "THREADS", "PROCS"),
         help="run flow, flow-spawn and bare at this shape instead of the defaults",
     )
+    ap.add_argument("--public-ip-cidr", default="127.152.0.0/16")
     args = ap.parse_args()
     flow_shape = tuple(args.flow_shape) if args.flow_shape else None
 
@@ -174,6 +175,8 @@ def main() -> int:
         "1",
         "--cloud-init-seconds",
         "1",
+        "--public-ip-cidr",  # not the default range other sandboxes on this machine use
+        args.public_ip_cidr,
     ]
     rows_out: list[dict[str, Any]] = []
     with SandboxProcess(sandbox_args) as sandbox, prefect_api():
