@@ -121,24 +121,8 @@ class Sampler:
         return sorted(samples, key=lambda s: s.at_s)
 
 
-def tree_rss_mb(pid: int | None = None) -> float:
-    """RSS in MB of process `pid` (default: this process) plus all its descendants.
-
-    Processes that vanish (or cannot be read) while being measured are left out; if `pid`
-    itself does not exist the result is 0.0.
-    """
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0.0
-    total = 0
-    for proc in procs:
-        try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total / MB
+def _rss_bytes(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
 
 
 def _pss_bytes(pid: int) -> int:
@@ -151,11 +135,9 @@ def _pss_bytes(pid: int) -> int:
     return 0
 
 
-def tree_pss_mb(pid: int | None = None) -> float:
-    """PSS in MB of process `pid` (default: this process) plus all its descendants: the
-    tree's memory with shared pages counted once. Summed RSS (`tree_rss_mb`) counts a
-    forked or preloaded worker's shared pages once per process. Processes that vanish or
-    cannot be read are left out; 0.0 if `pid` does not exist (or without smaps_rollup)."""
+def _tree_mb(pid: int | None, measure: Callable[[int], int]) -> float:
+    """`measure` summed over process `pid` and its descendants, in MB; processes that
+    vanish or cannot be read are left out; 0.0 if `pid` itself does not exist."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -164,10 +146,27 @@ def tree_pss_mb(pid: int | None = None) -> float:
     total = 0
     for proc in procs:
         try:
-            total += _pss_bytes(proc.pid)
-        except (OSError, ValueError, IndexError):
+            total += measure(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError, ValueError, IndexError):
             continue
     return total / MB
+
+
+def tree_rss_mb(pid: int | None = None) -> float:
+    """RSS in MB of process `pid` (default: this process) plus all its descendants.
+
+    Processes that vanish (or cannot be read) while being measured are left out; if `pid`
+    itself does not exist the result is 0.0.
+    """
+    return _tree_mb(pid, _rss_bytes)
+
+
+def tree_pss_mb(pid: int | None = None) -> float:
+    """PSS in MB of process `pid` (default: this process) plus all its descendants: the
+    tree's memory with shared pages counted once. Summed RSS (`tree_rss_mb`) counts a
+    forked or preloaded worker's shared pages once per process. Processes that vanish or
+    cannot be read are left out; 0.0 if `pid` does not exist (or without smaps_rollup)."""
+    return _tree_mb(pid, _pss_bytes)
 
 
 class PeakTreeRss:
