@@ -85,7 +85,7 @@ def _warm_worker(env: dict[str, str], settings_context: dict[str, Any] | None) -
         os.environ.update(original)
     if _WORKER_BARRIER is not None:
         with contextlib.suppress(_threading.BrokenBarrierError):
-            _WORKER_BARRIER.wait(timeout=60)
+            _WORKER_BARRIER.wait(timeout=15)  # bounded: a lost worker cannot hold the rest
     return os.getpid()
 
 
