@@ -7,6 +7,14 @@ bare thread pool (the floor).
          up to `--seed-processes` at once (multiprocessing.Pool, no Prefect), as its
          notes describe.
 - floor: one process, one ThreadPoolExecutor, paramiko, nothing else.
+- bare:  the flow's exact default shape (processes, chunk size, threads from
+         `tasks.planning.default_shape`) on a plain fork pool, no Prefect: flow / bare is
+         Prefect's own cost.
+- flow-spawn: the flow with Prefect's stock spawn workers (TOMCAT_FLEET_POOL_START_METHOD=
+         spawn) instead of the preloaded forkserver pool: old runner vs new.
+
+Memory is the peak of the shape's process tree as PSS (shared pages counted once) with
+the summed RSS beside it.
 
 Every shape installs on fresh instances (same sandbox, same latency) with the same
 per-host code (`tasks.remote.recipe.install_host`). Each shape runs in its own child process
@@ -44,11 +52,14 @@ def run_shape(
     settings_json: dict[str, Any],
     seed_processes: int,
     workdir: Path,
+    flow_shape: tuple[int, int, int] | None = None,
 ) -> dict[str, Any]:
     inventory = workdir / f"{shape}-{len(rows)}.json"
     inventory.write_text(json.dumps(rows))
     env = {**os.environ, **{f"TOMCAT_FLEET_{k.upper()}": str(v) for k, v in settings_json.items()}}
-    if shape == "flow":
+    if shape == "flow-spawn":
+        env["TOMCAT_FLEET_POOL_START_METHOD"] = "spawn"
+    if shape.startswith("flow"):
         cmd = [
             sys.executable,
             "-m",
@@ -63,6 +74,22 @@ def run_shape(
             "--log-dir",
             str(workdir / "logs"),
         ]
+        if flow_shape:  # chunk size, threads, processes instead of the defaults
+            cmd += ["--chunk-size", str(flow_shape[0]), "--max-workers", str(flow_shape[1])]
+            cmd += ["--desired-count", str(flow_shape[2])]
+    elif shape == "bare":  # the flow's default shape on the seed child's fork pool
+        from tasks.planning import default_shape
+
+        chunk, threads, procs = flow_shape or default_shape(len(rows), os.cpu_count() or 2)
+        cmd = [
+            sys.executable, "-m", "flows", "bench-child", "seed",
+            "--inventory", str(inventory),
+            "--chunk-size", str(chunk),
+            "--max-workers", str(threads),
+            "--desired-count", str(procs),
+            "--deployment-name", settings_json["deployment_name"],
+            "--state-dir", settings_json["state_dir"],
+        ]  # fmt: skip
     else:  # the same seed/floor child the benchmark flow uses (no Prefect in it)
         cmd = [
             sys.executable, "-m", "flows", "bench-child", shape,
@@ -80,15 +107,19 @@ def run_shape(
         ) as child,
         PeakTreeRss(child.pid) as peak,
     ):
-        stdout, _ = child.communicate(timeout=1800)
+        stdout, stderr = child.communicate(timeout=1800)
+    (workdir / f"{shape}-{len(rows)}.log").write_text(stderr)  # the child's log, kept
     result = _last_json(stdout)
     result.setdefault("peak_rss_mb", round(peak.peak_mb, 1))
+    result.setdefault("peak_pss_mb", round(peak.peak_pss_mb, 1))
     result["wall_s"] = round(time.monotonic() - started, 2)
-    if shape == "flow":
+    if shape.startswith("flow"):
         result["shape"] = (
             f"{result['desired_count']} procs x chunk {result['chunk_size']} "
             f"x {result['max_workers']} threads"
         )
+    elif shape == "bare":
+        result["shape"] = f"{procs} procs x chunk {chunk} x {threads} threads (fork)"
     elif shape == "seed":
         result["shape"] = f"{min(seed_processes, len(rows) // 2)} procs x chunk 2 x 2 threads"
     else:
@@ -111,14 +142,28 @@ def main() -> int:
     )
     ap.add_argument("--hosts", type=int, nargs="+", default=[250, 500])
     ap.add_argument("--install-latency", type=float, default=2.0)
-    ap.add_argument("--shapes", nargs="+", default=["floor", "flow", "seed"])
+    ap.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["floor", "bare", "flow", "flow-spawn", "seed"],
+        choices=["floor", "bare", "flow", "flow-spawn", "seed"],
+    )
     ap.add_argument(
         "--seed-processes",
         type=int,
         default=50,
         help="the seed's desired_count (its notes tested 30-125)",
     )
+    ap.add_argument(
+        "--flow-shape",
+        type=int,
+        nargs=3,
+        metavar=("CHUNK", "THREADS", "PROCS"),
+        help="run flow, flow-spawn and bare at this shape instead of the defaults",
+    )
+    ap.add_argument("--public-ip-cidr", default="127.152.0.0/16")
     args = ap.parse_args()
+    flow_shape = tuple(args.flow_shape) if args.flow_shape else None
 
     from sandbox.process import SandboxProcess
     from tasks.runtime.prefect_api import prefect_api
@@ -131,6 +176,8 @@ def main() -> int:
         "1",
         "--cloud-init-seconds",
         "1",
+        "--public-ip-cidr",  # not the default range other sandboxes on this machine use
+        args.public_ip_cidr,
     ]
     rows_out: list[dict[str, Any]] = []
     with SandboxProcess(sandbox_args) as sandbox, prefect_api():
@@ -145,18 +192,26 @@ def main() -> int:
         for hosts in args.hosts:
             for shape in args.shapes:
                 rows = launch(settings, hosts)
-                res = run_shape(shape, rows, settings_json, args.seed_processes, workdir)
+                res = run_shape(
+                    shape,
+                    rows,
+                    settings_json,
+                    args.seed_processes,
+                    workdir,
+                    flow_shape,
+                )
                 res.update({"hosts": hosts, "runner": shape})
                 rows_out.append(res)
                 print(
-                    f"  {shape:<6} {hosts:>4} hosts: install {res['install_s']:>7.1f}s  "
-                    f"peak {res['peak_rss_mb']:>7.0f} MB  installed {res['installed']}",
+                    f"  {shape:<10} {hosts:>4} hosts: install {res['install_s']:>7.1f}s  "
+                    f"PSS {res['peak_pss_mb']:>6.0f} MB  RSS {res['peak_rss_mb']:>6.0f} MB  "
+                    f"installed {res['installed']}",
                     flush=True,
                 )
     print()
     print(
-        f"{'hosts':>5} {'runner':<6} {'shape':<36} {'installed':>9} {'install_s':>9} "
-        f"{'x_floor':>7} {'peak_MB':>8} {'x_flow_mem':>10}"
+        f"{'hosts':>5} {'runner':<10} {'shape':<40} {'installed':>9} {'install_s':>9} "
+        f"{'x_floor':>7} {'x_bare':>6} {'PSS_MB':>7} {'RSS_MB':>7} {'x_flow_pss':>10}"
     )
     summary: dict[str, Any] = {
         "benchmark": "install_scaling",
@@ -166,14 +221,16 @@ def main() -> int:
     for hosts in args.hosts:
         by = {r["runner"]: r for r in rows_out if r["hosts"] == hosts}
         floor = by.get("floor", {}).get("install_s")
-        flow_mem = by.get("flow", {}).get("peak_rss_mb")
+        bare = by.get("bare", {}).get("install_s")
+        flow_mem = by.get("flow", {}).get("peak_pss_mb")
         for runner, r in by.items():
             x_floor = r["install_s"] / floor if floor else None
-            x_mem = r["peak_rss_mb"] / flow_mem if flow_mem else None
+            x_bare = r["install_s"] / bare if bare else None
+            x_mem = r["peak_pss_mb"] / flow_mem if flow_mem else None
             print(
-                f"{hosts:>5} {runner:<6} {r['shape']:<36} {r['installed']:>9} "
-                f"{r['install_s']:>9.1f} {x_floor or 0:>7.2f} {r['peak_rss_mb']:>8.0f} "
-                f"{x_mem or 0:>10.2f}"
+                f"{hosts:>5} {runner:<10} {r['shape']:<40} {r['installed']:>9} "
+                f"{r['install_s']:>9.1f} {x_floor or 0:>7.2f} {x_bare or 0:>6.2f} "
+                f"{r['peak_pss_mb']:>7.0f} {r['peak_rss_mb']:>7.0f} {x_mem or 0:>10.2f}"
             )
             summary["rows"].append(
                 {
@@ -184,8 +241,10 @@ def main() -> int:
                     "failed": r["failed"],
                     "install_s": r["install_s"],
                     "peak_rss_mb": r["peak_rss_mb"],
+                    "peak_pss_mb": r["peak_pss_mb"],
                     "install_x_floor": round(x_floor, 2) if x_floor else None,
-                    "memory_x_flow": round(x_mem, 2) if x_mem else None,
+                    "install_x_bare": round(x_bare, 2) if x_bare else None,
+                    "pss_x_flow": round(x_mem, 2) if x_mem else None,
                 }
             )
     print(json.dumps(summary))

@@ -29,7 +29,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field, SecretStr
 
 from blocks.settings import FleetSettings
-from flows.install_tomcat import install_tomcat, load_key
+from flows.install_tomcat import install_tomcat, load_key, make_runner
 from tasks.aws import Aws
 from tasks.deploy_models import (
     AlbResult,
@@ -42,11 +42,12 @@ from tasks.deploy_models import (
     TrafficResult,
 )
 from tasks.ec2 import StageError, preflight
-from tasks.inputs import Runner, check_shape, parse_stages
+from tasks.inputs import Runner, check_shape, parse_stages, resolve_shape
 from tasks.inventory import save_inventory
 from tasks.launch import launch_fleet
 from tasks.models import InstallSummary
 from tasks.planning import PlanError
+from tasks.pool_runner import PreloadedProcessPoolTaskRunner
 from tasks.runtime.outcome import failed_with_report, outcome_of
 from tasks.runtime.run_names import deploy_run_name
 from tasks.stages import NAMES, SEED_GROUP
@@ -269,6 +270,19 @@ def eb_https_stage(
     return beanstalk_https(Aws(settings), settings, key.get_secret_value(), eb, tls)
 
 
+def warm_install_pool(
+    instances: int, runner: str, knobs: dict[str, int | None]
+) -> PreloadedProcessPoolTaskRunner | None:
+    """Start the install's process pool now; the install subflow adopts it."""
+    if runner != "process":
+        return None
+    _, _, count = resolve_shape(
+        instances, knobs["chunk_size"], knobs["max_workers"], knobs["desired_count"]
+    )
+    pool = make_runner(runner, count, None)
+    return pool.warm_up() if isinstance(pool, PreloadedProcessPoolTaskRunner) else None
+
+
 # -- the flow ---------------------------------------------------------------------------
 @flow(
     name="deploy",
@@ -340,7 +354,9 @@ def deploy(
     failed: dict[int, str] = {}
     key: SecretStr | None = None
 
-    # 1-3 are a chain and 2 is a subflow: run them in the flow body
+    # 1-3 are a chain and 2 is a subflow: run them in the flow body. The install's process
+    # pool starts (and initialises Prefect in every worker) while stage 1 launches.
+    pool = warm_install_pool(instances, runner, install_knobs) if 2 in todo else None
     try:
         results[1] = launch_stage(settings, instances)
         key = SecretStr(load_key(settings))  # stage 1 made sure the key pair's key exists
@@ -366,6 +382,9 @@ def deploy(
     except Exception as exc:
         first = min(n for n in (1, 2, 3) if n not in results)
         failed.setdefault(first, f"{type(exc).__name__}: {exc}")
+    finally:
+        if pool is not None:
+            pool.shutdown()  # no-op once the install adopted the pool
 
     futures: dict[int, PrefectFuture[Any]] = {}
     if not failed:

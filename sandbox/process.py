@@ -7,7 +7,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from types import TracebackType
+from typing import Any
+
+
+def _drain(stream: Any) -> None:
+    for _ in stream:
+        pass
 
 
 class SandboxProcess:
@@ -31,6 +38,10 @@ class SandboxProcess:
             self.proc.wait(timeout=30)
             os.unlink(env_file)
             raise RuntimeError(self.proc.stderr.read().strip() or f"sandbox: {line!r}")
+        for stream in (self.proc.stdout, self.proc.stderr):  # a full pipe blocks the sandbox
+            threading.Thread(
+                target=_drain, args=(stream,), name="sandbox-drain", daemon=True
+            ).start()
         with open(env_file) as f:
             self.env = dict(
                 ln.split("=", 1)

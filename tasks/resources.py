@@ -1,4 +1,4 @@
-"""Resource sampling with psutil: host-wide RAM/swap/CPU samples and process-tree RSS.
+"""Resource sampling with psutil: host-wide RAM/swap/CPU samples, process-tree RSS and PSS.
 
 `Sampler` takes a "start" sample, samples at planned offsets on a daemon thread, and an
 "end" sample on `stop()`; `PeakTreeRss` tracks the peak RSS of a process tree. Neither
@@ -121,12 +121,23 @@ class Sampler:
         return sorted(samples, key=lambda s: s.at_s)
 
 
-def tree_rss_mb(pid: int | None = None) -> float:
-    """RSS in MB of process `pid` (default: this process) plus all its descendants.
+def _rss_bytes(pid: int) -> int:
+    return int(psutil.Process(pid).memory_info().rss)
 
-    Processes that vanish (or cannot be read) while being measured are left out; if `pid`
-    itself does not exist the result is 0.0.
-    """
+
+def _pss_bytes(pid: int) -> int:
+    """Proportional set size of one process from ``/proc/<pid>/smaps_rollup`` (each
+    shared page counted as 1/n in each of the n processes mapping it)."""
+    with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _tree_mb(pid: int | None, measure: Callable[[int], int]) -> float:
+    """`measure` summed over process `pid` and its descendants, in MB; processes that
+    vanish or cannot be read are left out; 0.0 if `pid` itself does not exist."""
     try:
         root = psutil.Process(pid)
         procs = [root, *root.children(recursive=True)]
@@ -135,14 +146,32 @@ def tree_rss_mb(pid: int | None = None) -> float:
     total = 0
     for proc in procs:
         try:
-            total += proc.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            total += measure(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, OSError, ValueError, IndexError):
             continue
     return total / MB
 
 
+def tree_rss_mb(pid: int | None = None) -> float:
+    """RSS in MB of process `pid` (default: this process) plus all its descendants.
+
+    Processes that vanish (or cannot be read) while being measured are left out; if `pid`
+    itself does not exist the result is 0.0.
+    """
+    return _tree_mb(pid, _rss_bytes)
+
+
+def tree_pss_mb(pid: int | None = None) -> float:
+    """PSS in MB of process `pid` (default: this process) plus all its descendants: the
+    tree's memory with shared pages counted once. Summed RSS (`tree_rss_mb`) counts a
+    forked or preloaded worker's shared pages once per process. Processes that vanish or
+    cannot be read are left out; 0.0 if `pid` does not exist (or without smaps_rollup)."""
+    return _tree_mb(pid, _pss_bytes)
+
+
 class PeakTreeRss:
-    """Context manager tracking the peak `tree_rss_mb(pid)`, sampled every `interval` s."""
+    """Context manager tracking the peak `tree_rss_mb(pid)` (and the peak `tree_pss_mb`
+    in `peak_pss_mb`), sampled every `interval` s."""
 
     def __init__(self, pid: int | None = None, interval: float = 0.25) -> None:
         if interval <= 0:
@@ -150,6 +179,7 @@ class PeakTreeRss:
         self.pid = pid
         self.interval = interval
         self.peak_mb = 0.0
+        self.peak_pss_mb = 0.0
         self.samples = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -157,9 +187,11 @@ class PeakTreeRss:
 
     def _measure(self) -> None:
         rss = tree_rss_mb(self.pid)
+        pss = tree_pss_mb(self.pid)
         with self._lock:
             self.samples += 1
             self.peak_mb = max(self.peak_mb, rss)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 
-from blocks.settings import FleetSettings
 from blocks.install_steps import InstallStep
+from blocks.settings import FleetSettings
 
 HostKeyPolicy = Literal["strict", "tofu", "insecure"]
 

@@ -17,6 +17,7 @@ from tasks.resources import (
     extra_sample_chance,
     format_sample,
     sample,
+    tree_pss_mb,
     tree_rss_mb,
 )
 
@@ -90,12 +91,37 @@ def test_tree_rss_includes_children() -> None:
     assert tree_rss_mb(child.pid) == 0.0  # vanished process
 
 
+def test_tree_pss_counts_shared_pages_once() -> None:
+    """Forked children share the parent's pages: summed RSS counts them per process,
+    PSS splits them, so the tree's PSS stays near one copy."""
+    code = (
+        "import os, time\n"
+        "b = b'x' * (60 * 1024 * 1024)\n"
+        "kids = [os.fork() for _ in range(3)]\n"
+        "time.sleep(30)\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and tree_rss_mb(child.pid) < 4 * 60:
+            time.sleep(0.05)
+        rss, pss = tree_rss_mb(child.pid), tree_pss_mb(child.pid)
+        assert rss > 4 * 60  # root + 3 children (+ grandchildren), each "holds" 60 MB
+        assert 60 < pss < rss / 2
+    finally:
+        for proc in psutil.Process(child.pid).children(recursive=True):
+            proc.kill()
+        child.kill()
+        child.wait()
+    assert tree_pss_mb(child.pid) == 0.0  # vanished process
+
+
 def test_peak_tree_rss() -> None:
     t = time.monotonic()
     with PeakTreeRss(interval=0.01) as peak:
         time.sleep(0.1)
     assert time.monotonic() - t < 0.5
-    assert peak.peak_mb > 0
+    assert peak.peak_mb > 0 and 0 < peak.peak_pss_mb <= peak.peak_mb
     assert peak.samples >= 3
     with pytest.raises(ValueError):
         PeakTreeRss(interval=0)
