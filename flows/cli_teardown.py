@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_of(state: Any) -> Any:
     from flows.outcome import outcome_of
-    from tasks.teardown import TeardownReport
+    from tasks.aws.teardown import TeardownReport
 
     result = outcome_of(state)
     return result if isinstance(result, TeardownReport) else None

@@ -38,7 +38,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTa
 from blocks.settings import FleetSettings
 from flows.outcome import failed_with_report
 from tasks.aws import Aws
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     StageError,
     authorize_ingress,
     console_fingerprints,

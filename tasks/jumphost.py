@@ -19,9 +19,7 @@ from pydantic import SecretStr
 from blocks.settings import FleetSettings
 
 from .aws import Aws
-from .backoff import backoff_delay
-from .deploy_models import JumphostResult, RdsResult
-from .ec2 import (
+from .aws.ec2 import (
     StageError,
     authorize_ingress,
     controller_cidr,
@@ -30,8 +28,10 @@ from .ec2 import (
     launch_instances,
     wait_running,
 )
+from .aws.retry import backoff_delay
+from .deploy.models import JumphostResult, RdsResult
+from .deploy.rds import load_db_password
 from .models import Instance
-from .rds import load_db_password
 from .ssh_install import CommandResult, HostInstallConfig, RemoteError, connect_host, run_command
 
 log = logging.getLogger(__name__)

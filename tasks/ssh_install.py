@@ -20,7 +20,7 @@ from typing import Literal
 import paramiko
 from pydantic import BaseModel, Field, SecretStr
 
-from tasks.backoff import backoff_delay
+from tasks.aws.retry import backoff_delay
 from tasks.host_keys import HostKeyRejected, make_policy
 from tasks.models import HostResult, InstallStep, Instance, StepTiming
 

@@ -30,9 +30,7 @@ from botocore.exceptions import ClientError
 from blocks.settings import FleetSettings
 
 from .aws import Aws
-from .backoff import error_code
-from .deploy_models import BeanstalkResult, TlsResult, TrafficResult
-from .ec2 import (
+from .aws.ec2 import (
     StageError,
     authorize_ingress,
     controller_cidr,
@@ -43,6 +41,8 @@ from .ec2 import (
     launch_instances,
     wait_running,
 )
+from .aws.retry import error_code
+from .deploy.models import BeanstalkResult, TlsResult, TrafficResult
 from .models import Instance
 from .ssh_install import HostInstallConfig, RemoteError, connect_host, run_command
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks.backoff import (
+from tasks.aws.retry import (
     THROTTLING_CODES,
     RetriesExhausted,
     RetryStats,

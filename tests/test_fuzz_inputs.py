@@ -29,8 +29,8 @@ from pydantic import ValidationError
 from blocks.settings import FleetSettings
 from flows.deploy import NAMES, NEEDS, parse_stages, validate_inputs
 from flows.install_tomcat import validate
-from tasks.aws import RetryingClient
-from tasks.backoff import (
+from tasks.aws.client import RetryingClient
+from tasks.aws.retry import (
     RetriesExhausted,
     RetryStats,
     backoff_delay,
@@ -382,9 +382,9 @@ DEPLOYMENT_RE = re.compile(r"[a-z][a-z0-9-]{0,40}")
     )
 )
 def test_deployment_name_is_safe_for_every_aws_name(value: str) -> None:
-    from tasks.beanstalk import environment_name
-    from tasks.load_balancer import elb_name, log_bucket_name
-    from tasks.rds import db_instance_id
+    from tasks.deploy.alb import elb_name, log_bucket_name
+    from tasks.deploy.beanstalk import environment_name
+    from tasks.deploy.rds import db_instance_id
 
     s = settles_or_names("deployment_name", value)
     if s is None:

@@ -15,7 +15,7 @@ from flows.install_tomcat import install_tomcat, load_key, validate
 from flows.outcome import outcome_of
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     StageError,
     ensure_key_pair,
     ensure_security_group,

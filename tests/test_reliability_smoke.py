@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import reliability as rel
-from tasks.stages import NAMES
+from tasks.deploy.dag import NAMES
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ import pytest
 from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.deploy_models import AlbResult, InventoryResult, TlsResult
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     StageError,
     authorize_ingress,
     controller_cidr,
@@ -25,10 +24,11 @@ from tasks.ec2 import (
     launch_instances,
     wait_running,
 )
-from tasks.load_balancer import create_alb, elb_name, log_bucket_name
+from tasks.deploy.alb import create_alb, elb_name, log_bucket_name
+from tasks.deploy.models import AlbResult, InventoryResult, TlsResult
+from tasks.deploy.tls import enable_https
 from tasks.models import Instance
 from tasks.ssh_install import HostInstallConfig, install_host
-from tasks.tls import enable_https
 
 from .conftest import sandbox_env
 

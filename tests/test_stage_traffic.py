@@ -19,8 +19,7 @@ from pydantic import SecretStr
 from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.deploy_models import BeanstalkResult, TlsResult
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     TAG_KEY,
     StageError,
     authorize_ingress,
@@ -31,6 +30,7 @@ from tasks.ec2 import (
     launch_instances,
     wait_running,
 )
+from tasks.deploy.models import BeanstalkResult, TlsResult
 from tasks.ssh_install import HostInstallConfig, install_host
 from tasks.traffic import (
     alb_traffic,

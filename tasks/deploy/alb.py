@@ -20,11 +20,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .backoff import error_code
-from .deploy_models import AlbResult, InventoryResult
-from .ec2 import (
+from tasks.aws import Aws
+from tasks.aws.ec2 import (
     TAG_KEY,
     StageError,
     authorize_ingress,
@@ -32,6 +29,8 @@ from .ec2 import (
     deployment_tags,
     ensure_security_group,
 )
+from tasks.aws.retry import error_code
+from tasks.deploy.models import AlbResult, InventoryResult
 
 APP_PORT = 8080
 LOG_PREFIX = "alb"

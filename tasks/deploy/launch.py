@@ -11,10 +11,15 @@ from __future__ import annotations
 import hashlib
 
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .deploy_models import LaunchResult
-from .ec2 import TAG_KEY, ensure_key_pair, ensure_security_group, launch_instances, wait_running
+from tasks.aws import Aws
+from tasks.aws.ec2 import (
+    TAG_KEY,
+    ensure_key_pair,
+    ensure_security_group,
+    launch_instances,
+    wait_running,
+)
+from tasks.deploy.models import LaunchResult
 
 
 def existing_instance_ids(aws: Aws, settings: FleetSettings, role: str) -> list[str]:

@@ -29,11 +29,10 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, Field
 
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .backoff import backoff_delay, error_code
-from .ec2 import TAG_KEY
-from .planning import chunked
+from tasks.aws import Aws
+from tasks.aws.ec2 import TAG_KEY
+from tasks.aws.retry import backoff_delay, error_code
+from tasks.planning import chunked
 
 # kinds in the order they are removed (the report and the artifact keep this order)
 KINDS: tuple[str, ...] = (

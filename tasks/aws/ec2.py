@@ -18,12 +18,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .backoff import error_code
-from .host_keys import parse_console_fingerprints
-from .models import Instance
-from .planning import chunked
+from tasks.aws import Aws
+from tasks.aws.retry import error_code
+from tasks.host_keys import parse_console_fingerprints
+from tasks.models import Instance
+from tasks.planning import chunked
 
 TAG_KEY = "tomcat-fleet:deployment"
 BATCH = 100

@@ -16,11 +16,10 @@ from typing import Any, cast
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .backoff import error_code
-from .deploy_models import RdsResult
-from .ec2 import TAG_KEY, StageError, deployment_tags, ensure_security_group
+from tasks.aws import Aws
+from tasks.aws.ec2 import TAG_KEY, StageError, deployment_tags, ensure_security_group
+from tasks.aws.retry import error_code
+from tasks.deploy.models import RdsResult
 
 log = logging.getLogger(__name__)
 

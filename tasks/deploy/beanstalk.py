@@ -17,11 +17,10 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .backoff import error_code
-from .deploy_models import BeanstalkResult
-from .ec2 import TAG_KEY, StageError, deployment_tags
+from tasks.aws import Aws
+from tasks.aws.ec2 import TAG_KEY, StageError, deployment_tags
+from tasks.aws.retry import error_code
+from tasks.deploy.models import BeanstalkResult
 
 log = logging.getLogger(__name__)
 

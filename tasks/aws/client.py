@@ -1,10 +1,10 @@
 """AWS clients from settings: credentials block or default chain, endpoint URL, one retry layer.
 
-botocore's own retries are off (see `tasks.backoff.botocore_config`); every call made
+botocore's own retries are off (see `tasks.aws.retry.botocore_config`); every call made
 through `RetryingClient` goes through the jittered back-off instead, and every HTTP request
 is counted, so a run can report API calls made and throttling retries. Every operation
 called is also recorded process-wide as `<IAM prefix>:<Operation>` (`recorded_operations()`);
-`tasks.iam_policy` turns that set into the least-privilege `docs/iam-policy.json`.
+`tasks.aws.policy` turns that set into the least-privilege `docs/iam-policy.json`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any, cast
 import boto3
 
 from blocks.settings import FleetSettings
-
-from .backoff import RetryStats, botocore_config, call_with_backoff
+from tasks.aws.retry import RetryStats, botocore_config, call_with_backoff
 
 _OPERATIONS: set[str] = set()
 _OPERATIONS_LOCK = threading.Lock()

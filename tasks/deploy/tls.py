@@ -17,12 +17,11 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .backoff import error_code
-from .deploy_models import AlbResult, TlsResult
-from .ec2 import TAG_KEY, StageError, deployment_tags
-from .load_balancer import find_listener, forwards_to
+from tasks.aws import Aws
+from tasks.aws.ec2 import TAG_KEY, StageError, deployment_tags
+from tasks.aws.retry import error_code
+from tasks.deploy.alb import find_listener, forwards_to
+from tasks.deploy.models import AlbResult, TlsResult
 
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 HTTPS_PORT = 443
