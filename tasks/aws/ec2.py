@@ -37,7 +37,7 @@ def preflight(aws: Aws) -> None:
     from botocore.exceptions import BotoCoreError
 
     try:
-        aws.client("ec2").describe_availability_zones()
+        aws.client("ec2").raw.describe_availability_zones()  # a probe: no retries
     except (BotoCoreError, OSError) as exc:
         where = aws.endpoint_url or f"AWS ({aws.settings.region})"
         raise StageError(
