@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import threading
 import time
 import uuid
 from collections import Counter
@@ -33,13 +32,8 @@ from .aws import Aws
 from .aws.ec2 import (
     StageError,
     authorize_ingress,
-    controller_cidr,
     deployment_tags,
-    describe,
-    ensure_security_group,
-    find_instances,
-    launch_instances,
-    wait_running,
+    ensure_role_instance,
 )
 from .aws.retry import error_code
 from .deploy.models import BeanstalkResult, TlsResult, TrafficResult
@@ -56,52 +50,6 @@ TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 _INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 _EB_ENVIRONMENT = re.compile(r"Elastic Beanstalk environment ([A-Za-z0-9][A-Za-z0-9-]*)")
-
-_generator_lock = threading.Lock()
-
-
-# --------------------------------------------------------------------------------------
-# The generator instance
-
-
-def ensure_generator(
-    aws: Aws, settings: FleetSettings, key_pem: str, timeout_s: float = 600
-) -> Instance:
-    """The deployment's traffic generator, running: found if it exists, else launched.
-
-    Safe to call from several threads at once (a module lock) and from several processes
-    (RunInstances' ClientToken returns the same instance). `key_pem` is not used to
-    launch (the instance gets the deployment's key pair); it is accepted so every stage
-    takes the same inputs.
-    """
-    del key_pem  # the key pair is named by settings.key_name
-    with _generator_lock:
-        group = ensure_security_group(aws, settings, role=ROLE)
-        cidr = controller_cidr(settings)
-        authorize_ingress(aws, [group], [22], lambda _port: cidr)
-        found = sorted(find_instances(aws, settings, role=ROLE), key=lambda i: i.instance_id)
-        if found:
-            return found[0]
-        ids = launch_instances(
-            aws,
-            settings,
-            1,
-            group,
-            client_token=f"{settings.deployment_name}-{ROLE}",
-            role=ROLE,
-        )
-        gone = [
-            d["InstanceId"]
-            for d in describe(aws, ids)
-            if d.get("State", {}).get("Name") in ("shutting-down", "terminated", "stopping")
-        ]
-        if gone:
-            raise StageError(
-                f"RunInstances with ClientToken {settings.deployment_name}-{ROLE} returned "
-                f"instance(s) no longer running: {gone}; an earlier generator was terminated "
-                "while its token is still remembered by EC2 - retry later or start it again"
-            )
-        return wait_running(aws, ids, timeout_s=timeout_s)[0]
 
 
 def host_config(settings: FleetSettings, key_pem: str) -> HostInstallConfig:
@@ -326,7 +274,7 @@ def _traffic(
 ) -> TrafficResult:
     """Generator up, each URL answering, then settings.traffic_requests GETs per URL;
     StageError if a scheme got no 200 at all."""
-    inst = ensure_generator(aws, settings, key_pem, timeout_s=timeout_s)
+    inst, _ = ensure_role_instance(aws, settings, ROLE, timeout_s=timeout_s)
     cfg = host_config(settings, key_pem)
     with _Generator(inst, cfg) as gen:
         _warm_up(gen, urls, timeout_s)

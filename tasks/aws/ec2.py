@@ -7,10 +7,13 @@ goes through the back-off wrapper; batches of ids never exceed 100.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
+import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from tasks.models import Instance
 from tasks.planning import chunked
 
 TAG_KEY = "tomcat-fleet:deployment"
+LIFE_TAG = "tomcat-fleet:life"  # on the key pair: one id per life of the deployment
 BATCH = 100
 
 
@@ -90,9 +94,10 @@ def ensure_key_pair(aws: Aws, settings: FleetSettings) -> Path:
                 f"{path}; set TOMCAT_FLEET_SSH_KEY_FILE to it, or delete the key pair"
             )
         return path
+    tags = [*deployment_tags(settings, "key"), {"Key": LIFE_TAG, "Value": new_life_id()}]
     material = ec2.create_key_pair(
         KeyName=settings.key_name,
-        TagSpecifications=[{"ResourceType": "key-pair", "Tags": deployment_tags(settings, "key")}],
+        TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags}],
     )["KeyMaterial"]
     if settings.ssh_key_block:  # containers keep no files between runs: keep it in Prefect
         from prefect.blocks.system import Secret
@@ -103,6 +108,44 @@ def ensure_key_pair(aws: Aws, settings: FleetSettings) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(material)
     return path
+
+
+def new_life_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def life_id(aws: Aws, settings: FleetSettings) -> str:
+    """The id of the deployment's current life: created once with its key pair (stage 1)
+    and deleted with it by teardown, so every deploy after a teardown gets a new one. A key
+    pair made before lives were tagged gets one now (a racing caller's tag wins: it is read
+    back)."""
+    ec2 = aws.client("ec2")
+    for _ in range(2):
+        try:
+            pairs = ec2.describe_key_pairs(KeyNames=[settings.key_name])["KeyPairs"]
+        except ClientError as exc:
+            if error_code(exc) != "InvalidKeyPair.NotFound":
+                raise
+            raise StageError(
+                f"key pair {settings.key_name!r} does not exist: run stage 1 "
+                "(launch-instances) first, it creates the deployment's key pair"
+            ) from None
+        tags = {t["Key"]: t["Value"] for t in pairs[0].get("Tags", [])}
+        if LIFE_TAG in tags:
+            return str(tags[LIFE_TAG])
+        ec2.create_tags(
+            Resources=[pairs[0]["KeyPairId"]], Tags=[{"Key": LIFE_TAG, "Value": new_life_id()}]
+        )
+    raise StageError(f"key pair {settings.key_name!r} does not keep its {LIFE_TAG} tag")
+
+
+def client_token(settings: FleetSettings, life: str, role: str, *parts: object) -> str:
+    """A RunInstances ClientToken unique to the deployment's life, role and `parts`: the
+    same call repeated in one life returns the same instances; after a teardown the life
+    (and so the token) is new, so EC2 does not hand back the terminated ones. 48 hex
+    characters (EC2 allows 64)."""
+    raw = "|".join([settings.deployment_name, life, role, *map(str, parts)])
+    return hashlib.sha256(raw.encode()).hexdigest()[:48]
 
 
 def default_vpc(aws: Aws) -> str:
@@ -298,3 +341,43 @@ def console_fingerprints(aws: Aws, ids: list[str]) -> dict[str, list[str]]:
         text = ec2.get_console_output(InstanceId=iid, Latest=True).get("Output") or ""
         out[iid] = parse_console_fingerprints(text)
     return out
+
+
+_role_locks: dict[str, threading.Lock] = {}
+_role_locks_guard = threading.Lock()
+
+
+def ensure_role_instance(
+    aws: Aws, settings: FleetSettings, role: str, timeout_s: float = 600
+) -> tuple[Instance, str]:
+    """(the one running instance of `role`, e.g. the jumphost or the traffic generator, and
+    its security group): found if it exists, else launched, with SSH open from the
+    controller's CIDR.
+
+    Safe from several threads (a per-role lock) and processes: the RunInstances ClientToken
+    is unique to the deployment's life and role, so a repeated call in one life returns the
+    same instance and a deploy after a teardown launches a fresh one.
+    """
+    with _role_locks_guard:
+        lock = _role_locks.setdefault(role, threading.Lock())
+    with lock:
+        group = ensure_security_group(aws, settings, role=role)
+        cidr = controller_cidr(settings)
+        authorize_ingress(aws, [group], [22], lambda _port: cidr)
+        found = sorted(find_instances(aws, settings, role=role), key=lambda i: i.instance_id)
+        if found:
+            return found[0], group
+        token = client_token(settings, life_id(aws, settings), role)
+        ids = launch_instances(aws, settings, 1, group, client_token=token, role=role)
+        gone = [
+            d["InstanceId"]
+            for d in describe(aws, ids)
+            if d.get("State", {}).get("Name") in ("shutting-down", "terminated", "stopping")
+        ]
+        if gone:
+            raise StageError(
+                f"RunInstances for the {role} returned instance(s) no longer running: {gone}; "
+                f"it was terminated in this life of {settings.deployment_name!r} and EC2 "
+                "still remembers its ClientToken - tear the deployment down and deploy again"
+            )
+        return wait_running(aws, ids, timeout_s=timeout_s)[0], group
