@@ -18,24 +18,20 @@ import shlex
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
 
 import paramiko
-from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 
 from .aws import Aws
 from .aws.ec2 import (
     StageError,
-    authorize_ingress,
-    deployment_tags,
     ensure_role_instance,
 )
-from .aws.retry import error_code
+from .deploy.beanstalk import ensure_https_endpoint
 from .deploy.models import BeanstalkResult, TlsResult, TrafficResult
 from .models import Instance
 from .ssh_install import HostInstallConfig, RemoteError, connect_host, run_command
@@ -45,8 +41,6 @@ CURL_MAX_TIME_S = 10
 URLS_PER_COMMAND = 20  # one `curl` invocation fetches this many URLs in turn
 MAX_RECONNECTS = 3
 WARMUP_POLL_S = 2.0
-HTTPS_PORT = 443
-TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 _INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 _EB_ENVIRONMENT = re.compile(r"Elastic Beanstalk environment ([A-Za-z0-9][A-Za-z0-9-]*)")
@@ -332,99 +326,5 @@ def beanstalk_https(
     (the ACM certificate, which covers that name) on its load balancer, then requests to
     https://<beanstalk_domain>/."""
     domain = settings.beanstalk_domain
-    upsert_cname(aws, tls.hosted_zone_id, domain, eb.cname, timeout_s=min(timeout_s, 300))
-    ensure_https_listener(aws, settings, eb.load_balancer_arn, tls.certificate_arn)
+    ensure_https_endpoint(aws, settings, eb, tls, timeout_s=min(timeout_s, 300))
     return _traffic(aws, settings, key_pem, [f"https://{domain}/"], timeout_s)
-
-
-def upsert_cname(
-    aws: Aws, zone_id: str, name: str, target: str, timeout_s: float = 300, ttl: int = 60
-) -> None:
-    """UPSERT `name` CNAME `target` and wait (bounded) for Route53 to report INSYNC."""
-    r53 = aws.client("route53")
-    change = r53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={
-            "Comment": "tomcat-fleet beanstalk https",
-            "Changes": [
-                {
-                    "Action": "UPSERT",
-                    "ResourceRecordSet": {
-                        "Name": name,
-                        "Type": "CNAME",
-                        "TTL": ttl,
-                        "ResourceRecords": [{"Value": target}],
-                    },
-                }
-            ],
-        },
-    )["ChangeInfo"]
-    if change.get("Status") == "INSYNC":
-        return
-    _wait(
-        lambda: r53.get_change(Id=change["Id"])["ChangeInfo"]["Status"] == "INSYNC",
-        timeout_s,
-        f"Route53 change for {name} not INSYNC after {timeout_s:.0f}s",
-    )
-
-
-def _wait(pred: Callable[[], bool], timeout_s: float, message: str, poll_s: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise StageError(message)
-        time.sleep(poll_s)
-
-
-def _clean_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in a.items() if v not in (None, "", [], {})} for a in actions]
-
-
-def ensure_https_listener(
-    aws: Aws, settings: FleetSettings, load_balancer_arn: str, certificate_arn: str
-) -> str:
-    """The load balancer's port-443 HTTPS listener with `certificate_arn`, created with
-    the port-80 listener's default actions if missing; its ARN. Port 443 is opened on
-    the balancer's security groups (Beanstalk's own group only admits 80)."""
-    elb = aws.client("elbv2")
-
-    def listeners() -> list[dict[str, Any]]:
-        return list(elb.describe_listeners(LoadBalancerArn=load_balancer_arn)["Listeners"])
-
-    current = listeners()
-    https = next((li for li in current if li["Port"] == HTTPS_PORT), None)
-    if https is None:
-        http = next((li for li in current if li["Port"] == 80), None)
-        if http is None:
-            raise StageError(
-                f"load balancer {load_balancer_arn} has no port-80 listener to copy the "
-                "default actions from; is the Beanstalk environment ready?"
-            )
-        try:
-            https = elb.create_listener(
-                LoadBalancerArn=load_balancer_arn,
-                Protocol="HTTPS",
-                Port=HTTPS_PORT,
-                SslPolicy=TLS_POLICY,
-                Certificates=[{"CertificateArn": certificate_arn}],
-                DefaultActions=_clean_actions(http["DefaultActions"]),
-                Tags=deployment_tags(settings, "beanstalk-https"),
-            )["Listeners"][0]
-        except ClientError as exc:
-            if error_code(exc) != "DuplicateListener":
-                raise
-            https = next(li for li in listeners() if li["Port"] == HTTPS_PORT)
-    elif certificate_arn not in [c.get("CertificateArn") for c in https.get("Certificates", [])]:
-        elb.modify_listener(
-            ListenerArn=https["ListenerArn"],
-            Protocol="HTTPS",
-            Port=HTTPS_PORT,
-            SslPolicy=https.get("SslPolicy") or TLS_POLICY,
-            Certificates=[{"CertificateArn": certificate_arn}],
-        )
-    groups = elb.describe_load_balancers(LoadBalancerArns=[load_balancer_arn])["LoadBalancers"][
-        0
-    ].get("SecurityGroups", [])
-    if groups:
-        authorize_ingress(aws, groups, [HTTPS_PORT], lambda _port: "0.0.0.0/0")
-    return str(https["ListenerArn"])

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -178,23 +178,50 @@ def ensure_security_group(aws: Aws, settings: FleetSettings, role: str = "web") 
     )
 
 
-def _has_rule(perms: list[dict[str, Any]], port: int, cidr: str) -> bool:
+def _has_rule(perms: list[dict[str, Any]], port: int, source: str) -> bool:
+    """Some rule of `perms` admits tcp `port` from `source` (a CIDR or a group id)."""
     return any(
         p.get("IpProtocol") in ("tcp", "-1")
         and (p.get("IpProtocol") == "-1" or p.get("FromPort", 0) <= port <= p.get("ToPort", -1))
-        and any(r.get("CidrIp") == cidr for r in p.get("IpRanges", []))
+        and (
+            any(pair.get("GroupId") == source for pair in p.get("UserIdGroupPairs", []))
+            if source.startswith("sg-")
+            else any(r.get("CidrIp") == source for r in p.get("IpRanges", []))
+        )
         for p in perms
     )
 
 
-def authorize_ingress(
-    aws: Aws, group_ids: Iterable[str], ports: list[int], cidr_for: Any
-) -> dict[str, int]:
-    """Open `ports` on each group once, all missing rules in one call per group.
+def _permission(port: int, source: str, description: str) -> dict[str, Any]:
+    peer = {"Description": description}
+    return {
+        "IpProtocol": "tcp",
+        "FromPort": port,
+        "ToPort": port,
+        **(
+            {"UserIdGroupPairs": [{"GroupId": source, **peer}]}
+            if source.startswith("sg-")
+            else {"IpRanges": [{"CidrIp": source, **peer}]}
+        ),
+    }
 
-    `cidr_for(port)` gives the source CIDR for a port. A rule that already exists (found
-    first, or reported as a duplicate by a racing caller) counts as success. Returns how
-    many rules each group gained.
+
+def authorize_ingress(
+    aws: Aws,
+    group_ids: Iterable[str],
+    ports: list[int],
+    source_for: Callable[[int], str],
+    *,
+    description: str = "tomcat-fleet",
+    tags: list[dict[str, str]] | None = None,
+) -> dict[str, int]:
+    """Open `ports` on each group once, all missing rules in one call per group: the one
+    security-group rule upsert of the project.
+
+    `source_for(port)` gives the source of a port's rule: a CIDR, or a security group id
+    (``sg-...``, members of that group). A rule that already exists (found first, or
+    reported as a duplicate by a racing caller) counts as success. `tags` tag the new rules.
+    Returns how many rules each group gained.
     """
     ec2 = aws.client("ec2")
     added: dict[str, int] = {}
@@ -203,18 +230,18 @@ def authorize_ingress(
             "IpPermissions", []
         )
         missing = [
-            {
-                "IpProtocol": "tcp",
-                "FromPort": p,
-                "ToPort": p,
-                "IpRanges": [{"CidrIp": cidr_for(p), "Description": "tomcat-fleet"}],
-            }
+            _permission(p, source_for(p), description)
             for p in ports
-            if not _has_rule(perms, p, cidr_for(p))
+            if not _has_rule(perms, p, source_for(p))
         ]
         if missing:
+            extra: dict[str, Any] = (
+                {"TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tags}]}
+                if tags
+                else {}
+            )
             try:
-                ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=missing)
+                ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=missing, **extra)
             except ClientError as exc:
                 if error_code(exc) != "InvalidPermission.Duplicate":
                     raise

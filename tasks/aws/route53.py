@@ -6,6 +6,74 @@ from __future__ import annotations
 from typing import Any
 
 from tasks.aws.cleanup import Cleanup, dns
+from tasks.aws.client import Aws
+
+
+def fqdn(name: str) -> str:
+    """Lowercase with one trailing dot; Route53's octal escape for `*` undone."""
+    return name.replace("\\052", "*").rstrip(".").lower() + "."
+
+
+def existing_record(aws: Aws, zone_id: str, name: str, rtype: str) -> dict[str, Any] | None:
+    resp = aws.client("route53").list_resource_record_sets(
+        HostedZoneId=zone_id, StartRecordName=name, StartRecordType=rtype, MaxItems="1"
+    )
+    for rrs in resp.get("ResourceRecordSets", []):
+        if fqdn(rrs["Name"]) == fqdn(name) and rrs["Type"] == rtype:
+            return dict(rrs)
+    return None
+
+
+def _same(have: dict[str, Any] | None, want: dict[str, Any]) -> bool:
+    """`have` already says what `want` says (values or alias target; the TTL is ignored)."""
+    if have is None:
+        return False
+    if "AliasTarget" in want:
+        a, b = have.get("AliasTarget") or {}, want["AliasTarget"]
+        return (
+            a.get("HostedZoneId") == b["HostedZoneId"]
+            and fqdn(str(a.get("DNSName", ""))) == fqdn(str(b["DNSName"]))
+            and bool(a.get("EvaluateTargetHealth")) == bool(b.get("EvaluateTargetHealth"))
+        )
+
+    def values(rrs: dict[str, Any]) -> list[str]:
+        return sorted(r["Value"].rstrip(".").lower() for r in rrs.get("ResourceRecords", []))
+
+    return values(have) == values(want)
+
+
+def upsert_records(
+    aws: Aws,
+    zone_id: str,
+    records: list[dict[str, Any]],
+    comment: str,
+    wait_s: float | None = None,
+    delay_s: float = 2.0,
+) -> int:
+    """UPSERT the record sets of `records` that are missing or differ, in one change batch;
+    with `wait_s`, wait (Route53's `resource_record_sets_changed` waiter) until INSYNC.
+    Returns how many were changed. The one Route53 upsert of the project."""
+    r53 = aws.client("route53")
+    changes: list[dict[str, Any]] = [
+        {"Action": "UPSERT", "ResourceRecordSet": rrs}
+        for rrs in records
+        if not _same(existing_record(aws, zone_id, rrs["Name"], rrs["Type"]), rrs)
+    ]
+    if not changes:
+        return 0
+    change = r53.change_resource_record_sets(
+        HostedZoneId=zone_id, ChangeBatch={"Comment": comment, "Changes": changes}
+    )["ChangeInfo"]
+    if wait_s is not None and change.get("Status") != "INSYNC":
+        names = ", ".join(str(c["ResourceRecordSet"]["Name"]) for c in changes)
+        r53.wait(
+            "resource_record_sets_changed",
+            what=f"Route53 change for {names} to be INSYNC",
+            timeout_s=wait_s,
+            delay_s=delay_s,
+            Id=change["Id"],
+        )
+    return len(changes)
 
 
 def record_matches(

@@ -29,6 +29,7 @@ from tasks.aws.ec2 import (
     deployment_tags,
     ensure_security_group,
 )
+from tasks.aws.elbv2 import find_listener, forwards_to
 from tasks.aws.retry import error_code
 from tasks.deploy.models import AlbResult, InventoryResult
 
@@ -85,47 +86,6 @@ def log_bucket_name(settings: FleetSettings, account: str) -> str:
 
 def _tag_dict(tags: list[dict[str, str]]) -> dict[str, str]:
     return {t["Key"]: t.get("Value", "") for t in tags}
-
-
-# -- security groups --------------------------------------------------------------------
-def _allows_group(perms: list[dict[str, Any]], port: int, group_id: str) -> bool:
-    return any(
-        p.get("IpProtocol") in ("tcp", "-1")
-        and (p.get("IpProtocol") == "-1" or p.get("FromPort", 0) <= port <= p.get("ToPort", -1))
-        and any(pair.get("GroupId") == group_id for pair in p.get("UserIdGroupPairs", []))
-        for p in perms
-    )
-
-
-def allow_from_group(aws: Aws, group_ids: list[str], port: int, source_group: str) -> int:
-    """Let `source_group` reach `port` on each group; returns how many rules were added."""
-    ec2 = aws.client("ec2")
-    added = 0
-    for gid in sorted(set(group_ids)):
-        perms = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0].get(
-            "IpPermissions", []
-        )
-        if _allows_group(perms, port, source_group):
-            continue
-        try:
-            ec2.authorize_security_group_ingress(
-                GroupId=gid,
-                IpPermissions=[
-                    {
-                        "IpProtocol": "tcp",
-                        "FromPort": port,
-                        "ToPort": port,
-                        "UserIdGroupPairs": [
-                            {"GroupId": source_group, "Description": "tomcat-fleet alb"}
-                        ],
-                    }
-                ],
-            )
-            added += 1
-        except ClientError as exc:
-            if error_code(exc) != "InvalidPermission.Duplicate":
-                raise
-    return added
 
 
 # -- access-log bucket ------------------------------------------------------------------
@@ -389,26 +349,6 @@ def enable_access_logs(aws: Aws, lb_arn: str, bucket: str) -> None:
         )
 
 
-def forwards_to(listener: dict[str, Any], tg_arn: str) -> bool:
-    actions = listener.get("DefaultActions") or []
-    if len(actions) != 1 or actions[0].get("Type") != "forward":
-        return False
-    action = actions[0]
-    arns = [action["TargetGroupArn"]] if action.get("TargetGroupArn") else []
-    arns += [
-        t["TargetGroupArn"] for t in (action.get("ForwardConfig") or {}).get("TargetGroups", [])
-    ]
-    return set(arns) == {tg_arn}
-
-
-def find_listener(aws: Aws, lb_arn: str, port: int) -> dict[str, Any] | None:
-    elb = aws.client("elbv2")
-    for li in elb.describe_listeners(LoadBalancerArn=lb_arn)["Listeners"]:
-        if int(li["Port"]) == port:
-            return dict(li)
-    return None
-
-
 def ensure_http_listener(aws: Aws, settings: FleetSettings, lb_arn: str, tg_arn: str) -> str:
     elb = aws.client("elbv2")
     forward = [{"Type": "forward", "TargetGroupArn": tg_arn}]
@@ -519,7 +459,7 @@ def create_alb(
     subnets = default_subnets(aws, vpc)
     alb_sg = ensure_security_group(aws, settings, role="alb")
     authorize_ingress(aws, [alb_sg], [80, 443], lambda _p: "0.0.0.0/0")
-    allow_from_group(aws, groups, APP_PORT, alb_sg)
+    authorize_ingress(aws, groups, [APP_PORT], lambda _p: alb_sg, description="tomcat-fleet alb")
 
     bucket = ensure_log_bucket(aws, settings)
     tg_arn = ensure_target_group(aws, settings, vpc)

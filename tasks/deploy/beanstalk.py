@@ -18,9 +18,11 @@ from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
-from tasks.aws.ec2 import TAG_KEY, StageError, deployment_tags
+from tasks.aws.ec2 import TAG_KEY, StageError, authorize_ingress, deployment_tags
+from tasks.aws.elbv2 import HTTPS_PORT, ensure_https_listener, find_listener
 from tasks.aws.retry import error_code
-from tasks.deploy.models import BeanstalkResult
+from tasks.aws.route53 import upsert_records
+from tasks.deploy.models import BeanstalkResult, TlsResult
 
 log = logging.getLogger(__name__)
 
@@ -342,3 +344,44 @@ def create_beanstalk(
         instance_profile=profile,
         role=role,
     )
+
+
+# -- stage 11's endpoint: the Beanstalk name over HTTPS ------------------------------------
+def ensure_https_endpoint(
+    aws: Aws, settings: FleetSettings, eb: BeanstalkResult, tls: TlsResult, timeout_s: float
+) -> str:
+    """settings.beanstalk_domain CNAME -> the environment (waited until INSYNC, bounded by
+    `timeout_s`), and an HTTPS listener with the ACM certificate (which covers that name)
+    on the environment's load balancer, forwarding as its port-80 listener does; port 443
+    opened on the balancer's security groups (Beanstalk's own group only admits 80).
+    Returns the listener's ARN."""
+    cname = {
+        "Name": settings.beanstalk_domain,
+        "Type": "CNAME",
+        "TTL": 60,
+        "ResourceRecords": [{"Value": eb.cname}],
+    }
+    upsert_records(
+        aws, tls.hosted_zone_id, [cname], "tomcat-fleet beanstalk https", wait_s=timeout_s
+    )
+    http = find_listener(aws, eb.load_balancer_arn, 80)
+    if http is None:
+        raise StageError(
+            f"load balancer {eb.load_balancer_arn} has no port-80 listener to copy the "
+            "default actions from; is the Beanstalk environment ready?"
+        )
+    arn = ensure_https_listener(
+        aws,
+        eb.load_balancer_arn,
+        tls.certificate_arn,
+        http["DefaultActions"],
+        deployment_tags(settings, "beanstalk-https"),
+    )
+    groups = (
+        aws.client("elbv2")
+        .describe_load_balancers(LoadBalancerArns=[eb.load_balancer_arn])["LoadBalancers"][0]
+        .get("SecurityGroups", [])
+    )
+    if groups:
+        authorize_ingress(aws, groups, [HTTPS_PORT], lambda _port: "0.0.0.0/0")
+    return arn

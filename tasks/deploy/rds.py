@@ -17,7 +17,13 @@ from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
-from tasks.aws.ec2 import TAG_KEY, StageError, deployment_tags, ensure_security_group
+from tasks.aws.ec2 import (
+    TAG_KEY,
+    StageError,
+    authorize_ingress,
+    deployment_tags,
+    ensure_security_group,
+)
 from tasks.aws.retry import error_code
 from tasks.deploy.models import RdsResult
 
@@ -109,55 +115,18 @@ def ensure_db_password(settings: FleetSettings) -> str:
 
 
 # -- security groups ----------------------------------------------------------------------
-def _admits_group(perms: list[dict[str, Any]], port: int, source_group: str) -> bool:
-    return any(
-        p.get("IpProtocol") in ("tcp", "-1")
-        and (p.get("IpProtocol") == "-1" or p.get("FromPort", 0) <= port <= p.get("ToPort", -1))
-        and any(g.get("GroupId") == source_group for g in p.get("UserIdGroupPairs", []))
-        for p in perms
-    )
-
-
-def allow_from_group(
-    aws: Aws, settings: FleetSettings, group_id: str, port: int, source_group: str
-) -> bool:
-    """Open tcp `port` on `group_id` to members of `source_group`; True if a rule was added.
-    An existing rule (found, or reported as a duplicate by a racing caller) is success."""
-    ec2 = aws.client("ec2")
-    perms = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0].get(
-        "IpPermissions", []
-    )
-    if _admits_group(perms, port, source_group):
-        return False
-    try:
-        ec2.authorize_security_group_ingress(
-            GroupId=group_id,
-            IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": port,
-                    "ToPort": port,
-                    "UserIdGroupPairs": [
-                        {"GroupId": source_group, "Description": "tomcat-fleet jumphost"}
-                    ],
-                }
-            ],
-            TagSpecifications=[
-                {"ResourceType": "security-group-rule", "Tags": deployment_tags(settings, "db")}
-            ],
-        )
-    except ClientError as exc:
-        if error_code(exc) != "InvalidPermission.Duplicate":
-            raise
-        return False
-    return True
-
-
 def ensure_db_groups(aws: Aws, settings: FleetSettings) -> tuple[str, str]:
     """(jumphost group, DB group); the DB group admits 3306 from the jumphost group only."""
     jump = ensure_security_group(aws, settings, role="jumphost")
     db = ensure_security_group(aws, settings, role="db")
-    allow_from_group(aws, settings, db, DB_PORT, jump)
+    authorize_ingress(
+        aws,
+        [db],
+        [DB_PORT],
+        lambda _p: jump,
+        description="tomcat-fleet jumphost",
+        tags=deployment_tags(settings, "db"),
+    )
     return jump, db
 
 

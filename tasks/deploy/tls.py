@@ -19,33 +19,27 @@ from botocore.exceptions import ClientError
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.ec2 import TAG_KEY, StageError, deployment_tags
+from tasks.aws.elbv2 import ensure_https_listener
 from tasks.aws.retry import error_code
-from tasks.deploy.alb import find_listener, forwards_to
+from tasks.aws.route53 import fqdn, upsert_records
 from tasks.deploy.models import AlbResult, TlsResult
 
-SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
-HTTPS_PORT = 443
 _LIVE_STATUSES = ["PENDING_VALIDATION", "ISSUED"]
 _DEAD_STATUSES = {"FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE"}
 
 
-def _fqdn(name: str) -> str:
-    """Lowercase with one trailing dot; Route53's octal escape for `*` undone."""
-    return name.replace("\\052", "*").rstrip(".").lower() + "."
-
-
 def in_zone(name: str, zone: str) -> bool:
-    n, z = _fqdn(name), _fqdn(zone)
+    n, z = fqdn(name), fqdn(zone)
     return n == z or n.endswith("." + z)
 
 
 def find_hosted_zone(aws: Aws, zone: str) -> str:
     """The id (without `/hostedzone/`) of the public zone named exactly `zone`."""
     r53 = aws.client("route53")
-    want = _fqdn(zone)
+    want = fqdn(zone)
     resp = r53.list_hosted_zones_by_name(DNSName=want, MaxItems="100")
     for hz in resp.get("HostedZones", []):
-        if _fqdn(hz["Name"]) == want and not (hz.get("Config") or {}).get("PrivateZone"):
+        if fqdn(hz["Name"]) == want and not (hz.get("Config") or {}).get("PrivateZone"):
             return str(hz["Id"]).split("/")[-1]
     raise StageError(
         f"hosted zone {zone.rstrip('.')} not found in Route53; create it or set "
@@ -127,7 +121,7 @@ def validation_records(
             records: dict[tuple[str, str], dict[str, Any]] = {}
             for o in options:
                 rr = o["ResourceRecord"]
-                records.setdefault((_fqdn(rr["Name"]), rr["Type"]), rr)
+                records.setdefault((fqdn(rr["Name"]), rr["Type"]), rr)
             return cert, list(records.values())
         if time.monotonic() > deadline:
             waiting = [o.get("DomainName", "?") for o in options if not o.get("ResourceRecord")]
@@ -138,49 +132,26 @@ def validation_records(
         time.sleep(poll_s)
 
 
-def _existing_record(r53: Any, zone_id: str, name: str, rtype: str) -> dict[str, Any] | None:
-    resp = r53.list_resource_record_sets(
-        HostedZoneId=zone_id, StartRecordName=name, StartRecordType=rtype, MaxItems="1"
-    )
-    for rrs in resp.get("ResourceRecordSets", []):
-        if _fqdn(rrs["Name"]) == _fqdn(name) and rrs["Type"] == rtype:
-            return dict(rrs)
-    return None
-
-
 def upsert_validation_records(
     aws: Aws, zone_id: str, zone: str, records: list[dict[str, Any]]
 ) -> int:
     """UPSERT the CNAMEs that are missing or differ, in one change batch; returns how many."""
-    r53 = aws.client("route53")
-    changes = []
     for rr in records:
         if not in_zone(rr["Name"], zone):
             raise StageError(
                 f"validation record {_record_text(rr)} is outside hosted zone {zone}; "
                 "the certificate's names must all live in that zone"
             )
-        have = _existing_record(r53, zone_id, rr["Name"], rr["Type"])
-        values = [r["Value"].rstrip(".").lower() for r in (have or {}).get("ResourceRecords", [])]
-        if values == [rr["Value"].rstrip(".").lower()]:
-            continue
-        changes.append(
-            {
-                "Action": "UPSERT",
-                "ResourceRecordSet": {
-                    "Name": rr["Name"],
-                    "Type": rr["Type"],
-                    "TTL": 300,
-                    "ResourceRecords": [{"Value": rr["Value"]}],
-                },
-            }
-        )
-    if changes:
-        r53.change_resource_record_sets(
-            HostedZoneId=zone_id,
-            ChangeBatch={"Comment": "tomcat-fleet ACM DNS validation", "Changes": changes},
-        )
-    return len(changes)
+    wanted = [
+        {
+            "Name": rr["Name"],
+            "Type": rr["Type"],
+            "TTL": 300,
+            "ResourceRecords": [{"Value": rr["Value"]}],
+        }
+        for rr in records
+    ]
+    return upsert_records(aws, zone_id, wanted, "tomcat-fleet ACM DNS validation")
 
 
 def wait_issued(
@@ -212,40 +183,7 @@ def wait_issued(
         time.sleep(poll_s)
 
 
-# -- listener and name ------------------------------------------------------------------
-def ensure_https_listener(aws: Aws, settings: FleetSettings, alb: AlbResult, cert_arn: str) -> str:
-    elb = aws.client("elbv2")
-    forward = [{"Type": "forward", "TargetGroupArn": alb.target_group_arn}]
-    li = find_listener(aws, alb.load_balancer_arn, HTTPS_PORT)
-    if li is not None:
-        certs = [c.get("CertificateArn") for c in li.get("Certificates") or []]
-        if (
-            li.get("Protocol") != "HTTPS"
-            or certs[:1] != [cert_arn]
-            or li.get("SslPolicy") != SSL_POLICY
-            or not forwards_to(li, alb.target_group_arn)
-        ):
-            elb.modify_listener(
-                ListenerArn=li["ListenerArn"],
-                Port=HTTPS_PORT,
-                Protocol="HTTPS",
-                SslPolicy=SSL_POLICY,
-                Certificates=[{"CertificateArn": cert_arn}],
-                DefaultActions=forward,
-            )
-        return str(li["ListenerArn"])
-    created = elb.create_listener(
-        LoadBalancerArn=alb.load_balancer_arn,
-        Protocol="HTTPS",
-        Port=HTTPS_PORT,
-        SslPolicy=SSL_POLICY,
-        Certificates=[{"CertificateArn": cert_arn}],
-        DefaultActions=forward,
-        Tags=deployment_tags(settings, "https"),
-    )["Listeners"][0]
-    return str(created["ListenerArn"])
-
-
+# -- name ------------------------------------------------------------------------------
 def upsert_alias(aws: Aws, zone_id: str, name: str, alb: AlbResult) -> bool:
     """Point `name` (A, alias) at the ALB; returns whether a change was sent."""
     lb = aws.client("elbv2").describe_load_balancers(LoadBalancerArns=[alb.load_balancer_arn])[
@@ -256,27 +194,8 @@ def upsert_alias(aws: Aws, zone_id: str, name: str, alb: AlbResult) -> bool:
         "DNSName": lb["DNSName"],
         "EvaluateTargetHealth": False,
     }
-    r53 = aws.client("route53")
-    have = (_existing_record(r53, zone_id, name, "A") or {}).get("AliasTarget") or {}
-    if (
-        have.get("HostedZoneId") == target["HostedZoneId"]
-        and _fqdn(str(have.get("DNSName", ""))) == _fqdn(str(target["DNSName"]))
-        and not have.get("EvaluateTargetHealth")
-    ):
-        return False
-    r53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={
-            "Comment": "tomcat-fleet web name",
-            "Changes": [
-                {
-                    "Action": "UPSERT",
-                    "ResourceRecordSet": {"Name": name, "Type": "A", "AliasTarget": target},
-                }
-            ],
-        },
-    )
-    return True
+    record = {"Name": name, "Type": "A", "AliasTarget": target}
+    return upsert_records(aws, zone_id, [record], "tomcat-fleet web name") > 0
 
 
 # -- the stage --------------------------------------------------------------------------
@@ -309,7 +228,14 @@ def enable_https(
         wait_issued(aws, cert_arn, records, deadline, timeout_s, poll_s)
 
     try:
-        listener_arn = ensure_https_listener(aws, settings, alb, cert_arn)
+        listener_arn = ensure_https_listener(
+            aws,
+            alb.load_balancer_arn,
+            cert_arn,
+            [{"Type": "forward", "TargetGroupArn": alb.target_group_arn}],
+            deployment_tags(settings, "https"),
+            forward_to=alb.target_group_arn,
+        )
     except ClientError as exc:
         if error_code(exc) in ("CertificateNotFound", "UnsupportedCertificate"):
             raise StageError(
