@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
+from tasks.aws.client import WaitTimeout
 from tasks.aws.ec2 import (
     TAG_KEY,
     StageError,
@@ -371,20 +372,30 @@ def ensure_http_listener(aws: Aws, settings: FleetSettings, lb_arn: str, tg_arn:
 
 # -- waiting ----------------------------------------------------------------------------
 def wait_active(aws: Aws, lb_arn: str, deadline: float, timeout_s: float, poll_s: float) -> None:
+    """Until the load balancer is active (boto3's `load_balancer_available` waiter, through
+    the retrying client), within `deadline`; StageError with its state otherwise."""
     elb = aws.client("elbv2")
-    while True:
-        lb = elb.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0]
-        state = (lb.get("State") or {}).get("Code", "active")
-        if state == "active":
-            return
-        if state == "failed":
-            reason = (lb.get("State") or {}).get("Reason", "no reason given")
-            raise StageError(f"load balancer {lb['LoadBalancerName']} failed: {reason}")
-        if time.monotonic() > deadline:
-            raise StageError(
-                f"load balancer {lb['LoadBalancerName']} is still {state} after {timeout_s:.0f}s"
-            )
-        time.sleep(poll_s)
+    try:
+        elb.wait(
+            "load_balancer_available",
+            what=f"load balancer {lb_arn} to be active",
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            delay_s=poll_s,
+            LoadBalancerArns=[lb_arn],
+        )
+        return
+    except WaitTimeout:
+        pass  # the state below says why
+    lb = elb.describe_load_balancers(LoadBalancerArns=[lb_arn])["LoadBalancers"][0]
+    state = (lb.get("State") or {}).get("Code", "active")
+    if state == "active":
+        return
+    if state == "failed":
+        reason = (lb.get("State") or {}).get("Reason", "no reason given")
+        raise StageError(f"load balancer {lb['LoadBalancerName']} failed: {reason}")
+    raise StageError(
+        f"load balancer {lb['LoadBalancerName']} is still {state} after {timeout_s:.0f}s"
+    )
 
 
 def describe_health(aws: Aws, tg_arn: str, instance_ids: list[str]) -> list[dict[str, Any]]:
@@ -420,23 +431,36 @@ def health_report(descs: list[dict[str, Any]]) -> str:
 def wait_healthy(
     aws: Aws, tg_arn: str, instance_ids: list[str], deadline: float, timeout_s: float, poll_s: float
 ) -> int:
-    while True:
-        descs = describe_health(aws, tg_arn, instance_ids)
-        healthy = sum(1 for d in descs if d["TargetHealth"]["State"] == "healthy")
-        if healthy == len(instance_ids):
-            return healthy
-        if time.monotonic() > deadline:
-            hint = ""
-            if any(d["TargetHealth"].get("Reason") == "Target.Timeout" for d in descs):
-                hint = (
-                    "; Target.Timeout usually means the instance's security group does not "
-                    f"admit the ALB's group on {APP_PORT}"
-                )
-            raise StageError(
-                f"{healthy}/{len(instance_ids)} targets healthy after {timeout_s:.0f}s: "
-                f"{health_report(descs)}{hint}"
+    """Until every target is healthy (boto3's `target_in_service` waiter per batch of 100,
+    through the retrying client), within `deadline`; StageError with each target's state
+    and reason otherwise."""
+    elb = aws.client("elbv2")
+    try:
+        for i in range(0, len(instance_ids), 100):
+            elb.wait(
+                "target_in_service",
+                what=f"targets of {tg_arn} to be healthy",
+                timeout_s=max(0.0, deadline - time.monotonic()),
+                delay_s=poll_s,
+                TargetGroupArn=tg_arn,
+                Targets=[{"Id": iid, "Port": APP_PORT} for iid in instance_ids[i : i + 100]],
             )
-        time.sleep(poll_s)
+    except WaitTimeout:
+        pass  # the report below says why
+    descs = describe_health(aws, tg_arn, instance_ids)
+    healthy = sum(1 for d in descs if d["TargetHealth"]["State"] == "healthy")
+    if healthy == len(instance_ids):
+        return healthy
+    hint = ""
+    if any(d["TargetHealth"].get("Reason") == "Target.Timeout" for d in descs):
+        hint = (
+            "; Target.Timeout usually means the instance's security group does not "
+            f"admit the ALB's group on {APP_PORT}"
+        )
+    raise StageError(
+        f"{healthy}/{len(instance_ids)} targets healthy after {timeout_s:.0f}s: "
+        f"{health_report(descs)}{hint}"
+    )
 
 
 # -- the stage --------------------------------------------------------------------------

@@ -7,16 +7,17 @@ a log line, an exception message or the stage's result.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import string
-import time
 from typing import Any, cast
 
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
+from tasks.aws.client import WaitTimeout
 from tasks.aws.ec2 import (
     TAG_KEY,
     StageError,
@@ -199,21 +200,25 @@ def _redact(text: str, secret: str) -> str:
 
 
 def wait_db_available(aws: Aws, ident: str, timeout_s: float, poll_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        db = _describe_db(aws, ident)
-        if db is None:
-            raise StageError(f"DB instance {ident} disappeared while waiting for it")
-        status = str(db.get("DBInstanceStatus"))
-        if status == "available" and db.get("Endpoint", {}).get("Address"):
-            return db
-        if status in _FAILED:
-            raise StageError(f"DB instance {ident} is {status}")
-        if time.monotonic() > deadline:
-            raise StageError(
-                f"DB instance {ident} not available after {timeout_s:.0f}s (status {status})"
-            )
-        time.sleep(poll_s)
+    """The DB instance once `available` with an endpoint (boto3's `db_instance_available`
+    waiter, through the retrying client); StageError naming the status otherwise."""
+    with contextlib.suppress(WaitTimeout):  # the status below says why
+        aws.client("rds").wait(
+            "db_instance_available",
+            what=f"DB instance {ident} to be available",
+            timeout_s=timeout_s,
+            delay_s=poll_s,
+            DBInstanceIdentifier=ident,
+        )
+    db = _describe_db(aws, ident)
+    if db is None:
+        raise StageError(f"DB instance {ident} disappeared while waiting for it")
+    status = str(db.get("DBInstanceStatus"))
+    if status == "available" and db.get("Endpoint", {}).get("Address"):
+        return db
+    if status in _FAILED:
+        raise StageError(f"DB instance {ident} is {status}")
+    raise StageError(f"DB instance {ident} not available after {timeout_s:.0f}s (status {status})")
 
 
 def create_rds(
