@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws.cleanup import TAG_KEY, Cleanup, is_gone
-from tasks.aws.client import Aws
+from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.retry import error_code
 from tasks.host_keys import parse_console_fingerprints
 from tasks.models import Instance
@@ -299,27 +299,23 @@ def wait_running(
     """Wait until every instance runs, passes status checks and has a public IP."""
     ec2 = aws.client("ec2")
     deadline = time.monotonic() + timeout_s
-    pending = set(ids)
-    while pending:
-        for batch in chunked(sorted(pending), BATCH):
-            statuses = ec2.describe_instance_status(InstanceIds=batch, IncludeAllInstances=True)[
-                "InstanceStatuses"
-            ]
-            for st in statuses:
-                if (
-                    st["InstanceState"]["Name"] == "running"
-                    and st.get("InstanceStatus", {}).get("Status", "ok") in ("ok", "not-applicable")
-                    and st.get("SystemStatus", {}).get("Status", "ok") in ("ok", "not-applicable")
-                ):
-                    pending.discard(st["InstanceId"])
-        if not pending:
-            break
-        if time.monotonic() > deadline:
-            raise StageError(
-                f"{len(pending)} instance(s) not running with status ok after "
-                f"{timeout_s:.0f}s: {sorted(pending)[:5]}"
-            )
-        time.sleep(poll_s)
+    try:  # boto3's waiters, through the retrying client; pending instances are listed
+        for batch in chunked(ids, BATCH):  # (IncludeAllInstances) so they hold the wait
+            for waiter in ("instance_status_ok", "system_status_ok"):
+                ec2.wait(
+                    waiter,
+                    what=f"{len(batch)} instance(s) running with status ok",
+                    timeout_s=max(0.0, deadline - time.monotonic()),
+                    delay_s=poll_s,
+                    InstanceIds=batch,
+                    IncludeAllInstances=True,
+                )
+    except WaitTimeout:
+        pending = _not_ok(aws, ids)
+        raise StageError(
+            f"{len(pending)} instance(s) not running with status ok after "
+            f"{timeout_s:.0f}s: {pending[:5]}"
+        ) from None
     while True:
         described = describe(aws, ids)
         missing = [d["InstanceId"] for d in described if not d.get("PublicIpAddress")]
@@ -331,6 +327,23 @@ def wait_running(
                 f"{timeout_s:.0f}s: {missing[:5]}"
             )
         time.sleep(poll_s)
+
+
+def _not_ok(aws: Aws, ids: list[str]) -> list[str]:
+    """The ids that are not running with both status checks ok (or not applicable)."""
+    ok = ("ok", "not-applicable")
+    done: set[str] = set()
+    for batch in chunked(ids, BATCH):
+        for st in aws.client("ec2").describe_instance_status(
+            InstanceIds=batch, IncludeAllInstances=True
+        )["InstanceStatuses"]:
+            if (
+                st["InstanceState"]["Name"] == "running"
+                and st.get("InstanceStatus", {}).get("Status", "ok") in ok
+                and st.get("SystemStatus", {}).get("Status", "ok") in ok
+            ):
+                done.add(st["InstanceId"])
+    return sorted(set(ids) - done)
 
 
 def _instance(d: dict[str, Any]) -> Instance:
