@@ -24,7 +24,9 @@ from tasks.aws.ec2 import (
     launch_instances,
     wait_running,
 )
-from tasks.deploy.alb import create_alb, elb_name, log_bucket_name
+from tasks.aws.elbv2 import elb_name
+from tasks.aws.s3 import log_bucket_name
+from tasks.deploy.alb import create_alb
 from tasks.deploy.models import AlbResult, InventoryResult, TlsResult
 from tasks.deploy.tls import enable_https
 from tasks.models import Instance

@@ -174,3 +174,7 @@ class Cleanup:
     def delay(self, attempt: int) -> float:
         """The back-off before re-trying a resource that is still in use."""
         return backoff_delay(attempt, base=self.poll_s, cap=max(self.poll_s, 15.0))
+
+
+def tag_dict(tags: list[dict[str, str]]) -> dict[str, str]:
+    return {t["Key"]: t.get("Value", "") for t in tags}

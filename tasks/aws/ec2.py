@@ -577,3 +577,22 @@ def delete_key_pairs(c: Cleanup) -> None:
             continue
         # by name: moto ignores KeyPairId (and deleting a missing name succeeds on AWS)
         c.attempt("key-pair", kp["KeyName"], ec2.delete_key_pair, KeyName=kp["KeyName"])
+
+
+def default_subnets(aws: Aws, vpc_id: str) -> list[str]:
+    """One default subnet per availability zone of the default VPC (at least two)."""
+    subnets = aws.client("ec2").describe_subnets(
+        Filters=[
+            {"Name": "vpc-id", "Values": [vpc_id]},
+            {"Name": "default-for-az", "Values": ["true"]},
+        ]
+    )["Subnets"]
+    by_az: dict[str, str] = {}
+    for s in sorted(subnets, key=lambda s: (s["AvailabilityZone"], s["SubnetId"])):
+        by_az.setdefault(s["AvailabilityZone"], s["SubnetId"])
+    if len(by_az) < 2:
+        raise StageError(
+            f"the default VPC {vpc_id} has default subnets in {len(by_az)} availability zone(s); "
+            "an ALB needs two: create default subnets (aws ec2 create-default-subnet)"
+        )
+    return list(by_az.values())
