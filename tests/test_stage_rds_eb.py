@@ -13,7 +13,8 @@ from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.aws.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_group
-from tasks.deploy.beanstalk import EB_POLICIES, create_beanstalk
+from tasks.aws.iam import EB_POLICIES
+from tasks.deploy.beanstalk import create_beanstalk
 from tasks.deploy.models import BeanstalkResult, RdsResult
 from tasks.deploy.rds import create_rds, load_db_password
 from tasks.jumphost import jumphost_check

@@ -1,4 +1,5 @@
-"""The delete side's bookkeeping, shared by every service's delete functions.
+"""What every service module shares: the deployment tag and ownership checks, StageError,
+and the delete side's bookkeeping.
 
 A `Cleanup` is one teardown run: which deployment (by its tag), one overall deadline, what
 was removed and what failed. A delete function never raises for one resource: `attempt`
@@ -178,3 +179,20 @@ class Cleanup:
 
 def tag_dict(tags: list[dict[str, str]]) -> dict[str, str]:
     return {t["Key"]: t.get("Value", "") for t in tags}
+
+
+def owned(tags: list[dict[str, str]] | None, settings: FleetSettings) -> bool:
+    return any(
+        t.get("Key") == TAG_KEY and t.get("Value") == settings.deployment_name for t in tags or []
+    )
+
+
+def not_ours(kind: str, name: str, settings: FleetSettings) -> StageError:
+    return StageError(
+        f"{kind} {name!r} exists but is not tagged {TAG_KEY}={settings.deployment_name}; "
+        "it belongs to something else: choose another TOMCAT_FLEET_DEPLOYMENT_NAME or remove it"
+    )
+
+
+class StageError(RuntimeError):
+    """A stage could not do its work; the message says what and how to fix it."""

@@ -21,7 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-from tasks.aws.cleanup import TAG_KEY, Cleanup, is_gone
+from tasks.aws.cleanup import TAG_KEY, Cleanup, StageError, is_gone
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.retry import error_code
 from tasks.host_keys import parse_console_fingerprints
@@ -30,10 +30,6 @@ from tasks.planning import chunked
 
 LIFE_TAG = "tomcat-fleet:life"  # on the key pair: one id per life of the deployment
 BATCH = 100
-
-
-class StageError(RuntimeError):
-    """A stage could not do its work; the message says what and how to fix it."""
 
 
 def preflight(aws: Aws) -> None:
