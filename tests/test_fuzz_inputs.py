@@ -384,8 +384,8 @@ DEPLOYMENT_RE = re.compile(r"[a-z][a-z0-9-]{0,40}")
 def test_deployment_name_is_safe_for_every_aws_name(value: str) -> None:
     from tasks.aws.beanstalk import environment_name
     from tasks.aws.elbv2 import elb_name
+    from tasks.aws.rds import db_instance_id
     from tasks.aws.s3 import log_bucket_name
-    from tasks.deploy.rds import db_instance_id
 
     s = settles_or_names("deployment_name", value)
     if s is None:

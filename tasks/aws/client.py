@@ -20,7 +20,13 @@ from botocore.exceptions import WaiterError
 from botocore.waiter import NormalizedOperationMethod
 
 from blocks.settings import FleetSettings
-from tasks.aws.retry import RetryStats, botocore_config, call_with_backoff
+from tasks.aws.retry import (
+    RetryStats,
+    botocore_config,
+    call_with_backoff,
+    is_retryable,
+    is_throttle,
+)
 
 _OPERATIONS: set[str] = set()
 _OPERATIONS_LOCK = threading.Lock()
@@ -82,6 +88,16 @@ class RetryingClient:
         self._retries, self._base, self._cap = retries, base, cap
         # the design's U(0, 1) s; a tiny cap (tests, sandbox) gets a jitter to match
         self._jitter = min(1.0, cap) if jitter is None else jitter
+        self._retry_if: Callable[[BaseException], bool] = is_retryable
+
+    def throttling_only(self) -> RetryingClient:
+        """This client retrying throttling only: for probes, where an unreachable endpoint
+        or a server error should fail at once."""
+        probe = RetryingClient(
+            self._client, self._stats, self._retries, self._base, self._cap, self._jitter
+        )
+        probe._retry_if = is_throttle
+        return probe
 
     @property
     def raw(self) -> Any:
@@ -101,6 +117,7 @@ class RetryingClient:
                 base=self._base,
                 cap=self._cap,
                 jitter=self._jitter,
+                retry_if=self._retry_if,
                 **kwargs,
             )
 

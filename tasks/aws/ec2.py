@@ -37,7 +37,7 @@ def preflight(aws: Aws) -> None:
     from botocore.exceptions import BotoCoreError
 
     try:
-        aws.client("ec2").raw.describe_availability_zones()  # a probe: no retries
+        aws.client("ec2").throttling_only().describe_availability_zones()
     except (BotoCoreError, OSError) as exc:
         where = aws.endpoint_url or f"AWS ({aws.settings.region})"
         raise StageError(

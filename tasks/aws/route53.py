@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.aws.cleanup import Cleanup, dns
+from tasks.aws.cleanup import Cleanup, StageError, dns
 from tasks.aws.client import Aws
 
 
@@ -115,3 +115,22 @@ def delete_records(c: Cleanup, validations: set[tuple[str, str]], targets: set[s
                         "Changes": [{"Action": "DELETE", "ResourceRecordSet": rrset}],
                     },
                 )
+
+
+def in_zone(name: str, zone: str) -> bool:
+    n, z = fqdn(name), fqdn(zone)
+    return n == z or n.endswith("." + z)
+
+
+def find_hosted_zone(aws: Aws, zone: str) -> str:
+    """The id (without `/hostedzone/`) of the public zone named exactly `zone`."""
+    r53 = aws.client("route53")
+    want = fqdn(zone)
+    resp = r53.list_hosted_zones_by_name(DNSName=want, MaxItems="100")
+    for hz in resp.get("HostedZones", []):
+        if fqdn(hz["Name"]) == want and not (hz.get("Config") or {}).get("PrivateZone"):
+            return str(hz["Id"]).split("/")[-1]
+    raise StageError(
+        f"hosted zone {zone.rstrip('.')} not found in Route53; create it or set "
+        "TOMCAT_FLEET_HOSTED_ZONE"
+    )

@@ -7,49 +7,33 @@ a log line, an exception message or the stage's result.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 import string
 from typing import Any, cast
 
-from botocore.exceptions import ClientError
-
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
-from tasks.aws.client import WaitTimeout
 from tasks.aws.ec2 import (
-    TAG_KEY,
     StageError,
     authorize_ingress,
     deployment_tags,
     ensure_security_group,
 )
-from tasks.aws.retry import error_code
+from tasks.aws.rds import (
+    DB_PORT,
+    check_existing,
+    create_db_instance,
+    db_instance_id,
+    describe_db,
+    wait_db_available,
+)
 from tasks.deploy.models import RdsResult
 
 log = logging.getLogger(__name__)
 
-DB_PORT = 3306
 PASSWORD_LENGTH = 24
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits  # nothing RDS rejects (/ @ " space)
-_FAILED = frozenset(
-    {
-        "failed",
-        "deleting",
-        "incompatible-network",
-        "incompatible-option-group",
-        "incompatible-parameters",
-        "incompatible-restore",
-        "inaccessible-encryption-credentials",
-        "restore-error",
-        "storage-full",
-    }
-)
-
-
-def db_instance_id(settings: FleetSettings) -> str:
-    return f"{settings.deployment_name}-db"
 
 
 # -- the password -------------------------------------------------------------------------
@@ -132,93 +116,6 @@ def ensure_db_groups(aws: Aws, settings: FleetSettings) -> tuple[str, str]:
 
 
 # -- the instance -------------------------------------------------------------------------
-def _describe_db(aws: Aws, ident: str) -> dict[str, Any] | None:
-    try:
-        dbs = aws.client("rds").describe_db_instances(DBInstanceIdentifier=ident)["DBInstances"]
-    except ClientError as exc:
-        if error_code(exc) not in ("DBInstanceNotFound", "DBInstanceNotFoundFault"):
-            raise
-        return None
-    return dict(dbs[0]) if dbs else None
-
-
-def _check_existing(db: dict[str, Any], settings: FleetSettings, db_group: str) -> None:
-    ident = db["DBInstanceIdentifier"]
-    tags = db.get("TagList") or []
-    if not any(
-        t.get("Key") == TAG_KEY and t.get("Value") == settings.deployment_name for t in tags
-    ):
-        raise StageError(
-            f"DB instance {ident!r} exists but is not tagged {TAG_KEY}={settings.deployment_name}; "
-            "choose another TOMCAT_FLEET_DEPLOYMENT_NAME or remove it"
-        )
-    groups = [g.get("VpcSecurityGroupId") for g in db.get("VpcSecurityGroups", [])]
-    if db_group not in groups:
-        raise StageError(
-            f"DB instance {ident!r} is not in security group {db_group} (it has {groups}); "
-            "add that group to the instance (modify-db-instance --vpc-security-group-ids)"
-        )
-
-
-def _create_db(aws: Aws, settings: FleetSettings, ident: str, db_group: str) -> dict[str, Any]:
-    password = ensure_db_password(settings)
-    try:
-        db = aws.client("rds").create_db_instance(
-            DBInstanceIdentifier=ident,
-            Engine=settings.db_engine,
-            DBInstanceClass=settings.db_instance_class,
-            AllocatedStorage=20,
-            MasterUsername=settings.db_master_username,
-            MasterUserPassword=password,
-            StorageEncrypted=True,
-            PubliclyAccessible=False,
-            VpcSecurityGroupIds=[db_group],
-            BackupRetentionPeriod=1,
-            DeletionProtection=False,
-            Tags=deployment_tags(settings, "db"),
-        )["DBInstance"]
-    except Exception as exc:
-        if error_code(exc) not in ("DBInstanceAlreadyExists", "DBInstanceAlreadyExistsFault"):
-            # the request carried the password: nothing of it may reach the message, and the
-            # original exception is not chained (its traceback could show the arguments)
-            raise StageError(
-                f"cannot create DB instance {ident}: {type(exc).__name__}: "
-                f"{_redact(str(exc), password)}"
-            ) from None
-        found = _describe_db(aws, ident)
-        if found is None:
-            raise StageError(f"DB instance {ident} exists yet cannot be described") from None
-        return found
-    log.info(
-        "creating DB instance %s (%s %s)", ident, settings.db_engine, settings.db_instance_class
-    )
-    return dict(db)
-
-
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "[redacted]") if secret else text
-
-
-def wait_db_available(aws: Aws, ident: str, timeout_s: float, poll_s: float) -> dict[str, Any]:
-    """The DB instance once `available` with an endpoint (boto3's `db_instance_available`
-    waiter, through the retrying client); StageError naming the status otherwise."""
-    with contextlib.suppress(WaitTimeout):  # the status below says why
-        aws.client("rds").wait(
-            "db_instance_available",
-            what=f"DB instance {ident} to be available",
-            timeout_s=timeout_s,
-            delay_s=poll_s,
-            DBInstanceIdentifier=ident,
-        )
-    db = _describe_db(aws, ident)
-    if db is None:
-        raise StageError(f"DB instance {ident} disappeared while waiting for it")
-    status = str(db.get("DBInstanceStatus"))
-    if status == "available" and db.get("Endpoint", {}).get("Address"):
-        return db
-    if status in _FAILED:
-        raise StageError(f"DB instance {ident} is {status}")
-    raise StageError(f"DB instance {ident} not available after {timeout_s:.0f}s (status {status})")
 
 
 def create_rds(
@@ -227,9 +124,9 @@ def create_rds(
     """Stage 8: groups, password block and an available private DB instance."""
     _, db_group = ensure_db_groups(aws, settings)
     ident = db_instance_id(settings)
-    db = _describe_db(aws, ident)
+    db = describe_db(aws, ident)
     if db is not None:
-        _check_existing(db, settings, db_group)
+        check_existing(db, settings, db_group)
         if _load_secret(settings.password_block) is None:
             raise StageError(
                 f"DB instance {ident} exists but Prefect Secret block "
@@ -237,7 +134,7 @@ def create_rds(
                 "the block, or reset the password (modify-db-instance) and save it there"
             )
     else:
-        _create_db(aws, settings, ident, db_group)
+        create_db_instance(aws, settings, ident, db_group, ensure_db_password(settings))
     db = wait_db_available(aws, ident, timeout_s, poll_s)
     return RdsResult(
         db_instance_id=ident,
