@@ -361,14 +361,13 @@ def _stubbed_ec2() -> tuple[Any, Any]:
     return RetryingClient(raw, stats, retries=3, base=1e-4, cap=1e-4), Stubber(raw)
 
 
+def _one_instance(state: str) -> dict[str, Any]:
+    return {"Reservations": [{"Instances": [{"InstanceId": "i-1", "State": {"Name": state}}]}]}
+
+
 def test_waiter_poll_throttle_is_retried() -> None:
     client, stub = _stubbed_ec2()
-    running = {
-        "Reservations": [{"Instances": [{"InstanceId": "i-1", "State": {"Name": "running"}}]}]
-    }
-    pending = {
-        "Reservations": [{"Instances": [{"InstanceId": "i-1", "State": {"Name": "pending"}}]}]
-    }
+    running, pending = _one_instance("running"), _one_instance("pending")
     stub.add_response("describe_instances", pending)
     stub.add_client_error("describe_instances", "RequestLimitExceeded", http_status_code=503)
     stub.add_client_error("describe_instances", "ServiceUnavailable", http_status_code=503)
@@ -389,19 +388,10 @@ def test_waiter_deadline_names_what_it_waited_for() -> None:
     from tasks.aws.client import WaitTimeout
 
     client, stub = _stubbed_ec2()
-    pending = {
-        "Reservations": [{"Instances": [{"InstanceId": "i-1", "State": {"Name": "pending"}}]}]
-    }
     for _ in range(5):
-        stub.add_response("describe_instances", pending)
+        stub.add_response("describe_instances", _one_instance("pending"))
     with stub, pytest.raises(WaitTimeout, match=r"instances running: not done within"):
-        client.wait(
-            "instance_running",
-            what="instances running",
-            timeout_s=0.02,
-            delay_s=0.01,
-            InstanceIds=["i-1"],
-        )
+        client.wait("instance_running", what="instances running", timeout_s=0.02, delay_s=0.01)
 
 
 def test_paginator_page_throttle_is_retried() -> None:

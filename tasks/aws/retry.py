@@ -75,11 +75,13 @@ _MAX_EXPONENT = 64  # 2**64 s is far beyond any cap; avoids float overflow for h
 _RNG = random.Random()
 
 
+def _response(exc: BaseException) -> dict[str, Any]:
+    return dict(exc.response or {}) if isinstance(exc, ClientError) else {}
+
+
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore `ClientError` (``response["Error"]["Code"]``), else None."""
-    if not isinstance(exc, ClientError):
-        return None
-    code = (exc.response or {}).get("Error", {}).get("Code")
+    code = _response(exc).get("Error", {}).get("Code")
     return str(code) if code else None
 
 
@@ -90,9 +92,7 @@ def is_throttle(exc: BaseException) -> bool:
 
 def http_status(exc: BaseException) -> int | None:
     """The HTTP status of a botocore `ClientError`'s response, else None."""
-    if not isinstance(exc, ClientError):
-        return None
-    status = (exc.response or {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    status = _response(exc).get("ResponseMetadata", {}).get("HTTPStatusCode")
     return int(status) if status else None
 
 
