@@ -270,18 +270,18 @@ def test_retry_classification() -> None:
     assert is_retryable(client_error("RequestLimitExceeded"))
     for code in ("InternalError", "ServiceUnavailable", "InternalFailure"):
         assert is_retryable(client_error(code)), code
-    http_503 = ClientError(
-        {"Error": {"Code": "Whatever"}, "ResponseMetadata": {"HTTPStatusCode": 503}}, "Op"
-    )
+
+    def with_status(code: str, status: int) -> ClientError:
+        response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(response, "Op")
+
+    http_503 = with_status("Whatever", 503)
     assert is_retryable(http_503)
     assert is_retryable(EndpointConnectionError(endpoint_url="http://x"))
     assert is_retryable(ConnectionClosedError(endpoint_url="http://x"))
     assert is_retryable(ReadTimeoutError(endpoint_url="http://x"))
     assert is_retryable(ConnectTimeoutError(endpoint_url="http://x"))
-    http_400 = ClientError(
-        {"Error": {"Code": "InvalidParameterValue"}, "ResponseMetadata": {"HTTPStatusCode": 400}},
-        "Op",
-    )
+    http_400 = with_status("InvalidParameterValue", 400)
     assert not is_retryable(http_400)
     assert not is_retryable(client_error("InvalidAMIID.NotFound"))
     assert not is_retryable(ValueError("InternalError"))
