@@ -15,7 +15,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-from tasks.aws.client import Aws
+from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.retry import backoff_delay, error_code
 
 TAG_KEY = "tomcat-fleet:deployment"
@@ -154,6 +154,26 @@ class Cleanup:
                 )
                 return False
             time.sleep(min(self.poll_s, max(0.0, self.remaining)))
+
+    def waiter(self, what: str, service: str, name: str, **kwargs: Any) -> bool:
+        """Run boto3 waiter `name` of `service` (through the retrying client) until the
+        deadline; a timeout or a failure state is recorded as an error."""
+        try:
+            self.aws.client(service).wait(
+                name,
+                what=f"waiting for {what}",
+                timeout_s=max(0.0, self.remaining),
+                delay_s=self.poll_s,
+                **kwargs,
+            )
+        except WaitTimeout as exc:
+            self.error(f"waiting for {what}", str(exc).split(": ", 1)[-1])
+            return False
+        except Exception as exc:
+            if not is_gone(exc):
+                self.error(f"waiting for {what}", exc)
+                return False
+        return True
 
     def retrying(self, codes: set[str], fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """`fn(*args, **kw)`, retrying the given error codes (a resource still in use, a

@@ -119,11 +119,6 @@ def deployment_target_groups(c: Cleanup) -> list[dict[str, Any]]:
 
 
 # -- delete -----------------------------------------------------------------------------
-def _lb_gone(c: Cleanup, arn: str) -> bool:
-    elb = c.aws.client("elbv2")
-    return not elb.describe_load_balancers(LoadBalancerArns=[arn]).get("LoadBalancers")
-
-
 def delete_load_balancing(c: Cleanup) -> None:
     """Listeners (HTTPS first), load balancers (waited until gone), then target groups."""
     elb = c.aws.client("elbv2")
@@ -149,11 +144,11 @@ def delete_load_balancing(c: Cleanup) -> None:
             "load-balancer", lb["LoadBalancerName"], elb.delete_load_balancer, LoadBalancerArn=arn
         )
     for lb in lbs:
-        c.wait(
+        c.waiter(
             f"load balancer {lb['LoadBalancerName']} to be gone",
-            _lb_gone,
-            c,
-            lb["LoadBalancerArn"],
+            "elbv2",
+            "load_balancers_deleted",
+            LoadBalancerArns=[lb["LoadBalancerArn"]],
         )
     for tg in deployment_target_groups(c):
         c.attempt(

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-POLICY_PATH = Path(__file__).resolve().parent.parent / "docs" / "iam-policy.json"
+POLICY_PATH = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
 
 OPERATION_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:DeleteObjects": ("s3:DeleteObject",),

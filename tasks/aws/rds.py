@@ -18,11 +18,6 @@ log = logging.getLogger(__name__)
 
 
 # -- delete -----------------------------------------------------------------------------
-def _db_gone(c: Cleanup, db_id: str) -> bool:
-    rds = c.aws.client("rds")
-    return not rds.describe_db_instances(DBInstanceIdentifier=db_id).get("DBInstances")
-
-
 def delete_db_instances(c: Cleanup) -> None:
     """Delete (no final snapshot) and wait until gone; one already deleting is waited for."""
     rds = c.aws.client("rds")
@@ -44,7 +39,12 @@ def delete_db_instances(c: Cleanup) -> None:
         )
     for db in dbs:
         db_id = db["DBInstanceIdentifier"]
-        c.wait(f"RDS instance {db_id} to be deleted", _db_gone, c, db_id)
+        c.waiter(
+            f"RDS instance {db_id} to be deleted",
+            "rds",
+            "db_instance_deleted",
+            DBInstanceIdentifier=db_id,
+        )
 
 
 DB_PORT = 3306
