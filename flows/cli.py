@@ -325,8 +325,8 @@ def build_teardown() -> Callable[..., int]:
             import json
 
             from flows.teardown import teardown
+            from tasks.aws.teardown import TeardownReport
             from tasks.runtime.outcome import outcome_of
-            from tasks.teardown import TeardownReport
 
             state = teardown(deployment_name=deployment, **kw, return_state=True)
             report = outcome_of(state)

@@ -31,7 +31,11 @@ from pydantic import BaseModel, Field, SecretStr
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key, make_runner
 from tasks.aws import Aws
-from tasks.deploy_models import (
+from tasks.aws.ec2 import StageError, preflight
+from tasks.deploy.dag import NAMES, SEED_GROUP
+from tasks.deploy.inventory import save_inventory
+from tasks.deploy.launch import launch_fleet
+from tasks.deploy.models import (
     AlbResult,
     BeanstalkResult,
     InventoryResult,
@@ -41,16 +45,12 @@ from tasks.deploy_models import (
     TlsResult,
     TrafficResult,
 )
-from tasks.ec2 import StageError, preflight
 from tasks.inputs import Runner, check_shape, parse_stages, resolve_shape
-from tasks.inventory import save_inventory
-from tasks.launch import launch_fleet
 from tasks.models import InstallSummary
 from tasks.planning import PlanError
 from tasks.pool_runner import PreloadedProcessPoolTaskRunner
 from tasks.runtime.outcome import failed_with_report, outcome_of
 from tasks.runtime.run_names import deploy_run_name
-from tasks.stages import NAMES, SEED_GROUP
 
 T = TypeVar("T")
 
@@ -200,14 +200,14 @@ def inventory_stage(
 
 @stage_task(4, retries=1)
 def alb_stage(settings: FleetSettings, inventory: InventoryResult) -> AlbResult:
-    from tasks.load_balancer import create_alb
+    from tasks.deploy.alb import create_alb
 
     return create_alb(Aws(settings), settings, inventory)
 
 
 @stage_task(5, retries=1)
 def tls_stage(settings: FleetSettings, alb: AlbResult) -> TlsResult:
-    from tasks.tls import enable_https
+    from tasks.deploy.tls import enable_https
 
     return enable_https(Aws(settings), settings, alb)
 
@@ -231,14 +231,14 @@ def alb_traffic_stage(
 
 @stage_task(7)
 def beanstalk_stage(settings: FleetSettings, tls: TlsResult) -> BeanstalkResult:
-    from tasks.beanstalk import create_beanstalk
+    from tasks.deploy.beanstalk import create_beanstalk
 
     return create_beanstalk(Aws(settings), settings)
 
 
 @stage_task(8)
 def rds_stage(settings: FleetSettings, tls: TlsResult) -> RdsResult:
-    from tasks.rds import create_rds
+    from tasks.deploy.rds import create_rds
 
     return create_rds(Aws(settings), settings)
 

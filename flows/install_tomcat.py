@@ -32,7 +32,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     StageError,
     authorize_ingress,
     console_fingerprints,

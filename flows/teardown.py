@@ -1,6 +1,6 @@
 """Flow `teardown`: delete everything a deployment created, found by its tag.
 
-One task (`teardown-resources`) runs `tasks.teardown.teardown`; the flow logs what was
+One task (`teardown-resources`) runs `tasks.aws.teardown.teardown`; the flow logs what was
 removed per kind, writes a markdown artifact (`<deployment>-teardown`: kind, count, ids,
 errors) and fails, with the report as its data, when any resource could not be removed.
 A second run removes nothing and completes.
@@ -19,10 +19,10 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
+from tasks.aws.teardown import TeardownReport
+from tasks.aws.teardown import teardown as teardown_resources
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
-from tasks.teardown import TeardownReport
-from tasks.teardown import teardown as teardown_resources
 
 MAX_IDS_IN_ARTIFACT = 50
 

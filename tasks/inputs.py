@@ -7,9 +7,9 @@ import os
 import re
 from typing import Any, Literal
 
+from tasks.deploy.dag import NAMES, NEEDS
 from tasks.models import Instance
 from tasks.planning import PlanError, PoolPlan, default_shape, parse_allow_failures, plan_pool
-from tasks.stages import NAMES, NEEDS
 
 Runner = Literal["process", "thread", "dask"]
 

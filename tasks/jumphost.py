@@ -16,19 +16,11 @@ import time
 from blocks.settings import FleetSettings
 
 from .aws import Aws
-from .backoff import backoff_delay
-from .deploy_models import JumphostResult, RdsResult
-from .ec2 import (
-    StageError,
-    authorize_ingress,
-    controller_cidr,
-    ensure_security_group,
-    find_instances,
-    launch_instances,
-    wait_running,
-)
+from .aws.ec2 import StageError, ensure_role_instance
+from .aws.retry import backoff_delay
+from .deploy.models import JumphostResult, RdsResult
+from .deploy.rds import load_db_password
 from .models import Instance
-from .rds import load_db_password
 from .remote.config import HostInstallConfig, remote_config
 from .remote.connection import Connection, RemoteError, Result
 
@@ -122,28 +114,6 @@ class _Session:
             time.sleep(min(delay, max(0.0, self.remaining())))
 
 
-def ensure_jumphost(
-    aws: Aws, settings: FleetSettings, timeout_s: float = 600
-) -> tuple[Instance, str]:
-    """(the one running jumphost, its security group), launched if there is none."""
-    group = ensure_security_group(aws, settings, role="jumphost")
-    cidr = controller_cidr(settings)
-    authorize_ingress(aws, [group], [22], lambda _port: cidr)
-    found = find_instances(aws, settings, role="jumphost")
-    if found:
-        return sorted(found, key=lambda i: i.instance_id)[0], group
-    ids = launch_instances(
-        aws,
-        settings,
-        1,
-        group,
-        client_token=f"{settings.deployment_name}-jumphost",
-        role="jumphost",
-    )
-    log.info("launched jumphost %s", ids[0])
-    return wait_running(aws, ids, timeout_s=timeout_s)[0], group
-
-
 def mysql_command(rds: RdsResult, connect_timeout_s: int) -> str:
     """The client's command line: no password on it (it comes as an option file on stdin,
     `mysql_stdin`); `--defaults-extra-file` must be the first option."""
@@ -188,7 +158,7 @@ def jumphost_check(
 ) -> JumphostResult:
     """Stage 9: SELECT 1 against the DB from the jumphost; returns what it printed."""
     deadline = time.monotonic() + timeout_s
-    inst, group = ensure_jumphost(aws, settings, timeout_s)
+    inst, group = ensure_role_instance(aws, settings, "jumphost", timeout_s)
     password = load_db_password(settings, rds.password_secret_block)
     cfg = remote_config(settings, key_pem)
     session = _Session(inst, cfg, deadline, secrets=(password,))

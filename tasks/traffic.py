@@ -15,33 +15,22 @@ from __future__ import annotations
 
 import re
 import shlex
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import urlsplit
-
-from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 
 from .aws import Aws
-from .backoff import error_code
-from .deploy_models import BeanstalkResult, TlsResult, TrafficResult
-from .ec2 import (
+from .aws.ec2 import (
     StageError,
-    authorize_ingress,
-    controller_cidr,
-    deployment_tags,
-    describe,
-    ensure_security_group,
-    find_instances,
-    launch_instances,
-    wait_running,
+    ensure_role_instance,
 )
+from .deploy.beanstalk import ensure_https_endpoint
+from .deploy.models import BeanstalkResult, TlsResult, TrafficResult
 from .models import Instance
 from .remote.config import HostInstallConfig, remote_config
 from .remote.connection import Connection, RemoteError
@@ -51,57 +40,9 @@ CURL_MAX_TIME_S = 10
 URLS_PER_COMMAND = 20  # one `curl` invocation fetches this many URLs in turn
 MAX_RECONNECTS = 3
 WARMUP_POLL_S = 2.0
-HTTPS_PORT = 443
-TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
 _INSTANCE_ID = re.compile(r"\bi-[0-9a-f]{8,17}\b")
 _EB_ENVIRONMENT = re.compile(r"Elastic Beanstalk environment ([A-Za-z0-9][A-Za-z0-9-]*)")
-
-_generator_lock = threading.Lock()
-
-
-# --------------------------------------------------------------------------------------
-# The generator instance
-
-
-def ensure_generator(
-    aws: Aws, settings: FleetSettings, key_pem: str, timeout_s: float = 600
-) -> Instance:
-    """The deployment's traffic generator, running: found if it exists, else launched.
-
-    Safe to call from several threads at once (a module lock) and from several processes
-    (RunInstances' ClientToken returns the same instance). `key_pem` is not used to
-    launch (the instance gets the deployment's key pair); it is accepted so every stage
-    takes the same inputs.
-    """
-    del key_pem  # the key pair is named by settings.key_name
-    with _generator_lock:
-        group = ensure_security_group(aws, settings, role=ROLE)
-        cidr = controller_cidr(settings)
-        authorize_ingress(aws, [group], [22], lambda _port: cidr)
-        found = sorted(find_instances(aws, settings, role=ROLE), key=lambda i: i.instance_id)
-        if found:
-            return found[0]
-        ids = launch_instances(
-            aws,
-            settings,
-            1,
-            group,
-            client_token=f"{settings.deployment_name}-{ROLE}",
-            role=ROLE,
-        )
-        gone = [
-            d["InstanceId"]
-            for d in describe(aws, ids)
-            if d.get("State", {}).get("Name") in ("shutting-down", "terminated", "stopping")
-        ]
-        if gone:
-            raise StageError(
-                f"RunInstances with ClientToken {settings.deployment_name}-{ROLE} returned "
-                f"instance(s) no longer running: {gone}; an earlier generator was terminated "
-                "while its token is still remembered by EC2 - retry later or start it again"
-            )
-        return wait_running(aws, ids, timeout_s=timeout_s)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -308,7 +249,7 @@ def _traffic(
 ) -> TrafficResult:
     """Generator up, each URL answering, then settings.traffic_requests GETs per URL;
     StageError if a scheme got no 200 at all."""
-    inst = ensure_generator(aws, settings, key_pem, timeout_s=timeout_s)
+    inst, _ = ensure_role_instance(aws, settings, ROLE, timeout_s=timeout_s)
     cfg = remote_config(settings, key_pem)
     with _Generator(inst, cfg) as gen:
         _warm_up(gen, urls, timeout_s)
@@ -366,99 +307,5 @@ def beanstalk_https(
     (the ACM certificate, which covers that name) on its load balancer, then requests to
     https://<beanstalk_domain>/."""
     domain = settings.beanstalk_domain
-    upsert_cname(aws, tls.hosted_zone_id, domain, eb.cname, timeout_s=min(timeout_s, 300))
-    ensure_https_listener(aws, settings, eb.load_balancer_arn, tls.certificate_arn)
+    ensure_https_endpoint(aws, settings, eb, tls, timeout_s=min(timeout_s, 300))
     return _traffic(aws, settings, key_pem, [f"https://{domain}/"], timeout_s)
-
-
-def upsert_cname(
-    aws: Aws, zone_id: str, name: str, target: str, timeout_s: float = 300, ttl: int = 60
-) -> None:
-    """UPSERT `name` CNAME `target` and wait (bounded) for Route53 to report INSYNC."""
-    r53 = aws.client("route53")
-    change = r53.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={
-            "Comment": "tomcat-fleet beanstalk https",
-            "Changes": [
-                {
-                    "Action": "UPSERT",
-                    "ResourceRecordSet": {
-                        "Name": name,
-                        "Type": "CNAME",
-                        "TTL": ttl,
-                        "ResourceRecords": [{"Value": target}],
-                    },
-                }
-            ],
-        },
-    )["ChangeInfo"]
-    if change.get("Status") == "INSYNC":
-        return
-    _wait(
-        lambda: r53.get_change(Id=change["Id"])["ChangeInfo"]["Status"] == "INSYNC",
-        timeout_s,
-        f"Route53 change for {name} not INSYNC after {timeout_s:.0f}s",
-    )
-
-
-def _wait(pred: Callable[[], bool], timeout_s: float, message: str, poll_s: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not pred():
-        if time.monotonic() > deadline:
-            raise StageError(message)
-        time.sleep(poll_s)
-
-
-def _clean_actions(actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in a.items() if v not in (None, "", [], {})} for a in actions]
-
-
-def ensure_https_listener(
-    aws: Aws, settings: FleetSettings, load_balancer_arn: str, certificate_arn: str
-) -> str:
-    """The load balancer's port-443 HTTPS listener with `certificate_arn`, created with
-    the port-80 listener's default actions if missing; its ARN. Port 443 is opened on
-    the balancer's security groups (Beanstalk's own group only admits 80)."""
-    elb = aws.client("elbv2")
-
-    def listeners() -> list[dict[str, Any]]:
-        return list(elb.describe_listeners(LoadBalancerArn=load_balancer_arn)["Listeners"])
-
-    current = listeners()
-    https = next((li for li in current if li["Port"] == HTTPS_PORT), None)
-    if https is None:
-        http = next((li for li in current if li["Port"] == 80), None)
-        if http is None:
-            raise StageError(
-                f"load balancer {load_balancer_arn} has no port-80 listener to copy the "
-                "default actions from; is the Beanstalk environment ready?"
-            )
-        try:
-            https = elb.create_listener(
-                LoadBalancerArn=load_balancer_arn,
-                Protocol="HTTPS",
-                Port=HTTPS_PORT,
-                SslPolicy=TLS_POLICY,
-                Certificates=[{"CertificateArn": certificate_arn}],
-                DefaultActions=_clean_actions(http["DefaultActions"]),
-                Tags=deployment_tags(settings, "beanstalk-https"),
-            )["Listeners"][0]
-        except ClientError as exc:
-            if error_code(exc) != "DuplicateListener":
-                raise
-            https = next(li for li in listeners() if li["Port"] == HTTPS_PORT)
-    elif certificate_arn not in [c.get("CertificateArn") for c in https.get("Certificates", [])]:
-        elb.modify_listener(
-            ListenerArn=https["ListenerArn"],
-            Protocol="HTTPS",
-            Port=HTTPS_PORT,
-            SslPolicy=https.get("SslPolicy") or TLS_POLICY,
-            Certificates=[{"CertificateArn": certificate_arn}],
-        )
-    groups = elb.describe_load_balancers(LoadBalancerArns=[load_balancer_arn])["LoadBalancers"][
-        0
-    ].get("SecurityGroups", [])
-    if groups:
-        authorize_ingress(aws, groups, [HTTPS_PORT], lambda _port: "0.0.0.0/0")
-    return str(https["ListenerArn"])

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from tasks.stages import NAMES, NEEDS
+from tasks.deploy.dag import NAMES, NEEDS
 
 from .config import COUNT_KEYS, ROOT, TAG_KEY, Config
 from .harness import (

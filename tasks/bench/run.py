@@ -122,7 +122,7 @@ def launch_fleet(settings: Any, count: int) -> tuple[list[dict[str, Any]], int, 
     """Key pair, security group open to SSH/8080, `count` fresh instances, waited until
     reachable. Returns (instances, API calls, throttling retries)."""
     from tasks.aws import Aws
-    from tasks.ec2 import (
+    from tasks.aws.ec2 import (
         authorize_ingress,
         ensure_key_pair,
         ensure_security_group,

@@ -20,7 +20,7 @@ def launch(count: int, settings_overrides: dict[str, Any]) -> tuple[list[Any], i
     """Key pair, security group and `count` instances, waited until reachable."""
     from blocks.settings import FleetSettings
     from tasks.aws import Aws
-    from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
+    from tasks.aws.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
 
     settings = FleetSettings(**settings_overrides)
     aws = Aws(settings)

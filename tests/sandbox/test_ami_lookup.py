@@ -10,7 +10,7 @@ import pytest
 from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.ssm import UBUNTU_2204_PARAMETER, public_parameter_arn, ubuntu_ami
+from tasks.aws.ssm import UBUNTU_2204_PARAMETER, public_parameter_arn, ubuntu_ami
 
 from ..support import client, make_sandbox
 

@@ -14,7 +14,7 @@ from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     StageError,
     ensure_key_pair,
     ensure_security_group,

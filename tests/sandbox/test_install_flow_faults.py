@@ -11,7 +11,7 @@ from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
+from tasks.aws.ec2 import ensure_key_pair, ensure_security_group, launch_instances, wait_running
 from tasks.models import InstallSummary
 
 from ..support import make_sandbox

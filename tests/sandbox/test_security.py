@@ -1,6 +1,6 @@
 """Security properties of one real deploy (all eleven stages) + teardown on the sandbox.
 
-* least privilege: the AWS operations the flows called (recorded by `tasks.aws`) need
+* least privilege: the AWS operations the flows called (recorded by `tasks.aws.client`) need
   exactly the actions `docs/iam-policy.json` allows: none missing, none unused;
 * secrets: the SSH private key, the RDS master password and the AWS secret key appear in
   no log file, state file, Prefect log, flow-run record, artifact, report or console output;
@@ -36,11 +36,11 @@ from blocks.settings import FleetSettings
 from flows.deploy import DeployReport, deploy
 from flows.teardown import teardown
 from sandbox import Sandbox, SandboxConfig
-from tasks.aws import recorded_operations, reset_operations
-from tasks.ec2 import TAG_KEY
-from tasks.iam_policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
-from tasks.ssm import public_parameter_arn
-from tasks.teardown import TeardownReport
+from tasks.aws.client import recorded_operations, reset_operations
+from tasks.aws.ec2 import TAG_KEY
+from tasks.aws.policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
+from tasks.aws.ssm import public_parameter_arn
+from tasks.aws.teardown import TeardownReport
 
 from ..support import client, make_sandbox
 
@@ -424,7 +424,7 @@ def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) 
             f"docs/iam-policy.json is not least privilege for the operations called\n"
             f"missing (called, not granted): {missing}\n"
             f"unused (granted, never needed): {unused}\n"
-            f"regenerate: python -m tasks.iam_policy --operations {ops} --output {POLICY_PATH}\n"
+            f"regenerate: python -m tasks.aws.policy --operations {ops} --output {POLICY_PATH}\n"
             f"{diff}"
         )
 

@@ -15,8 +15,7 @@ import pytest
 from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.deploy_models import AlbResult, InventoryResult, TlsResult
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     StageError,
     authorize_ingress,
     controller_cidr,
@@ -25,11 +24,13 @@ from tasks.ec2 import (
     launch_instances,
     wait_running,
 )
-from tasks.load_balancer import create_alb, log_bucket_name
+from tasks.aws.s3 import log_bucket_name
+from tasks.deploy.alb import create_alb
+from tasks.deploy.models import AlbResult, InventoryResult, TlsResult
+from tasks.deploy.tls import enable_https
 from tasks.models import Instance
 from tasks.remote.config import HostInstallConfig
 from tasks.remote.recipe import install_host
-from tasks.tls import enable_https
 
 from ..support import make_sandbox
 

@@ -16,11 +16,12 @@ import pytest
 from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.beanstalk import EB_POLICIES, create_beanstalk
-from tasks.deploy_models import BeanstalkResult, RdsResult
-from tasks.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_group
+from tasks.aws.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_group
+from tasks.aws.iam import EB_POLICIES
+from tasks.deploy.beanstalk import create_beanstalk
+from tasks.deploy.models import BeanstalkResult, RdsResult
+from tasks.deploy.rds import create_rds, load_db_password
 from tasks.jumphost import jumphost_check
-from tasks.rds import create_rds, load_db_password
 
 from ..support import client, make_sandbox, ssh
 

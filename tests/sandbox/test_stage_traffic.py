@@ -19,25 +19,25 @@ from pydantic import SecretStr
 from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
-from tasks.deploy_models import BeanstalkResult, TlsResult
-from tasks.ec2 import (
+from tasks.aws.ec2 import (
     TAG_KEY,
     StageError,
     authorize_ingress,
     controller_cidr,
     ensure_key_pair,
+    ensure_role_instance,
     ensure_security_group,
     find_instances,
     launch_instances,
     wait_running,
 )
+from tasks.deploy.models import BeanstalkResult, TlsResult
 from tasks.remote.config import HostInstallConfig, remote_config
 from tasks.remote.recipe import install_host
 from tasks.traffic import (
     alb_traffic,
     beanstalk_http,
     beanstalk_https,
-    ensure_generator,
     send_requests,
 )
 
@@ -262,18 +262,18 @@ def _generators(env: dict[str, Any]) -> list[str]:
 
 
 def test_generator_is_one_instance_even_from_two_threads(env: dict[str, Any]) -> None:
-    settings, key = env["settings"], _key(env)
+    settings = env["settings"]
     barrier = threading.Barrier(2)
 
     def one(_: int) -> str:
         aws = Aws(settings)  # one client set per thread, as stages running in threads do
         barrier.wait(timeout=10)
-        return ensure_generator(aws, settings, key, timeout_s=60).instance_id
+        return ensure_role_instance(aws, settings, "traffic", timeout_s=60)[0].instance_id
 
     with ThreadPoolExecutor(2) as pool:
         ids = set(pool.map(one, range(2)))
     assert len(ids) == 1
-    again = ensure_generator(env["aws"], settings, key, timeout_s=60)
+    again, _ = ensure_role_instance(env["aws"], settings, "traffic", timeout_s=60)
     assert {again.instance_id} == ids
     assert _generators(env) == [again.instance_id]
     found = find_instances(env["aws"], settings, role="traffic")
@@ -304,7 +304,7 @@ def test_alb_traffic_both_schemes_reach_every_instance(
 
 def test_send_requests_counts_and_parses(env: dict[str, Any], web: dict[str, Any]) -> None:
     settings = env["settings"]
-    inst = ensure_generator(env["aws"], settings, _key(env), timeout_s=60)
+    inst, _ = ensure_role_instance(env["aws"], settings, "traffic", timeout_s=60)
     res = send_requests(
         inst,
         remote_config(settings, _key(env)),

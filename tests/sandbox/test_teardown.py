@@ -16,9 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sandbox import Sandbox, SandboxConfig
-from tasks.ec2 import TAG_KEY
+from tasks.aws.ec2 import TAG_KEY
+from tasks.aws.teardown import TeardownReport
 from tasks.runtime.outcome import outcome_of
-from tasks.teardown import TeardownReport
 
 from ..support import client, make_sandbox, wait_for
 
@@ -516,7 +516,7 @@ def test_error_on_one_resource_fails_the_flow_and_the_rest_goes(
     """A bucket that refuses deletion: recorded, the flow fails with the report as data,
     everything else of the deployment is removed; once the refusal stops, a rerun finishes."""
     from flows.teardown import teardown
-    from tasks.aws import RetryingClient
+    from tasks.aws.client import RetryingClient
 
     dep = "tderr"
     ec2, s3 = client(sb, "ec2"), client(sb, "s3")

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from blocks.settings import FleetSettings
-from tasks.load_balancer import elb_name, log_bucket_name
+from tasks.aws.elbv2 import elb_name
+from tasks.aws.s3 import log_bucket_name
 
 
 def test_names_fit_elb_limits() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from tasks.backoff import (
+from tasks.aws.retry import (
     THROTTLING_CODES,
     RetriesExhausted,
     RetryStats,
@@ -18,8 +18,11 @@ from tasks.backoff import (
     botocore_config,
     call_with_backoff,
     error_code,
+    is_retryable,
     is_throttle,
     with_backoff,
+    worst_case_attempts,
+    worst_case_sleep_s,
 )
 
 
@@ -81,7 +84,7 @@ def test_backoff_delay_bounds(seed: int) -> None:
     rng = random.Random(seed)
     for attempt in range(0, 2000, 7):
         d = backoff_delay(attempt, base=1.0, cap=20.0, jitter=1.0, rng=rng)
-        assert 0.0 <= d <= 20.0
+        assert 0.0 <= d <= 20.0 + 1.0  # the cap bounds the exponential part, not the jitter
     for attempt in range(4):
         d = backoff_delay(attempt, rng=rng)
         assert 2**attempt <= d <= 2**attempt + 1.0
@@ -144,7 +147,7 @@ def test_retries_exhausted(retries: int) -> None:
         )
     assert fn.calls == retries + 1
     assert len(sleep.delays) == retries
-    assert all(0 <= d <= 3.0 for d in sleep.delays)
+    assert all(0 <= d <= 3.0 + 1.0 for d in sleep.delays)  # cap + the default jitter
     assert stats.retries == retries
     exc = info.value
     assert exc.attempts == retries + 1
@@ -242,3 +245,165 @@ def test_botocore_config_disables_botocore_retries() -> None:
     assert cfg.read_timeout == 30
     default: Any = botocore_config()
     assert default.max_pool_connections == 50
+
+
+def test_jitter_is_not_clipped_at_the_cap() -> None:
+    """Issue 12: with the throttling rows' settings (cap 1 s) every sleep from attempt 2 on
+    used to be exactly 1.000 s; now the sleeps at the cap spread over [cap, cap + jitter)."""
+    rng = random.Random(7)
+    at_cap = [backoff_delay(n, base=0.5, cap=1.0, jitter=1.0, rng=rng) for n in range(2, 202)]
+    assert all(1.0 <= d <= 2.0 for d in at_cap)
+    assert len({round(d, 6) for d in at_cap}) > 150  # not all equal
+    assert max(at_cap) - min(at_cap) > 0.8  # spread over most of the jitter
+    mean = sum(at_cap) / len(at_cap)
+    assert 1.35 < mean < 1.65
+
+
+def test_retry_classification() -> None:
+    from botocore.exceptions import (
+        ConnectionClosedError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    assert is_retryable(client_error("RequestLimitExceeded"))
+    for code in ("InternalError", "ServiceUnavailable", "InternalFailure"):
+        assert is_retryable(client_error(code)), code
+
+    def with_status(code: str, status: int) -> ClientError:
+        response: Any = {"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(response, "Op")
+
+    http_503 = with_status("Whatever", 503)
+    assert is_retryable(http_503)
+    assert is_retryable(EndpointConnectionError(endpoint_url="http://x"))
+    assert is_retryable(ConnectionClosedError(endpoint_url="http://x"))
+    assert is_retryable(ReadTimeoutError(endpoint_url="http://x"))
+    assert is_retryable(ConnectTimeoutError(endpoint_url="http://x"))
+    http_400 = with_status("InvalidParameterValue", 400)
+    assert not is_retryable(http_400)
+    assert not is_retryable(client_error("InvalidAMIID.NotFound"))
+    assert not is_retryable(ValueError("InternalError"))
+
+
+def test_server_error_and_dropped_connection_are_retried() -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    fn = Flaky(client_error("InternalError"), EndpointConnectionError(endpoint_url="http://x"))
+    sleep = FakeSleep()
+    stats = RetryStats()
+    assert call_with_backoff(fn, sleep=sleep, stats=stats, rng=random.Random(1)) == "ok"
+    assert fn.calls == 3 and len(sleep.delays) == 2
+    assert stats.by_code == {"InternalError": 1, "EndpointConnectionError": 1}
+
+
+def test_worst_case_attempts_bound() -> None:
+    from tasks.deploy.dag import NAMES, TASK_RETRIES
+
+    assert worst_case_attempts(0, 0) == 1
+    assert worst_case_attempts(8, 1) == 18  # the defaults: aws_retries 8, stage retries 1
+    assert worst_case_attempts(8, 2) == 27
+    with pytest.raises(ValueError):
+        worst_case_attempts(-1, 0)
+    # the bound holds for every stage with the default settings: at most 18 requests per call
+    from blocks.settings import FleetSettings
+
+    retries = FleetSettings.model_fields["aws_retries"].default
+    assert set(TASK_RETRIES) == set(NAMES)
+    assert max(worst_case_attempts(retries, r) for r in TASK_RETRIES.values()) <= 18
+    # a call that is throttled forever makes exactly (retries + 1) requests per task run
+    for task_retries in range(3):
+        sent = 0
+        for _run in range(task_retries + 1):
+            fn = Flaky(*[client_error("Throttling")] * 100)
+            with pytest.raises(RetriesExhausted):
+                call_with_backoff(fn, retries=retries, sleep=FakeSleep())
+            sent += fn.calls
+        assert sent == worst_case_attempts(retries, task_retries)
+
+
+def test_worst_case_sleep() -> None:
+    # 0.5, 1, 2, 4, 8, 16, 20, 20 plus up to 1 s of jitter each
+    assert worst_case_sleep_s(8, base=0.5, cap=20.0) == pytest.approx(71.5 + 8)
+    assert worst_case_sleep_s(0, base=0.5, cap=20.0) == 0.0
+
+
+def test_deploy_stage_task_retries_match_the_dag() -> None:
+    """`TASK_RETRIES` (used for the attempt bound) is what the deploy flow really sets."""
+    import flows.deploy as deploy
+    from tasks.deploy.dag import NAMES, TASK_RETRIES
+
+    found = {}
+    for obj in vars(deploy).values():
+        name = getattr(obj, "name", "")
+        if isinstance(name, str) and name.startswith("stage-") and hasattr(obj, "retries"):
+            found[int(name.split("-")[1])] = obj.retries
+    assert found, "no stage tasks found in flows.deploy"
+    for stage, retries in found.items():
+        assert retries == TASK_RETRIES[stage], NAMES[stage]
+
+
+def _stubbed_ec2() -> tuple[Any, Any]:
+    import boto3
+    from botocore.stub import Stubber
+
+    from tasks.aws.client import RetryingClient
+
+    raw = boto3.session.Session().client(
+        "ec2",
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=botocore_config(),
+    )
+    stats = RetryStats()
+    return RetryingClient(raw, stats, retries=3, base=1e-4, cap=1e-4), Stubber(raw)
+
+
+def _one_instance(state: str) -> dict[str, Any]:
+    return {"Reservations": [{"Instances": [{"InstanceId": "i-1", "State": {"Name": state}}]}]}
+
+
+def test_waiter_poll_throttle_is_retried() -> None:
+    client, stub = _stubbed_ec2()
+    running, pending = _one_instance("running"), _one_instance("pending")
+    stub.add_response("describe_instances", pending)
+    stub.add_client_error("describe_instances", "RequestLimitExceeded", http_status_code=503)
+    stub.add_client_error("describe_instances", "ServiceUnavailable", http_status_code=503)
+    stub.add_response("describe_instances", running)
+    with stub:
+        client.wait(
+            "instance_running",
+            what="instances running",
+            timeout_s=1,
+            delay_s=0.01,
+            InstanceIds=["i-1"],
+        )
+    stub.assert_no_pending_responses()
+    assert client._stats.retries == 2
+
+
+def test_waiter_deadline_names_what_it_waited_for() -> None:
+    from tasks.aws.client import WaitTimeout
+
+    client, stub = _stubbed_ec2()
+    for _ in range(5):
+        stub.add_response("describe_instances", _one_instance("pending"))
+    with stub, pytest.raises(WaitTimeout, match=r"instances running: not done within"):
+        client.wait("instance_running", what="instances running", timeout_s=0.02, delay_s=0.01)
+
+
+def test_paginator_page_throttle_is_retried() -> None:
+    client, stub = _stubbed_ec2()
+    stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "a"}]})
+    stub.add_response(
+        "describe_instances", {"Reservations": [{"ReservationId": "r-1"}], "NextToken": "t"}
+    )
+    stub.add_client_error("describe_instances", "Throttling", http_status_code=400)
+    stub.add_response("describe_instances", {"Reservations": [{"ReservationId": "r-2"}]})
+    with stub:
+        assert client.describe_key_pairs()["KeyPairs"][0]["KeyName"] == "a"
+        got = [r["ReservationId"] for r in client.pages("describe_instances", "Reservations")]
+    assert got == ["r-1", "r-2"]
+    assert client._stats.retries == 1

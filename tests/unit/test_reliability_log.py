@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from benchmarks.reliability.scenarios import stage_at_kill
-from tasks.stages import NAMES
+from tasks.deploy.dag import NAMES
 
 
 def test_stage_at_kill_reads_the_log() -> None:

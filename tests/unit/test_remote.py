@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blocks.settings import FleetSettings
 from tasks import jumphost
-from tasks.deploy_models import RdsResult
+from tasks.deploy.models import RdsResult
 from tasks.models import HostResult, Instance
 from tasks.remote import group as group_mod
 from tasks.remote.config import HostInstallConfig, remote_config

@@ -7,9 +7,8 @@ import json
 from pathlib import Path
 
 from blocks.settings import FleetSettings
-
-from .deploy_models import InventoryResult
-from .models import InstallSummary, Instance
+from tasks.deploy.models import InventoryResult
+from tasks.models import InstallSummary, Instance
 
 
 def save_inventory(

@@ -1,23 +1,32 @@
 """AWS clients from settings: credentials block or default chain, endpoint URL, one retry layer.
 
-botocore's own retries are off (see `tasks.backoff.botocore_config`); every call made
+botocore's own retries are off (see `tasks.aws.retry.botocore_config`); every call made
 through `RetryingClient` goes through the jittered back-off instead, and every HTTP request
 is counted, so a run can report API calls made and throttling retries. Every operation
 called is also recorded process-wide as `<IAM prefix>:<Operation>` (`recorded_operations()`);
-`tasks.iam_policy` turns that set into the least-privilege `docs/iam-policy.json`.
+`tasks.aws.policy` turns that set into the least-privilege `docs/iam-policy.json`.
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
+from botocore import xform_name
+from botocore.exceptions import WaiterError
+from botocore.waiter import NormalizedOperationMethod
 
 from blocks.settings import FleetSettings
-
-from .backoff import RetryStats, botocore_config, call_with_backoff
+from tasks.aws.retry import (
+    RetryStats,
+    botocore_config,
+    call_with_backoff,
+    is_retryable,
+    is_throttle,
+)
 
 _OPERATIONS: set[str] = set()
 _OPERATIONS_LOCK = threading.Lock()
@@ -55,15 +64,40 @@ class ApiCounter:
             self.calls += 1
 
 
+class WaitTimeout(RuntimeError):
+    """A boto3 waiter did not reach its state within our deadline (or hit a failure state)."""
+
+
 class RetryingClient:
-    """A boto3 client whose operations retry throttling with jittered back-off."""
+    """A boto3 client whose operations retry transient errors (throttling, 5xx, dropped
+    connections) with jittered back-off. Plain calls, waiters (`get_waiter`, `wait`) and
+    paginators (`get_paginator`, `pages`) all go through the same retry loop: a throttle on
+    one waiter poll or one page is retried, not fatal."""
 
     def __init__(
-        self, client: Any, stats: RetryStats, retries: int = 8, base: float = 0.5, cap: float = 20.0
+        self,
+        client: Any,
+        stats: RetryStats,
+        retries: int = 8,
+        base: float = 0.5,
+        cap: float = 20.0,
+        jitter: float | None = None,
     ) -> None:
         self._client = client
         self._stats = stats
         self._retries, self._base, self._cap = retries, base, cap
+        # the design's U(0, 1) s; a tiny cap (tests, sandbox) gets a jitter to match
+        self._jitter = min(1.0, cap) if jitter is None else jitter
+        self._retry_if: Callable[[BaseException], bool] = is_retryable
+
+    def throttling_only(self) -> RetryingClient:
+        """This client retrying throttling only: for probes, where an unreachable endpoint
+        or a server error should fail at once."""
+        probe = RetryingClient(
+            self._client, self._stats, self._retries, self._base, self._cap, self._jitter
+        )
+        probe._retry_if = is_throttle
+        return probe
 
     @property
     def raw(self) -> Any:
@@ -73,11 +107,7 @@ class RetryingClient:
     def exceptions(self) -> Any:
         return self._client.exceptions
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._client, name)
-        if not callable(method) or name.startswith(("get_paginator", "get_waiter", "can_")):
-            return method
-
+    def _retrying(self, method: Callable[..., Any]) -> Callable[..., Any]:
         def call(*args: Any, **kwargs: Any) -> Any:
             return call_with_backoff(
                 method,
@@ -86,10 +116,55 @@ class RetryingClient:
                 retries=self._retries,
                 base=self._base,
                 cap=self._cap,
+                jitter=self._jitter,
+                retry_if=self._retry_if,
                 **kwargs,
             )
 
+        call.__name__ = getattr(method, "__name__", "call")
         return call
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self._client, name)
+        if not callable(method) or name.startswith("can_"):
+            return method
+        return self._retrying(method)
+
+    def get_waiter(self, name: str) -> Any:
+        """The boto3 waiter whose every poll goes through the retry loop (errors the retry
+        loop gives up on propagate; other error responses reach the waiter's acceptors, as
+        boto3 does)."""
+        waiter = self._client.get_waiter(name)
+        operation = self._retrying(getattr(self._client, xform_name(waiter.config.operation)))
+        waiter._operation_method = NormalizedOperationMethod(operation)
+        return waiter
+
+    def get_paginator(self, name: str) -> Any:
+        """The boto3 paginator whose every page request goes through the retry loop."""
+        paginator = self._client.get_paginator(name)
+        paginator._method = self._retrying(getattr(self._client, name))
+        return paginator
+
+    def pages(self, operation: str, key: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item under `key` of every page of `operation` (a paginator)."""
+        for page in self.get_paginator(operation).paginate(**kwargs):
+            yield from page.get(key, [])
+
+    def wait(
+        self, name: str, *, what: str, timeout_s: float, delay_s: float = 2.0, **kwargs: Any
+    ) -> None:
+        """Run waiter `name` with our deadline: polls every `delay_s` for at most
+        `timeout_s`. Raises `WaitTimeout` naming `what`, the deadline and the last state."""
+        delay = max(0.01, delay_s)
+        attempts = max(1, math.ceil(timeout_s / delay) + 1)
+        try:
+            self.get_waiter(name).wait(
+                WaiterConfig={"Delay": delay, "MaxAttempts": attempts}, **kwargs
+            )
+        except WaiterError as exc:
+            last = exc.last_response or {}
+            detail = last.get("Error", {}).get("Code") or exc.kwargs.get("reason") or str(exc)
+            raise WaitTimeout(f"{what}: not done within {timeout_s:.0f}s ({detail})") from None
 
 
 class Aws:

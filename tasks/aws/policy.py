@@ -1,6 +1,6 @@
 """The least-privilege IAM policy (`docs/iam-policy.json`) from the AWS operations called.
 
-`tasks.aws` records every operation the flows call as `<IAM prefix>:<Operation>` (the
+`tasks.aws.client` records every operation the flows call as `<IAM prefix>:<Operation>` (the
 botocore operation name). Most operations authorise as the IAM action of the same name; the
 exceptions are listed here:
 
@@ -12,7 +12,7 @@ exceptions are listed here:
   versions needs s3:DeleteObjectVersion, and a Beanstalk environment given an instance
   profile needs iam:PassRole for its role.
 
-    python -m tasks.iam_policy --operations ops.json [--output docs/iam-policy.json]
+    python -m tasks.aws.policy --operations ops.json [--output docs/iam-policy.json]
 
 regenerates the policy from a recorded operation set (a JSON list, or one per line).
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 from .ssm import public_parameter_arn
 
-POLICY_PATH = Path(__file__).resolve().parent.parent / "docs" / "iam-policy.json"
+POLICY_PATH = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
 
 OPERATION_ACTIONS: dict[str, tuple[str, ...]] = {
     "s3:DeleteObjects": ("s3:DeleteObject",),
@@ -76,7 +76,7 @@ _SIDS = {
 
 # services whose actions are granted on named resources only (the rest: "*")
 _RESOURCES: dict[str, str | list[str]] = {
-    # the AMI lookup reads one public parameter (tasks/ssm.py)
+    # the AMI lookup reads one public parameter (tasks/aws/ssm.py)
     "ssm": [public_parameter_arn()],
 }
 
@@ -139,7 +139,7 @@ def read_operations(text: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m tasks.iam_policy", description=__doc__.split("\n\n")[0] if __doc__ else ""
+        prog="python -m tasks.aws.policy", description=__doc__.split("\n\n")[0] if __doc__ else ""
     )
     p.add_argument("--operations", required=True, help="recorded operations file, '-' for stdin")
     p.add_argument("--output", help="where to write the policy (default: stdout)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from .models import Instance
+from tasks.models import Instance
 
 
 class LaunchResult(BaseModel):

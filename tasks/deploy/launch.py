@@ -8,13 +8,18 @@ retried call cannot launch twice.
 
 from __future__ import annotations
 
-import hashlib
-
 from blocks.settings import FleetSettings
-
-from .aws import Aws
-from .deploy_models import LaunchResult
-from .ec2 import TAG_KEY, ensure_key_pair, ensure_security_group, launch_instances, wait_running
+from tasks.aws import Aws
+from tasks.aws.ec2 import (
+    TAG_KEY,
+    client_token,
+    ensure_key_pair,
+    ensure_security_group,
+    launch_instances,
+    life_id,
+    wait_running,
+)
+from tasks.deploy.models import LaunchResult
 
 
 def existing_instance_ids(aws: Aws, settings: FleetSettings, role: str) -> list[str]:
@@ -31,14 +36,6 @@ def existing_instance_ids(aws: Aws, settings: FleetSettings, role: str) -> list[
     return [i["InstanceId"] for i in found]
 
 
-def client_token(settings: FleetSettings, group_id: str, existing: list[str], missing: int) -> str:
-    """Same inputs, same token: a repeated RunInstances returns the same reservation. The
-    group id changes when a deployment is torn down and rebuilt, so a new estate never
-    collides with an old token (EC2 remembers tokens after termination)."""
-    raw = f"{settings.deployment_name}|{group_id}|{','.join(sorted(existing))}|{missing}"
-    return hashlib.sha256(raw.encode()).hexdigest()[:48]
-
-
 def launch_fleet(
     aws: Aws, settings: FleetSettings, count: int, timeout_s: float = 600
 ) -> LaunchResult:
@@ -48,7 +45,10 @@ def launch_fleet(
     missing = max(0, count - len(existing))
     ids = existing[:count]
     if missing:
-        token = client_token(settings, group, existing, missing)
+        # same life, same instances found, same count: same token (EC2 remembers tokens
+        # after termination; a new life after teardown never collides with an old one)
+        life = life_id(aws, settings)
+        token = client_token(settings, life, "web", group, ",".join(sorted(existing)), missing)
         ids += launch_instances(aws, settings, missing, group, client_token=token)
     instances = wait_running(aws, ids, timeout_s=timeout_s)
     return LaunchResult(

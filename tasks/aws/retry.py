@@ -1,9 +1,11 @@
-"""Jittered exponential back-off for AWS throttling errors.
+"""Jittered exponential back-off for AWS's transient errors (pure: no I/O but `sleep`).
 
-`call_with_backoff` / `with_backoff` retry only throttling errors (see `THROTTLING_CODES`);
-every other exception (e.g. ``InvalidAMIID.NotFound``) propagates unchanged on the first
-call. Clients should be built with `botocore_config()`, which turns botocore's own retries
-off, so this module is the only retry layer and the two never multiply.
+`call_with_backoff` / `with_backoff` retry what `is_retryable` says is transient: throttling
+(`THROTTLING_CODES`), AWS server errors (`SERVER_ERROR_CODES`, any HTTP 5xx answer) and
+dropped or timed-out connections (`CONNECTION_ERRORS`); every other exception (e.g.
+``InvalidAMIID.NotFound``) propagates unchanged on the first call. Clients should be built
+with `botocore_config()`, which turns botocore's own retries off, so this module is the
+only retry layer and the two never multiply.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -40,21 +48,63 @@ THROTTLING_CODES: frozenset[str] = frozenset(
     }
 )
 
+# AWS server-side errors: the request may succeed when repeated
+SERVER_ERROR_CODES: frozenset[str] = frozenset(
+    {
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "InternalServiceError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "Unavailable",
+        "EC2InternalError",
+    }
+)
+
+# the connection dropped, was refused or timed out (botocore's ConnectionError covers
+# EndpointConnectionError, ConnectTimeoutError and ProxyConnectionError)
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    BotoConnectionError,
+    EndpointConnectionError,
+    ConnectionClosedError,
+    ReadTimeoutError,
+)
+
 _MAX_EXPONENT = 64  # 2**64 s is far beyond any cap; avoids float overflow for huge attempts
 _RNG = random.Random()
 
 
+def _response(exc: BaseException) -> dict[str, Any]:
+    return dict(exc.response or {}) if isinstance(exc, ClientError) else {}
+
+
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore `ClientError` (``response["Error"]["Code"]``), else None."""
-    if not isinstance(exc, ClientError):
-        return None
-    code = (exc.response or {}).get("Error", {}).get("Code")
+    code = _response(exc).get("Error", {}).get("Code")
     return str(code) if code else None
 
 
 def is_throttle(exc: BaseException) -> bool:
     """True when `exc` is a ClientError whose code is a throttling code."""
     return error_code(exc) in THROTTLING_CODES
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of a botocore `ClientError`'s response, else None."""
+    status = _response(exc).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return int(status) if status else None
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for transient errors: throttling, AWS 5xx (by code or HTTP status) and dropped or
+    timed-out connections. Other client errors (4xx: bad input, not found, ...) are False."""
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if is_throttle(exc) or error_code(exc) in SERVER_ERROR_CODES:
+        return True
+    status = http_status(exc)
+    return status is not None and status >= 500
 
 
 def backoff_delay(
@@ -67,15 +117,39 @@ def backoff_delay(
 ) -> float:
     """Seconds to sleep before retry number `attempt` (0 = first retry).
 
-    ``min(cap, base * 2**attempt + uniform(0, jitter))``: never above `cap`, never negative.
+    ``min(cap, base * 2**attempt) + uniform(0, jitter)``: the exponential part is capped,
+    the jitter never is, so even at the cap callers sleep different times instead of
+    waking up together. Never above ``cap + jitter``, never negative.
     """
     if attempt < 0:
         raise ValueError(f"attempt={attempt} must be >= 0")
     if base < 0 or cap < 0 or jitter < 0:
         raise ValueError(f"base={base}, cap={cap}, jitter={jitter} must all be >= 0")
     r = rng if rng is not None else _RNG
-    raw = base * 2.0 ** min(attempt, _MAX_EXPONENT) + r.uniform(0.0, jitter)
-    return max(0.0, min(cap, raw))
+    exponential = min(cap, base * 2.0 ** min(attempt, _MAX_EXPONENT))
+    return max(0.0, exponential + r.uniform(0.0, jitter))
+
+
+def worst_case_attempts(retries: int, task_retries: int) -> int:
+    """The most requests one logical AWS call can make within one deploy run.
+
+    Our layer makes at most ``retries + 1`` requests per call (botocore's own retries are
+    off, see `botocore_config`). A failed call fails its stage task, and Prefect re-runs the
+    whole task up to ``task_retries`` more times, making the same call again each time. So
+    the bound is ``(retries + 1) * (task_retries + 1)``. With the defaults (``aws_retries``
+    8; the deploy flow's stage tasks have ``retries=1``, `tasks.deploy.dag.TASK_RETRIES`)
+    that is 9 * 2 = 18 requests. A waiter or paginator page counts as one call: each
+    poll/page request gets its own ``retries + 1``.
+    """
+    if retries < 0 or task_retries < 0:
+        raise ValueError(f"retries={retries}, task_retries={task_retries} must be >= 0")
+    return (retries + 1) * (task_retries + 1)
+
+
+def worst_case_sleep_s(retries: int, *, base: float, cap: float, jitter: float = 1.0) -> float:
+    """The longest our layer can sleep for one call: the sum of the largest possible
+    `backoff_delay` of every retry."""
+    return sum(min(cap, base * 2.0 ** min(n, _MAX_EXPONENT)) + jitter for n in range(retries))
 
 
 @dataclass
@@ -130,7 +204,7 @@ class RetryStats:
 
 
 class RetriesExhausted(RuntimeError):
-    """A throttled call still failed after every allowed retry; raised ``from`` the last error."""
+    """A retryable call still failed after every allowed retry; raised ``from`` the last error."""
 
     def __init__(self, operation: str, attempts: int, last_error: BaseException) -> None:
         code = error_code(last_error) or type(last_error).__name__
@@ -199,7 +273,7 @@ def call_with_backoff(
     sleep: Callable[[float], Any] = time.sleep,
     rng: random.Random | None = None,
     stats: RetryStats | None = None,
-    retry_if: Callable[[BaseException], bool] = is_throttle,
+    retry_if: Callable[[BaseException], bool] = is_retryable,
     **kwargs: Any,
 ) -> T:
     """Call ``fn(*args, **kwargs)``, retrying with jittered back-off while `retry_if` says so.
@@ -233,7 +307,7 @@ def with_backoff(
     sleep: Callable[[float], Any] = time.sleep,
     rng: random.Random | None = None,
     stats: RetryStats | None = None,
-    retry_if: Callable[[BaseException], bool] = is_throttle,
+    retry_if: Callable[[BaseException], bool] = is_retryable,
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Decorator form of `call_with_backoff` with the same options (all keyword-only)."""
     if retries < 0:

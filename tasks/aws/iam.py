@@ -1,0 +1,197 @@
+"""IAM: the deployment's instance profiles and roles (Elastic Beanstalk's instances)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from blocks.settings import FleetSettings
+from tasks.aws.cleanup import Cleanup, StageError, is_gone, not_ours, owned
+from tasks.aws.client import Aws
+from tasks.aws.ec2 import deployment_tags
+from tasks.aws.retry import error_code
+
+log = logging.getLogger(__name__)
+
+
+# -- delete -----------------------------------------------------------------------------
+def _delete_profile(c: Cleanup, profile: dict[str, Any]) -> None:
+    iam = c.aws.client("iam")
+    name = profile["InstanceProfileName"]
+    for role in profile.get("Roles", []):
+        try:
+            iam.remove_role_from_instance_profile(
+                InstanceProfileName=name, RoleName=role["RoleName"]
+            )
+        except ClientError as exc:
+            if not is_gone(exc):
+                raise
+    iam.delete_instance_profile(InstanceProfileName=name)
+
+
+def delete_role(c: Cleanup, name: str) -> None:
+    """Out of its instance profiles, policies detached and deleted, then the role."""
+    iam = c.aws.client("iam")
+    for p in iam.pages("list_instance_profiles_for_role", "InstanceProfiles", RoleName=name):
+        iam.remove_role_from_instance_profile(
+            InstanceProfileName=p["InstanceProfileName"], RoleName=name
+        )
+    for pol in iam.pages("list_attached_role_policies", "AttachedPolicies", RoleName=name):
+        iam.detach_role_policy(RoleName=name, PolicyArn=pol["PolicyArn"])
+    for pol_name in iam.pages("list_role_policies", "PolicyNames", RoleName=name):
+        iam.delete_role_policy(RoleName=name, PolicyName=pol_name)
+    iam.delete_role(RoleName=name)
+
+
+def delete_profiles_and_roles(c: Cleanup) -> None:
+    iam = c.aws.client("iam")
+    profiles = []
+    for p in iam.pages("list_instance_profiles", "InstanceProfiles"):
+        tags = p.get("Tags")
+        if tags is None:  # AWS lists profiles without their tags
+            try:
+                tags = iam.get_instance_profile(InstanceProfileName=p["InstanceProfileName"])[
+                    "InstanceProfile"
+                ].get("Tags", [])
+            except ClientError as exc:
+                if is_gone(exc):
+                    continue
+                raise
+        if c.mine(tags):
+            profiles.append(p)
+    for p in profiles:
+        c.attempt("instance-profile", p["InstanceProfileName"], _delete_profile, c, p)
+    roles = []
+    for role in iam.pages("list_roles", "Roles"):
+        if role.get("Path", "/").startswith("/aws-service-role/"):
+            continue
+        try:
+            tags = iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
+        except ClientError as exc:
+            if is_gone(exc):
+                continue
+            raise
+        if c.mine(tags):
+            roles.append(role["RoleName"])
+    for name in roles:
+        c.attempt("iam-role", name, delete_role, c, name)
+
+
+EB_POLICIES = (
+    "arn:aws:iam::aws:policy/AWSElasticBeanstalkWebTier",
+    "arn:aws:iam::aws:policy/AWSElasticBeanstalkWorkerTier",
+)
+
+
+EC2_TRUST_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+# a new instance profile takes a few seconds to be visible to Elastic Beanstalk
+_PROFILE_PROPAGATION_S = 60.0
+
+
+def policy_arns(aws: Aws) -> list[str]:
+    """The managed policies' ARNs in the region's partition (aws, aws-cn, aws-us-gov)."""
+    try:
+        partition = aws.session.get_partition_for_region(aws.settings.region)
+    except Exception:  # an unknown region: the commercial partition
+        partition = "aws"
+    return [arn.replace("arn:aws:", f"arn:{partition}:", 1) for arn in EB_POLICIES]
+
+
+def role_name(settings: FleetSettings) -> str:
+    return f"{settings.deployment_name}-eb-ec2-role"
+
+
+def profile_name(settings: FleetSettings) -> str:
+    return f"{settings.deployment_name}-eb-profile"
+
+
+def ensure_instance_role(aws: Aws, settings: FleetSettings) -> str:
+    """The EC2 role Beanstalk instances assume, with the web and worker tier policies."""
+    iam = aws.client("iam")
+    name = role_name(settings)
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+        if not owned(role.get("Tags"), settings):
+            raise not_ours("IAM role", name, settings)
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        try:
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=json.dumps(EC2_TRUST_POLICY),
+                Description=f"tomcat-fleet {settings.deployment_name}: Elastic Beanstalk EC2",
+                Tags=deployment_tags(settings, "eb-ec2-role"),
+            )
+            log.info("created IAM role %s", name)
+        except ClientError as exc2:
+            if error_code(exc2) != "EntityAlreadyExists":  # a racing caller made it
+                raise
+    attached: set[str] = set()
+    kwargs: dict[str, Any] = {"RoleName": name}
+    while True:  # paged by hand so each page goes through the back-off wrapper
+        page = iam.list_attached_role_policies(**kwargs)
+        attached.update(p["PolicyArn"] for p in page.get("AttachedPolicies", []))
+        if not page.get("IsTruncated"):
+            break
+        kwargs["Marker"] = page["Marker"]
+    for arn in policy_arns(aws):
+        if arn not in attached:
+            iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+    return name
+
+
+def ensure_instance_profile(aws: Aws, settings: FleetSettings, role: str) -> str:
+    """The instance profile holding `role` (a profile holds at most one role)."""
+    iam = aws.client("iam")
+    name = profile_name(settings)
+    try:
+        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        if not owned(profile.get("Tags"), settings):
+            raise not_ours("instance profile", name, settings)
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        try:
+            profile = iam.create_instance_profile(
+                InstanceProfileName=name, Tags=deployment_tags(settings, "eb-profile")
+            )["InstanceProfile"]
+            log.info("created instance profile %s", name)
+        except ClientError as exc2:
+            if error_code(exc2) != "EntityAlreadyExists":
+                raise
+            profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    roles = [r["RoleName"] for r in profile.get("Roles", [])]
+    if role in roles:
+        return name
+    if roles:
+        raise StageError(
+            f"instance profile {name!r} already holds role {roles[0]!r}, not {role!r}; "
+            "remove that role from the profile (a profile holds one role)"
+        )
+    try:
+        iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+    except ClientError as exc:
+        if error_code(exc) != "LimitExceeded":
+            raise
+        # a racing caller added a role first: fine only if it is ours
+        now = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        if role not in [r["RoleName"] for r in now.get("Roles", [])]:
+            raise StageError(
+                f"instance profile {name!r} holds another role than {role!r}"
+            ) from None
+    return name

@@ -1,0 +1,141 @@
+"""Teardown: delete everything a deployment created, found through the APIs by its tag.
+
+`teardown(aws, settings)` removes, in reverse dependency order, every resource tagged
+``tomcat-fleet:deployment=<deployment>`` (and the Route53 records that point at them):
+
+    Route53 records -> Beanstalk environments (terminate, wait) and applications ->
+    listeners, load balancers (wait gone), target groups -> ACM certificates ->
+    S3 buckets (every object version first) -> RDS instances (wait gone) ->
+    EC2 instances (terminate in batches of 100, wait) -> security groups (cross-references
+    revoked first, DependencyViolation retried) -> IAM instance profiles and roles ->
+    key pairs -> the RDS password Secret block (only with ``delete_secrets=True``).
+
+Nothing is found by name alone: a resource is removed only when its tags say it belongs to
+the deployment (Route53 records cannot be tagged: a record is removed only when it is a
+DNS-validation CNAME of one of the deployment's certificates or points at one of its load
+balancers or Beanstalk environments). Things already gone are skipped silently, so a second
+teardown removes nothing and succeeds. An error on one resource is recorded and the teardown
+goes on; every wait is bounded by one overall deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from blocks.settings import FleetSettings
+from tasks.aws import acm, beanstalk, ec2, elbv2, iam, rds, route53, s3
+from tasks.aws.cleanup import TAG_KEY, Cleanup, Gone, dns
+from tasks.aws.client import Aws
+
+# kinds in the order they are removed (the report and the artifact keep this order)
+KINDS: tuple[str, ...] = (
+    "route53-record",
+    "beanstalk-environment",
+    "beanstalk-application",
+    "listener",
+    "load-balancer",
+    "target-group",
+    "certificate",
+    "s3-bucket",
+    "rds-instance",
+    "ec2-instance",
+    "security-group",
+    "instance-profile",
+    "iam-role",
+    "key-pair",
+    "secret",
+)
+
+
+class TeardownReport(BaseModel):
+    """What a teardown removed (kind -> ids or names), how long it took, what failed."""
+
+    removed: dict[str, list[str]] = Field(default_factory=dict)
+    seconds: float = 0.0
+    errors: list[str] = Field(default_factory=list)
+
+    @property
+    def total_removed(self) -> int:
+        return sum(len(v) for v in self.removed.values())
+
+    def counts(self) -> dict[str, int]:
+        return {kind: len(ids) for kind, ids in self.removed.items()}
+
+
+def delete_route53_records(c: Cleanup) -> None:
+    """DNS-validation CNAMEs of this deployment's certificates, and records (alias or
+    CNAME) pointing at its load balancers or Beanstalk environments."""
+    certs, other_certs = acm.described_certificates(c)
+    # a validation record another (live) certificate also relies on is left in place
+    validations = acm.validation_cnames(certs) - acm.validation_cnames(other_certs)
+    targets = {dns(lb.get("DNSName")) for lb in elbv2.deployment_load_balancers(c)}
+    targets |= {
+        dns(env.get("CNAME")) for env in beanstalk.deployment_environments(c) if env.get("CNAME")
+    }
+    route53.delete_records(c, validations, targets)
+
+
+def delete_password_secret(c: Cleanup) -> None:
+    """The Prefect Secret block holding the RDS password (`settings.password_block`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    name = c.settings.password_block
+
+    def delete() -> None:
+        with get_client(sync_client=True) as client:
+            try:
+                doc = client.read_block_document_by_name(
+                    name, block_type_slug="secret", include_secrets=False
+                )
+            except ObjectNotFound:
+                raise Gone from None
+            if doc.id is None:
+                raise Gone
+            client.delete_block_document(doc.id)
+
+    c.attempt("secret", name, delete)
+
+
+# the order of removal: what depends on something is removed before it
+STEPS = (
+    ("route53", delete_route53_records),
+    ("beanstalk", beanstalk.delete_environments_and_applications),
+    ("load-balancing", elbv2.delete_load_balancing),
+    ("acm", acm.delete_certificates),
+    ("s3", s3.delete_buckets),
+    ("rds", rds.delete_db_instances),
+    ("ec2-instances", ec2.delete_instances),
+    ("security-groups", ec2.delete_security_groups),
+    ("iam", iam.delete_profiles_and_roles),
+    ("key-pairs", ec2.delete_key_pairs),
+)
+
+
+def teardown(
+    aws: Aws,
+    settings: FleetSettings,
+    timeout_s: float = 1200,
+    poll_s: float = 2.0,
+    delete_secrets: bool = False,
+    log: Any = None,
+) -> TeardownReport:
+    """Delete everything of `settings.deployment_name`, in reverse dependency order.
+
+    Never raises for a resource: errors are collected in the report's `errors` and the
+    teardown continues. `timeout_s` bounds the whole run (every wait shares it); `poll_s`
+    is the polling interval. The Secret block with the RDS password
+    (`settings.password_block`) is deleted only when `delete_secrets` is True.
+    """
+    c = Cleanup(aws, settings, KINDS, timeout_s, poll_s, log or logging.getLogger(__name__))
+    c.log.info("teardown of deployment %r (tag %s)", c.deployment, TAG_KEY)
+    steps = [*STEPS, *([("secret", delete_password_secret)] if delete_secrets else [])]
+    for name, step in steps:
+        c.stage(name, step)
+    return TeardownReport(
+        removed=c.removed_by_kind, errors=c.errors, seconds=time.monotonic() - c.t0
+    )

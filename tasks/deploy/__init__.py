@@ -1,0 +1,1 @@
+"""Deploy stages: each a function from typed inputs to a typed result."""

@@ -1,0 +1,117 @@
+"""Deploy stage 5: HTTPS on the ALB with a DNS-validated ACM certificate, and the web name.
+
+`enable_https` checks the hosted zone and the names first (nothing is created when they
+are wrong), then finds or requests the certificate for the web name (with the Beanstalk
+name as a second SAN, so stage 9 can reuse it), writes its validation CNAMEs into the zone,
+waits for ISSUED, adds the 443 listener and points the web name at the ALB with an alias
+record. A second call finds everything and changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from blocks.settings import FleetSettings
+from tasks.aws import Aws
+from tasks.aws.acm import ensure_certificate, record_text, validation_records, wait_issued
+from tasks.aws.ec2 import StageError, deployment_tags
+from tasks.aws.elbv2 import ensure_https_listener
+from tasks.aws.retry import error_code
+from tasks.aws.route53 import find_hosted_zone, in_zone, upsert_records
+from tasks.deploy.models import AlbResult, TlsResult
+
+
+# -- certificate validation records ---------------------------------------------------
+def upsert_validation_records(
+    aws: Aws, zone_id: str, zone: str, records: list[dict[str, Any]]
+) -> int:
+    """UPSERT the CNAMEs that are missing or differ, in one change batch; returns how many."""
+    for rr in records:
+        if not in_zone(rr["Name"], zone):
+            raise StageError(
+                f"validation record {record_text(rr)} is outside hosted zone {zone}; "
+                "the certificate's names must all live in that zone"
+            )
+    wanted = [
+        {
+            "Name": rr["Name"],
+            "Type": rr["Type"],
+            "TTL": 300,
+            "ResourceRecords": [{"Value": rr["Value"]}],
+        }
+        for rr in records
+    ]
+    return upsert_records(aws, zone_id, wanted, "tomcat-fleet ACM DNS validation")
+
+
+# -- name ------------------------------------------------------------------------------
+def upsert_alias(aws: Aws, zone_id: str, name: str, alb: AlbResult) -> bool:
+    """Point `name` (A, alias) at the ALB; returns whether a change was sent."""
+    lb = aws.client("elbv2").describe_load_balancers(LoadBalancerArns=[alb.load_balancer_arn])[
+        "LoadBalancers"
+    ][0]
+    target = {
+        "HostedZoneId": lb["CanonicalHostedZoneId"],
+        "DNSName": lb["DNSName"],
+        "EvaluateTargetHealth": False,
+    }
+    record = {"Name": name, "Type": "A", "AliasTarget": target}
+    return upsert_records(aws, zone_id, [record], "tomcat-fleet web name") > 0
+
+
+# -- the stage --------------------------------------------------------------------------
+def enable_https(
+    aws: Aws,
+    settings: FleetSettings,
+    alb: AlbResult,
+    timeout_s: float = 300,
+    poll_s: float = 1.0,
+) -> TlsResult:
+    """Stage 5: https://<web domain>/ served by the ALB with an ACM certificate."""
+    if not settings.hosted_zone:
+        raise StageError("no hosted zone: set TOMCAT_FLEET_HOSTED_ZONE to a Route53 public zone")
+    zone = settings.hosted_zone.rstrip(".").lower()
+    zone_id = find_hosted_zone(aws, zone)
+    domain = settings.web_domain
+    domains = [domain, *[d for d in [settings.beanstalk_domain] if d != domain]]
+    outside = [d for d in domains if not in_zone(d, zone)]
+    if outside:
+        raise StageError(
+            f"{', '.join(outside)} not inside hosted zone {zone}; set TOMCAT_FLEET_DOMAIN / "
+            "TOMCAT_FLEET_EB_DOMAIN to names in the zone, or use the zone they belong to"
+        )
+
+    deadline = time.monotonic() + timeout_s
+    cert_arn = ensure_certificate(aws, settings, domains)
+    cert, records = validation_records(aws, cert_arn, deadline, timeout_s, poll_s)
+    upsert_validation_records(aws, zone_id, zone, records)
+    if cert["Status"] != "ISSUED":
+        wait_issued(aws, cert_arn, records, deadline, timeout_s, poll_s)
+
+    try:
+        listener_arn = ensure_https_listener(
+            aws,
+            alb.load_balancer_arn,
+            cert_arn,
+            [{"Type": "forward", "TargetGroupArn": alb.target_group_arn}],
+            deployment_tags(settings, "https"),
+            forward_to=alb.target_group_arn,
+        )
+    except ClientError as exc:
+        if error_code(exc) in ("CertificateNotFound", "UnsupportedCertificate"):
+            raise StageError(
+                f"the ALB would not take certificate {cert_arn}: {exc}; it must be ISSUED "
+                f"in {settings.region}"
+            ) from None
+        raise
+    upsert_alias(aws, zone_id, domain, alb)
+    return TlsResult(
+        certificate_arn=cert_arn,
+        domain=domain,
+        https_listener_arn=listener_arn,
+        hosted_zone_id=zone_id,
+        url=f"https://{domain}/",
+    )
