@@ -22,6 +22,13 @@ Invalid scenarios are rows with a reason, never a crash.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m flows.benchmark ...` is `tomcat-fleet benchmark ...`
+    import runpy
+    import sys
+
+    sys.argv[1:1] = ["benchmark"]
+    runpy.run_module("flows", run_name="__main__", alter_sys=True)
+
 import os
 import tempfile
 import time

@@ -14,6 +14,13 @@ the same estate. Inputs are validated before anything is created.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m flows.deploy ...` is `tomcat-fleet deploy ...`
+    import runpy
+    import sys
+
+    sys.argv[1:1] = ["deploy"]
+    runpy.run_module("flows", run_name="__main__", alter_sys=True)
+
 import functools
 import threading
 import time
@@ -216,7 +223,7 @@ def tls_stage(settings: FleetSettings, alb: AlbResult) -> TlsResult:
 def alb_traffic_stage(
     settings: FleetSettings, key: SecretStr, alb: AlbResult, tls: TlsResult
 ) -> TrafficResult:
-    from tasks.traffic import alb_traffic
+    from tasks.deploy.traffic import alb_traffic
 
     result = alb_traffic(Aws(settings), settings, key.get_secret_value(), alb.url, tls.url)
     get_run_logger().info(
@@ -245,7 +252,7 @@ def rds_stage(settings: FleetSettings, tls: TlsResult) -> RdsResult:
 
 @stage_task(9, retries=1)
 def jumphost_stage(settings: FleetSettings, key: SecretStr, rds: RdsResult) -> JumphostResult:
-    from tasks.jumphost import jumphost_check
+    from tasks.deploy.jumphost import jumphost_check
 
     result = jumphost_check(Aws(settings), settings, rds, key.get_secret_value())
     get_run_logger().info(
@@ -256,7 +263,7 @@ def jumphost_stage(settings: FleetSettings, key: SecretStr, rds: RdsResult) -> J
 
 @stage_task(10, retries=1)
 def eb_http_stage(settings: FleetSettings, key: SecretStr, eb: BeanstalkResult) -> TrafficResult:
-    from tasks.traffic import beanstalk_http
+    from tasks.deploy.traffic import beanstalk_http
 
     return beanstalk_http(Aws(settings), settings, key.get_secret_value(), eb)
 
@@ -265,7 +272,7 @@ def eb_http_stage(settings: FleetSettings, key: SecretStr, eb: BeanstalkResult) 
 def eb_https_stage(
     settings: FleetSettings, key: SecretStr, eb: BeanstalkResult, tls: TlsResult
 ) -> TrafficResult:
-    from tasks.traffic import beanstalk_https
+    from tasks.deploy.traffic import beanstalk_https
 
     return beanstalk_https(Aws(settings), settings, key.get_secret_value(), eb, tls)
 

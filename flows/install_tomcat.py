@@ -12,6 +12,13 @@ seed's orchestration lines and resource samples in the run log, one aggregated l
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m flows.install_tomcat ...` is `tomcat-fleet install ...`
+    import runpy
+    import sys
+
+    sys.argv[1:1] = ["install"]
+    runpy.run_module("flows", run_name="__main__", alter_sys=True)
+
 import json
 import os
 import time

@@ -10,6 +10,13 @@ A second run removes nothing and completes.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m flows.teardown ...` is `tomcat-fleet teardown ...`
+    import runpy
+    import sys
+
+    sys.argv[1:1] = ["teardown"]
+    runpy.run_module("flows", run_name="__main__", alter_sys=True)
+
 import re
 from typing import Any
 

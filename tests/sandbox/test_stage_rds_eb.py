@@ -19,9 +19,9 @@ from tasks.aws import Aws
 from tasks.aws.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_group
 from tasks.aws.iam import EB_POLICIES
 from tasks.deploy.beanstalk import create_beanstalk
+from tasks.deploy.jumphost import jumphost_check
 from tasks.deploy.models import BeanstalkResult, RdsResult
 from tasks.deploy.rds import create_rds, load_db_password
-from tasks.jumphost import jumphost_check
 
 from ..support import client, make_sandbox, ssh
 

@@ -2,7 +2,7 @@
 HTTP and HTTPS, the Beanstalk CNAME over HTTP, and the Beanstalk custom domain over HTTPS.
 
 The ALB, certificate and Beanstalk environment are built here directly with boto3, so
-these tests depend only on `tasks.traffic` (not on the ALB/TLS/Beanstalk stage modules).
+these tests depend only on `tasks.deploy.traffic` (not on the ALB/TLS/Beanstalk stage modules).
 """
 
 from __future__ import annotations
@@ -32,14 +32,14 @@ from tasks.aws.ec2 import (
     wait_running,
 )
 from tasks.deploy.models import BeanstalkResult, TlsResult
-from tasks.remote.config import HostInstallConfig, remote_config
-from tasks.remote.recipe import install_host
-from tasks.traffic import (
+from tasks.deploy.traffic import (
     alb_traffic,
     beanstalk_http,
     beanstalk_https,
     send_requests,
 )
+from tasks.remote.config import HostInstallConfig, remote_config
+from tasks.remote.recipe import install_host
 
 from ..support import client, make_sandbox, wait_for
 

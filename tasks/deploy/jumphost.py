@@ -15,14 +15,14 @@ import time
 
 from blocks.settings import FleetSettings
 
-from .aws import Aws
-from .aws.ec2 import StageError, ensure_role_instance
-from .aws.retry import backoff_delay
-from .deploy.models import JumphostResult, RdsResult
-from .deploy.rds import load_db_password
-from .models import Instance
-from .remote.config import HostInstallConfig, remote_config
-from .remote.connection import Connection, RemoteError, Result
+from ..aws import Aws
+from ..aws.ec2 import StageError, ensure_role_instance
+from ..aws.retry import backoff_delay
+from ..models import Instance
+from ..remote.config import HostInstallConfig, remote_config
+from ..remote.connection import Connection, RemoteError, Result
+from .models import JumphostResult, RdsResult
+from .rds import load_db_password
 
 log = logging.getLogger(__name__)
 

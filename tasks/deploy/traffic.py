@@ -24,16 +24,16 @@ from urllib.parse import urlsplit
 
 from blocks.settings import FleetSettings
 
-from .aws import Aws
-from .aws.ec2 import (
+from ..aws import Aws
+from ..aws.ec2 import (
     StageError,
     ensure_role_instance,
 )
-from .deploy.beanstalk import ensure_https_endpoint
-from .deploy.models import BeanstalkResult, TlsResult, TrafficResult
-from .models import Instance
-from .remote.config import HostInstallConfig, remote_config
-from .remote.connection import Connection, RemoteError
+from ..models import Instance
+from ..remote.config import HostInstallConfig, remote_config
+from ..remote.connection import Connection, RemoteError
+from .beanstalk import ensure_https_endpoint
+from .models import BeanstalkResult, TlsResult, TrafficResult
 
 ROLE = "traffic"
 CURL_MAX_TIME_S = 10
