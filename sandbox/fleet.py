@@ -22,8 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncssh
+from aiohttp import web
 
-from . import httpkit
+from . import httpnet
 from .config import SandboxConfig
 from .elb import Balancers
 from .faults import host_faults, jittered
@@ -243,11 +244,11 @@ class Fleet:
         if self.environments.get(env.name) is not env:
             return  # terminated while it was launching: nothing to provision
 
-        async def page(req: httpkit.Request) -> httpkit.Response:
+        async def page(req: web.BaseRequest) -> web.StreamResponse:
             env.requests += 1
             return _tomcat_page(f"Elastic Beanstalk environment {env.name}")
 
-        env.app_server = await httpkit.serve(env.address, TOMCAT_PORT, page)
+        env.app_server = await httpnet.serve(env.address, TOMCAT_PORT, page)
         from .beanstalk import provision_environment
 
         lb_arn, tg_arn = await self.moto_call(
@@ -344,7 +345,7 @@ class Fleet:
         if parts.query:
             path += "?" + parts.query
         try:
-            resp = await httpkit.request(
+            resp = await httpnet.request(
                 name_address,
                 port,
                 "GET",
@@ -354,7 +355,7 @@ class Fleet:
                 local_address=host.public_ip,
                 timeout=timeout,
             )
-        except httpkit.HttpError as exc:
+        except httpnet.HttpError as exc:
             return HttpResult(None, error=exc.kind if exc.kind != "reset" else "refused")
         return HttpResult(resp.status, resp.body, dict(resp.headers))
 
@@ -386,11 +387,11 @@ class Fleet:
         if local is None or local.tomcat is not None:
             return
 
-        async def page(req: httpkit.Request) -> httpkit.Response:
+        async def page(req: web.BaseRequest) -> web.StreamResponse:
             host.http_requests += 1
             return _tomcat_page(f"instance {host.instance_id}", instance_id=host.instance_id)
 
-        local.tomcat = await httpkit.serve(
+        local.tomcat = await httpnet.serve(
             host.public_ip,
             TOMCAT_PORT,
             page,
@@ -475,7 +476,7 @@ class Fleet:
         }
 
 
-def _tomcat_page(title: str, instance_id: str | None = None) -> httpkit.Response:
+def _tomcat_page(title: str, instance_id: str | None = None) -> web.Response:
     body = (
         "<!DOCTYPE html>\n<html><head><title>Apache Tomcat</title></head><body>\n"
         f"<h1>It works !</h1>\n<p>Apache Tomcat/9.0.58 on {title}</p>\n"
@@ -485,7 +486,7 @@ def _tomcat_page(title: str, instance_id: str | None = None) -> httpkit.Response
     headers = {"Content-Type": "text/html;charset=UTF-8", "Server": "Apache-Coyote/1.1"}
     if instance_id:
         headers["X-Instance-Id"] = instance_id
-    return httpkit.Response(200, headers, body)
+    return httpnet.response(200, headers, body)
 
 
 def _insecure_context() -> Any:
