@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from . import httpnet
+from .ports import PortMap
 from .snapshot import ListenerInfo, LoadBalancerInfo, TargetGroupInfo
 from .tls import LocalCA
 
@@ -69,7 +70,9 @@ class Balancers:
         target_address: Callable[[str], str | None],
         admit: Callable[[tuple[str, ...], int, str], bool],
         hold_seconds: float,
+        ports: PortMap | None = None,
     ) -> None:
+        self.ports = ports or PortMap(None)
         self.ca = ca
         self.allocate = allocate
         self.target_address = target_address
@@ -143,7 +146,7 @@ class Balancers:
 
         return await httpnet.serve(
             bal.address,
-            li.port,
+            self.ports.bound(li.port),  # 80 -> base+80 when low ports cannot be bound
             handle,
             admit=lambda ip: self.admit(bal.info.groups, li.port, ip),
             hold_seconds=self.hold_seconds,
@@ -262,7 +265,13 @@ class Balancers:
                 "arn": bal.info.arn,
                 "address": bal.address,
                 "listeners": [
-                    {"port": li.port, "protocol": li.protocol} for li in bal.info.listeners
+                    {
+                        "port": li.port,
+                        "protocol": li.protocol,
+                        "bound_port": self.ports.bound(li.port),
+                        "listening": li.arn in bal.servers,
+                    }
+                    for li in bal.info.listeners
                 ],
                 "requests": bal.requests,
             }

@@ -30,6 +30,7 @@ from .elb import Balancers
 from .faults import host_faults, jittered
 from .hoststate import HostState, HttpResult
 from .netpolicy import Rule, Source, allowed
+from .ports import lb_port_map
 from .snapshot import DatabaseInfo, InstanceInfo, Snapshot
 from .sshd import HostSshd
 from .tls import LocalCA
@@ -97,13 +98,17 @@ class Fleet:
         self.environments: dict[str, Environment] = {}
         self.counters = FleetCounters()
         self.service_ips = _addresses(cfg.service_ip_cidr)
+        self.service_net = ipaddress.ip_network(cfg.service_ip_cidr)
         self.records: list[tuple[str, str, str]] = []
+        probe = str(self.service_net.network_address + 1)  # never given to a service
+        self.lb_ports = lb_port_map(probe, cfg.lb_port_base)
         self.balancers = Balancers(
             ca,
             self._allocate,
             self.target_address,
             self.admits_groups,
             cfg.drop_hold_seconds,
+            self.lb_ports,
         )
         self.rng = random.Random(cfg.seed)
         self.loop = asyncio.get_running_loop()
@@ -338,6 +343,8 @@ class Fleet:
             name_address = self.resolve(name)
         if name_address is None or name_address.startswith("rds:"):
             return HttpResult(None, error="resolve")
+        if ipaddress.ip_address(name_address) in self.service_net:
+            port = self.lb_ports.bound(port)  # the sandbox's DNS carries the balancer's port
         ctx = None
         if https:
             ctx = self.ca.client_context() if verify_tls else _insecure_context()
@@ -472,6 +479,7 @@ class Fleet:
                 for db in self.databases.values()
             },
             "names": self.names(),
+            "lb_ports": self.lb_ports.table(),
             "faults": dict(self.counters.faults),
         }
 
