@@ -54,20 +54,30 @@ def test_port_in_use_gives_one_line(tmp_env_file: str) -> None:
     assert len(lines) == 1 and f"port {port}" in lines[0] and "Traceback" not in proc.stderr
 
 
-def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
+def _start_cli(
+    env_file: str, *args: str, prefix: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str, dict[str, str]]:
+    """`python -m sandbox` started as users start it: the process, its READY line, its env."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--env-file", tmp_env_file],
+        [*prefix, sys.executable, "-m", "sandbox", "--env-file", env_file, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("SANDBOX READY endpoint=http://127.0.0.1:")
-        with open(tmp_env_file) as f:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    env: dict[str, str] = {}
+    if line.startswith("SANDBOX READY"):
+        with open(env_file) as f:
             lines = f.read().splitlines()
         env = dict(ln.split("=", 1) for ln in lines if ln and not ln.startswith("#"))
+    return proc, line, env
+
+
+def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
+    proc, line, env = _start_cli(tmp_env_file)
+    try:
+        assert line.startswith("SANDBOX READY endpoint=http://127.0.0.1:")
         assert (
             env["AWS_ENDPOINT_URL"] in line and f"ssh_port={env['TOMCAT_FLEET_SSH_PORT']}" in line
         )
@@ -204,29 +214,14 @@ def test_without_low_ports_balancers_fall_back_and_urls_follow(tmp_env_file: str
     """The sandbox run without CAP_NET_BIND_SERVICE (as any non-root user is): balancer
     ports 80/443 listen at 8080/8443 and what the sandbox reports says so."""
     assert SETPRIV is not None
-    proc = subprocess.Popen(
-        [
-            SETPRIV,
-            "--bounding-set=-net_bind_service",
-            "--inh-caps=-net_bind_service",
-            sys.executable,
-            "-m",
-            "sandbox",
-            "--env-file",
-            tmp_env_file,
-            "--public-ip-cidr=127.120.0.0/16",
-            "--service-ip-cidr=127.121.0.0/16",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    proc, line, env = _start_cli(
+        tmp_env_file,
+        "--public-ip-cidr=127.120.0.0/16",
+        "--service-ip-cidr=127.121.0.0/16",
+        prefix=(SETPRIV, "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service"),
     )
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
         assert line.startswith("SANDBOX READY") and "lb_ports=80:8080,443:8443" in line, line
-        with open(tmp_env_file) as f:
-            env = dict(ln.split("=", 1) for ln in f.read().splitlines() if "=" in ln[:60])
         assert env["TOMCAT_FLEET_SANDBOX_LB_PORTS"] == "80:8080,443:8443"
         cname, _ = _beanstalk(env["AWS_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"])
         state_url = env["TOMCAT_FLEET_SANDBOX_STATE_URL"]
