@@ -193,7 +193,7 @@ def _beanstalk(sb_endpoint: str, region: str) -> tuple[str, Any]:
         envs = eb.describe_environments(EnvironmentNames=["ports-env"])["Environments"]
         return str(envs[0]["CNAME"]) if envs and envs[0]["Status"] == "Ready" else None
 
-    return wait_for(ready, timeout=30), eb
+    return wait_for(ready, timeout=60), eb
 
 
 def _get(url: str) -> int:
@@ -230,10 +230,10 @@ def test_without_low_ports_balancers_fall_back_and_urls_follow(tmp_env_file: str
             with urllib.request.urlopen(state_url, timeout=10) as resp:
                 return dict(json.load(resp))
 
-        address = wait_for(lambda: state()["names"].get(cname.lower()), timeout=20)
+        address = wait_for(lambda: state()["names"].get(cname.lower()), timeout=60)
         assert state()["lb_ports"] == {"80": 8080, "443": 8443}
         port = state()["lb_ports"]["80"]
-        assert wait_for(lambda: _get(f"http://{address}:{port}/") == 200, timeout=20)
+        assert wait_for(lambda: _get(f"http://{address}:{port}/") == 200, timeout=60)
         assert _get(f"http://{address}/") == 0  # nothing could listen on 80
         (lb,) = state()["load_balancers"].values()
         assert lb["listeners"] == [
@@ -267,4 +267,4 @@ def test_hosts_reach_balancers_through_the_port_mapping() -> None:
             res = sb._call(sb.fleet.http_get(host, f"http://{cname}/", verify_tls=True, timeout=3))  # type: ignore[union-attr]
             return res.status
 
-        assert wait_for(lambda: curl() == 200, timeout=20)
+        assert wait_for(lambda: curl() == 200, timeout=60)
