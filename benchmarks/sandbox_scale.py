@@ -84,6 +84,13 @@ def main() -> None:
     ap.add_argument("--instances", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=64)
     ap.add_argument("--install-latency", type=float, default=2.0)
+    ap.add_argument(
+        "--token-buckets",
+        action="store_true",
+        help="keep the sandbox's AWS API token buckets on (off by default here: this measures "
+        "the sandbox's own capacity, and RunInstances' 1000-instance resource bucket refills "
+        "at 2/s)",
+    )
     args = ap.parse_args()
 
     sandbox_args = [
@@ -93,6 +100,7 @@ def main() -> None:
         "1",
         "--cloud-init-seconds",
         "0.5",
+        *([] if args.token_buckets else ["--no-token-buckets"]),
     ]
     with SandboxProcess(sandbox_args) as sandbox:
         rss = PeakRss(sandbox.pid)

@@ -61,6 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-instances-refill", type=float, default=2.0, help="(default 2/s)")
     p.add_argument("--controller-cidr", default="198.51.100.10/32")
     p.add_argument("--drop-hold-seconds", type=float, default=20.0)
+    p.add_argument(
+        "--lb-port-base",
+        type=int,
+        default=None,
+        help="load-balancer ports below 1024 listen at BASE+port (80 -> BASE+80, 443 -> "
+        "BASE+443); default: 80/443 when this process may bind them, else 8000",
+    )
     p.add_argument("--hosted-zone", default="sandbox.example.com")
     p.add_argument(
         "--public-ip-cidr",
@@ -97,6 +104,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         controller_cidr=args.controller_cidr,
         drop_hold_seconds=args.drop_hold_seconds,
         hosted_zone=args.hosted_zone,
+        lb_port_base=args.lb_port_base,
         public_ip_cidr=args.public_ip_cidr,
         service_ip_cidr=args.service_ip_cidr,
     )
@@ -128,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         sandbox.write_env_file(args.env_file)
-        print(f"SANDBOX READY endpoint={sandbox.endpoint} ssh_port={sandbox.ssh_port}", flush=True)
+        print(
+            f"SANDBOX READY endpoint={sandbox.endpoint} ssh_port={sandbox.ssh_port} "
+            f"lb_ports={sandbox.lb_ports_text()}",
+            flush=True,
+        )
         stop.wait()
     finally:
         sandbox.stop()

@@ -97,6 +97,13 @@ class SandboxConfig(BaseModel):
     describe_refill_per_s: float = Field(20.0, gt=0.0)
     run_instances_bucket_size: float = Field(5.0, ge=0.0, description="0: unlimited")
     run_instances_refill_per_s: float = Field(2.0, gt=0.0)
+    lb_port_base: int | None = Field(
+        None,
+        ge=1024,
+        le=64000,
+        description="load-balancer listeners below 1024 listen at base+port (80 -> base+80); "
+        "None: the real port when this process may bind it, else 8000+port",
+    )
     hosted_zone: str = Field("sandbox.example.com", description="Route53 zone created at start")
     ssh_user: str = "ubuntu"
     state_dir: str | None = None

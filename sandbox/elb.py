@@ -3,8 +3,9 @@
 Each load balancer gets an address from the service range. A listener forwards requests
 round-robin to the healthy targets of its target groups (502 when a target fails, 503 when
 none is healthy). HTTPS listeners terminate TLS with a certificate the local CA issues for
-the ACM certificate's domains. Health checks are real HTTP GETs from the balancer's address,
-so target security groups apply to them as to any other traffic.
+the ACM certificate's domains, and only while that certificate is ISSUED: an HTTPS
+listener without an issued certificate does not listen. Health checks are real HTTP GETs
+from the balancer's address, so target security groups apply to them as to any other traffic.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import httpkit
+from aiohttp import web
+
+from . import httpnet
+from .ports import PortMap
 from .snapshot import ListenerInfo, LoadBalancerInfo, TargetGroupInfo
 from .tls import LocalCA
 
@@ -53,6 +57,7 @@ class Balancer:
     servers: dict[str, asyncio.AbstractServer] = field(default_factory=dict)  # listener arn
     requests: int = 0
     listener_info: dict[str, ListenerInfo] = field(default_factory=dict)
+    tls_names: dict[str, tuple[str, ...]] = field(default_factory=dict)  # listener arn
 
 
 class Balancers:
@@ -65,7 +70,9 @@ class Balancers:
         target_address: Callable[[str], str | None],
         admit: Callable[[tuple[str, ...], int, str], bool],
         hold_seconds: float,
+        ports: PortMap | None = None,
     ) -> None:
+        self.ports = ports or PortMap(None)
         self.ca = ca
         self.allocate = allocate
         self.target_address = target_address
@@ -97,33 +104,49 @@ class Balancers:
             bal.info = lb
             wanted = {li.arn: li for li in lb.listeners}
             for arn in list(bal.servers):
-                if arn not in wanted or wanted[arn] != bal.listener_info.get(arn):
+                li = wanted.get(arn)
+                if (
+                    li is None
+                    or li != bal.listener_info.get(arn)
+                    or self._tls_names(li) != bal.tls_names.get(arn)
+                ):
                     srv = bal.servers.pop(arn)
                     srv.close()
             for arn, li in wanted.items():
                 if arn not in bal.servers:
                     with contextlib.suppress(OSError):
-                        bal.servers[arn] = await self._listen(bal, li)
-                        bal.listener_info[arn] = li
+                        listening = await self._listen(bal, li)
+                        if listening is not None:
+                            bal.servers[arn] = listening
+                            bal.listener_info[arn] = li
+                            bal.tls_names[arn] = self._tls_names(li)
         live = {(tg.arn, tid, port) for tg in tgs.values() for tid, port in tg.targets}
         for key in list(self.health):
             if key not in live:
                 del self.health[key]
 
-    async def _listen(self, bal: Balancer, li: ListenerInfo) -> asyncio.AbstractServer:
+    def _tls_names(self, li: ListenerInfo) -> tuple[str, ...]:
+        """The names of the listener's ISSUED certificates (none for HTTP)."""
+        names: list[str] = []
+        for arn in li.certificate_arns if li.protocol == "HTTPS" else ():
+            names += self.certificates.get(arn, [])  # holds ISSUED certificates only
+        return tuple(names)
+
+    async def _listen(self, bal: Balancer, li: ListenerInfo) -> asyncio.AbstractServer | None:
         ctx = None
         if li.protocol == "HTTPS":
-            domains: list[str] = []
-            for arn in li.certificate_arns:
-                domains += self.certificates.get(arn, [])
-            ctx = self.ca.server_context(domains or [bal.info.dns_name])
+            names = self._tls_names(li)
+            if not names:
+                log.warning("listener %s: no ISSUED certificate, not serving TLS", li.arn)
+                return None
+            ctx = self.ca.server_context(list(names))
 
-        async def handle(req: httpkit.Request) -> httpkit.Response:
+        async def handle(req: web.BaseRequest) -> web.StreamResponse:
             return await self._forward(bal, li, req)
 
-        return await httpkit.serve(
+        return await httpnet.serve(
             bal.address,
-            li.port,
+            self.ports.bound(li.port),  # 80 -> base+80 when low ports cannot be bound
             handle,
             admit=lambda ip: self.admit(bal.info.groups, li.port, ip),
             hold_seconds=self.hold_seconds,
@@ -151,8 +174,8 @@ class Balancers:
         return out
 
     async def _forward(
-        self, bal: Balancer, li: ListenerInfo, req: httpkit.Request
-    ) -> httpkit.Response:
+        self, bal: Balancer, li: ListenerInfo, req: web.BaseRequest
+    ) -> web.StreamResponse:
         bal.requests += 1
         targets = self.healthy_targets(li)
         if not targets:
@@ -163,7 +186,7 @@ class Balancers:
             return _error(502, "Bad Gateway")
         proto = "https" if li.protocol == "HTTPS" else "http"
         try:
-            return await httpkit.proxy(
+            return await httpnet.proxy(
                 req,
                 address,
                 port,
@@ -171,7 +194,7 @@ class Balancers:
                 timeout=10.0,
                 extra_headers={"X-Forwarded-Proto": proto, "X-Forwarded-Port": str(li.port)},
             )
-        except httpkit.HttpError as exc:
+        except httpnet.HttpError as exc:
             return _error(504 if exc.kind == "timeout" else 502, "Bad Gateway")
 
     # -- health checks ----------------------------------------------------------------
@@ -213,10 +236,10 @@ class Balancers:
             h.record(False, "Target.FailedHealthChecks", "Health checks failed")
             return
         try:
-            resp = await httpkit.request(
+            resp = await httpnet.request(
                 address, hc_port, "GET", tg.health_path, local_address=source, timeout=timeout
             )
-        except httpkit.HttpError as exc:
+        except httpnet.HttpError as exc:
             reason = "Target.Timeout" if exc.kind == "timeout" else "Target.FailedHealthChecks"
             desc = "Request timed out" if exc.kind == "timeout" else "Health checks failed"
             h.record(False, reason, desc)
@@ -242,7 +265,13 @@ class Balancers:
                 "arn": bal.info.arn,
                 "address": bal.address,
                 "listeners": [
-                    {"port": li.port, "protocol": li.protocol} for li in bal.info.listeners
+                    {
+                        "port": li.port,
+                        "protocol": li.protocol,
+                        "bound_port": self.ports.bound(li.port),
+                        "listening": li.arn in bal.servers,
+                    }
+                    for li in bal.info.listeners
                 ],
                 "requests": bal.requests,
             }
@@ -250,6 +279,6 @@ class Balancers:
         }
 
 
-def _error(status: int, text: str) -> httpkit.Response:
+def _error(status: int, text: str) -> web.Response:
     body = f"<html><body><h1>{status} {text}</h1></body></html>\n".encode()
-    return httpkit.Response(status, {"Content-Type": "text/html", "Server": "awselb/2.0"}, body)
+    return httpnet.response(status, {"Content-Type": "text/html", "Server": "awselb/2.0"}, body)

@@ -22,13 +22,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import asyncssh
+from aiohttp import web
 
-from . import httpkit
+from . import httpnet
 from .config import SandboxConfig
 from .elb import Balancers
 from .faults import host_faults, jittered
 from .hoststate import HostState, HttpResult
 from .netpolicy import Rule, Source, allowed
+from .ports import lb_port_map
 from .snapshot import DatabaseInfo, InstanceInfo, Snapshot
 from .sshd import CommandLog, HostSshd
 from .tls import LocalCA
@@ -97,13 +99,17 @@ class Fleet:
         self.counters = FleetCounters()
         self.commands = CommandLog()  # every command line the hosts were sent
         self.service_ips = _addresses(cfg.service_ip_cidr)
+        self.service_net = ipaddress.ip_network(cfg.service_ip_cidr)
         self.records: list[tuple[str, str, str]] = []
+        probe = str(self.service_net.network_address + 1)  # never given to a service
+        self.lb_ports = lb_port_map(probe, cfg.lb_port_base)
         self.balancers = Balancers(
             ca,
             self._allocate,
             self.target_address,
             self.admits_groups,
             cfg.drop_hold_seconds,
+            self.lb_ports,
         )
         self.rng = random.Random(cfg.seed)
         self.loop = asyncio.get_running_loop()
@@ -245,11 +251,11 @@ class Fleet:
         if self.environments.get(env.name) is not env:
             return  # terminated while it was launching: nothing to provision
 
-        async def page(req: httpkit.Request) -> httpkit.Response:
+        async def page(req: web.BaseRequest) -> web.StreamResponse:
             env.requests += 1
             return _tomcat_page(f"Elastic Beanstalk environment {env.name}")
 
-        env.app_server = await httpkit.serve(env.address, TOMCAT_PORT, page)
+        env.app_server = await httpnet.serve(env.address, TOMCAT_PORT, page)
         from .beanstalk import provision_environment
 
         lb_arn, tg_arn = await self.moto_call(
@@ -339,6 +345,8 @@ class Fleet:
             name_address = self.resolve(name)
         if name_address is None or name_address.startswith("rds:"):
             return HttpResult(None, error="resolve")
+        if ipaddress.ip_address(name_address) in self.service_net:
+            port = self.lb_ports.bound(port)  # the sandbox's DNS carries the balancer's port
         ctx = None
         if https:
             ctx = self.ca.client_context() if verify_tls else _insecure_context()
@@ -346,7 +354,7 @@ class Fleet:
         if parts.query:
             path += "?" + parts.query
         try:
-            resp = await httpkit.request(
+            resp = await httpnet.request(
                 name_address,
                 port,
                 "GET",
@@ -356,7 +364,7 @@ class Fleet:
                 local_address=host.public_ip,
                 timeout=timeout,
             )
-        except httpkit.HttpError as exc:
+        except httpnet.HttpError as exc:
             return HttpResult(None, error=exc.kind if exc.kind != "reset" else "refused")
         return HttpResult(resp.status, resp.body, dict(resp.headers))
 
@@ -388,11 +396,11 @@ class Fleet:
         if local is None or local.tomcat is not None:
             return
 
-        async def page(req: httpkit.Request) -> httpkit.Response:
+        async def page(req: web.BaseRequest) -> web.StreamResponse:
             host.http_requests += 1
             return _tomcat_page(f"instance {host.instance_id}", instance_id=host.instance_id)
 
-        local.tomcat = await httpkit.serve(
+        local.tomcat = await httpnet.serve(
             host.public_ip,
             TOMCAT_PORT,
             page,
@@ -473,11 +481,12 @@ class Fleet:
                 for db in self.databases.values()
             },
             "names": self.names(),
+            "lb_ports": self.lb_ports.table(),
             "faults": dict(self.counters.faults),
         }
 
 
-def _tomcat_page(title: str, instance_id: str | None = None) -> httpkit.Response:
+def _tomcat_page(title: str, instance_id: str | None = None) -> web.Response:
     body = (
         "<!DOCTYPE html>\n<html><head><title>Apache Tomcat</title></head><body>\n"
         f"<h1>It works !</h1>\n<p>Apache Tomcat/9.0.58 on {title}</p>\n"
@@ -487,7 +496,7 @@ def _tomcat_page(title: str, instance_id: str | None = None) -> httpkit.Response
     headers = {"Content-Type": "text/html;charset=UTF-8", "Server": "Apache-Coyote/1.1"}
     if instance_id:
         headers["X-Instance-Id"] = instance_id
-    return httpkit.Response(200, headers, body)
+    return httpnet.response(200, headers, body)
 
 
 def _insecure_context() -> Any:

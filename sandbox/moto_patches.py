@@ -6,7 +6,9 @@ consult one registered `Hooks` object (the running sandbox):
 - EC2 public IPs are allocated from the sandbox's loopback range;
 - GetConsoleOutput prints the host's real SSH host key fingerprints the way cloud-init does;
 - ELBv2 target health is the result of the sandbox's real health checks;
-- an ACM DNS certificate is ISSUED only once its validation CNAME is in a Route53 zone;
+- an ACM DNS certificate is ISSUED only once its validation CNAME, name and value, is in a
+  Route53 zone; ELB refuses an HTTPS listener whose certificate is not ISSUED
+  (`UnsupportedCertificate`), on CreateListener and ModifyListener;
 - a Route53 change is PENDING until it has propagated (GetChange reports INSYNC after
   `ROUTE53_PROPAGATION_S`), as on AWS; the records themselves apply at once;
 - an RDS instance is `creating` until the sandbox's create delay has passed;
@@ -33,7 +35,7 @@ from moto.ec2.responses.general import General
 from moto.ec2.utils import Base64EncodedString
 from moto.elasticbeanstalk.models import Environment
 from moto.elasticbeanstalk.responses import EBResponse
-from moto.elbv2.models import FakeHealthStatus, FakeTargetGroup
+from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 from moto.rds.models import DBInstance, rds_backends
 from moto.route53.responses import Route53
 
@@ -168,6 +170,22 @@ def _install() -> None:
 
     FakeTargetGroup.health_for = health_for  # type: ignore[method-assign]
     CertBundle.check = _cert_check  # type: ignore[method-assign]
+    _orig_create_listener = ELBv2Backend.create_listener
+    _orig_modify_listener = ELBv2Backend.modify_listener
+
+    def create_listener(self: ELBv2Backend, *args: Any, **kwargs: Any) -> Any:
+        certificate = kwargs.get("certificate", args[4] if len(args) > 4 else None)
+        _require_issued(self.account_id, self.region_name, [certificate] if certificate else [])
+        return _orig_create_listener(self, *args, **kwargs)
+
+    def modify_listener(self: ELBv2Backend, *args: Any, **kwargs: Any) -> Any:
+        certs = kwargs.get("certificates", args[4] if len(args) > 4 else None) or []
+        arns = [c["CertificateArn"] for c in certs if c.get("CertificateArn")]
+        _require_issued(self.account_id, self.region_name, arns)
+        return _orig_modify_listener(self, *args, **kwargs)
+
+    ELBv2Backend.create_listener = create_listener  # type: ignore[method-assign]
+    ELBv2Backend.modify_listener = modify_listener  # type: ignore[method-assign]
 
     _orig_env_init = Environment.__init__
 
@@ -229,14 +247,20 @@ def validation_record_name(domain: str) -> str:
     return f"_d930b28be6c5927595552b219965053e.{base}."
 
 
-def _route53_names() -> set[tuple[str, str]]:
+def _dotted(name: str) -> str:
+    return name.strip().rstrip(".").lower() + "."
+
+
+def _route53_records() -> set[tuple[str, str, str]]:
+    """Every (name, type, value) in the sandbox's Route 53 zones, names and values dotted."""
     from moto.route53.models import route53_backends
 
     backend = route53_backends[ACCOUNT]["aws"]
     return {
-        (rr.name.rstrip(".").lower() + ".", str(rr.type).upper())
+        (_dotted(rr.name), str(rr.type).upper(), _dotted(str(value)))
         for zone in list(backend.zones.values())
         for rr in list(zone.rrsets)
+        for value in list(rr.records or [])
     }
 
 
@@ -247,10 +271,36 @@ def _cert_check(self: CertBundle) -> None:
         return
     if self.type != "AMAZON_ISSUED" or self.status != "PENDING_VALIDATION":
         return
-    domains = set(self.sans + ([self.common_name] if self.common_name else []))
-    records = _route53_names()
-    if all((validation_record_name(d).lower(), "CNAME") in records for d in domains):
+    records = _route53_records()
+    wanted = {
+        (_dotted(o["ResourceRecord"]["Name"]), "CNAME", _dotted(o["ResourceRecord"]["Value"]))
+        for o in self.describe()["Certificate"]["DomainValidationOptions"]
+        if "ResourceRecord" in o
+    }
+    if wanted and wanted <= records:  # ACM checks the CNAME's name AND its value
         self.status = "ISSUED"
+
+
+UNSUPPORTED_CERTIFICATE = (
+    "The certificate '{arn}' must have a fully-qualified domain name, a supported "
+    "signature, and a supported key size."
+)
+
+
+def _require_issued(account_id: str, region: str, arns: list[str]) -> None:
+    """ELB refuses an HTTPS listener whose ACM certificate is not ISSUED."""
+    from moto.acm.models import CertificateNotFound, acm_backends
+    from moto.elbv2.exceptions import ELBClientError
+
+    for arn in arns:
+        if ":acm:" not in arn:
+            continue
+        try:
+            cert = acm_backends[account_id][region].get_certificate(arn)
+        except CertificateNotFound:
+            continue  # moto answers CertificateNotFound itself
+        if cert.status != "ISSUED":
+            raise ELBClientError("UnsupportedCertificate", UNSUPPORTED_CERTIFICATE.format(arn=arn))
 
 
 def _find_env(resp: EBResponse) -> Any:

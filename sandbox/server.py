@@ -258,7 +258,14 @@ class Sandbox:
             "TOMCAT_FLEET_CA_BUNDLE": self.ca.ca_path,
             "TOMCAT_FLEET_HOSTED_ZONE": self.cfg.hosted_zone,
             "TOMCAT_FLEET_SANDBOX_STATE_URL": f"{self.endpoint}/_sandbox/state",
+            "TOMCAT_FLEET_SANDBOX_LB_PORTS": self.lb_ports_text(),
         }
+
+    def lb_ports_text(self) -> str:
+        """Where load-balancer ports listen: "80:80,443:443", or "80:8080,443:8443" when
+        this process may not bind ports below 1024."""
+        assert self.fleet is not None
+        return ",".join(f"{p}:{b}" for p, b in self.fleet.lb_ports.table().items())
 
     def write_env_file(self, path: str) -> None:
         lines = [f"{k}={v}" for k, v in self.env().items()]

@@ -86,7 +86,7 @@ class Snapshot:
     target_groups: dict[str, TargetGroupInfo]
     databases: list[DatabaseInfo]
     environments: list[EnvironmentInfo]
-    certificates: dict[str, list[str]]  # arn -> domains (CN first)
+    certificates: dict[str, list[str]]  # ISSUED certificates: arn -> domains (CN first)
     records: list[tuple[str, str, str]]  # Route53 (name, type, target) for A-alias and CNAME
 
 
@@ -205,10 +205,11 @@ def take(region: str) -> Snapshot:
         for e in eb.describe_environments()
     ]
     acm = acm_backends[ACCOUNT][region]
-    certs = {
-        arn: [c.common_name, *[s for s in c.sans if s != c.common_name]]
-        for arn, c in list(acm._certificates.items())
-    }
+    certs = {}
+    for arn, c in list(acm._certificates.items()):
+        c.check()  # ACM issues on its own once validation succeeds, not only when asked
+        if c.status == "ISSUED":  # a listener never serves a certificate ACM has not issued
+            certs[arn] = [c.common_name, *[s for s in c.sans if s != c.common_name]]
     return Snapshot(instances, _rules(ec2), lbs, tgs, dbs, envs, certs, _records())
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from typing import Any
 
 import botocore.exceptions
@@ -14,7 +17,7 @@ import pytest
 
 from sandbox import Sandbox, SandboxConfig
 
-from ..support import client, make_sandbox
+from ..support import client, make_sandbox, wait_for
 
 
 def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -51,20 +54,30 @@ def test_port_in_use_gives_one_line(tmp_env_file: str) -> None:
     assert len(lines) == 1 and f"port {port}" in lines[0] and "Traceback" not in proc.stderr
 
 
-def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
+def _start_cli(
+    env_file: str, *args: str, prefix: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[str], str, dict[str, str]]:
+    """`python -m sandbox` started as users start it: the process, its READY line, its env."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--env-file", tmp_env_file],
+        [*prefix, sys.executable, "-m", "sandbox", "--env-file", env_file, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("SANDBOX READY endpoint=http://127.0.0.1:")
-        with open(tmp_env_file) as f:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    env: dict[str, str] = {}
+    if line.startswith("SANDBOX READY"):
+        with open(env_file) as f:
             lines = f.read().splitlines()
         env = dict(ln.split("=", 1) for ln in lines if ln and not ln.startswith("#"))
+    return proc, line, env
+
+
+def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
+    proc, line, env = _start_cli(tmp_env_file)
+    try:
+        assert line.startswith("SANDBOX READY endpoint=http://127.0.0.1:")
         assert (
             env["AWS_ENDPOINT_URL"] in line and f"ssh_port={env['TOMCAT_FLEET_SSH_PORT']}" in line
         )
@@ -154,3 +167,104 @@ def test_no_token_buckets_flag() -> None:
         for _ in range(130):
             ec2.describe_vpcs()
         assert sb.state()["api"]["total_throttled"] == 0
+
+
+STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"
+
+
+def _beanstalk(sb_endpoint: str, region: str) -> tuple[str, Any]:
+    import boto3
+    from botocore.config import Config
+
+    eb = boto3.client(
+        "elasticbeanstalk",
+        endpoint_url=sb_endpoint,
+        region_name=region,
+        aws_access_key_id="sandbox-access-key",
+        aws_secret_access_key="sandbox-secret-key",
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    )
+    eb.create_application(ApplicationName="ports")
+    eb.create_environment(
+        ApplicationName="ports", EnvironmentName="ports-env", SolutionStackName=STACK
+    )
+
+    def ready() -> str | None:
+        envs = eb.describe_environments(EnvironmentNames=["ports-env"])["Environments"]
+        return str(envs[0]["CNAME"]) if envs and envs[0]["Status"] == "Ready" else None
+
+    return wait_for(ready, timeout=60), eb
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return int(resp.status)
+    except OSError:
+        return 0
+
+
+SETPRIV = shutil.which("setpriv")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or SETPRIV is None, reason="needs root and setpriv to drop the capability"
+)
+def test_without_low_ports_balancers_fall_back_and_urls_follow(tmp_env_file: str) -> None:
+    """The sandbox run without CAP_NET_BIND_SERVICE (as any non-root user is): balancer
+    ports 80/443 listen at 8080/8443 and what the sandbox reports says so."""
+    assert SETPRIV is not None
+    proc, line, env = _start_cli(
+        tmp_env_file,
+        "--public-ip-cidr=127.120.0.0/16",
+        "--service-ip-cidr=127.121.0.0/16",
+        prefix=(SETPRIV, "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service"),
+    )
+    try:
+        assert line.startswith("SANDBOX READY") and "lb_ports=80:8080,443:8443" in line, line
+        assert env["TOMCAT_FLEET_SANDBOX_LB_PORTS"] == "80:8080,443:8443"
+        cname, _ = _beanstalk(env["AWS_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"])
+        state_url = env["TOMCAT_FLEET_SANDBOX_STATE_URL"]
+
+        def state() -> dict[str, Any]:
+            with urllib.request.urlopen(state_url, timeout=10) as resp:
+                return dict(json.load(resp))
+
+        address = wait_for(lambda: state()["names"].get(cname.lower()), timeout=60)
+        assert state()["lb_ports"] == {"80": 8080, "443": 8443}
+        port = state()["lb_ports"]["80"]
+        assert wait_for(lambda: _get(f"http://{address}:{port}/") == 200, timeout=60)
+        assert _get(f"http://{address}/") == 0  # nothing could listen on 80
+        (lb,) = state()["load_balancers"].values()
+        assert lb["listeners"] == [
+            {"port": 80, "protocol": "HTTP", "bound_port": 8080, "listening": True}
+        ]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_hosts_reach_balancers_through_the_port_mapping() -> None:
+    """A host's curl of http://<cname>/ (port 80) reaches a balancer bound at base+80."""
+    cfg = SandboxConfig(
+        lb_port_base=9000,
+        eb_launch_seconds=0.2,
+        boot_delay=0.1,
+        public_ip_cidr="127.122.0.0/16",
+        service_ip_cidr="127.123.0.0/16",
+    )
+    with Sandbox(cfg) as sb:
+        assert sb.env()["TOMCAT_FLEET_SANDBOX_LB_PORTS"] == "80:9080,443:9443"
+        cname, _ = _beanstalk(sb.endpoint, sb.cfg.region)
+        ec2 = client(sb, "ec2")
+        iid = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0][
+            "InstanceId"
+        ]
+        sb.wait_settled()
+        host = sb.fleet.hosts[iid].state  # type: ignore[union-attr]
+
+        def curl() -> int | None:
+            res = sb._call(sb.fleet.http_get(host, f"http://{cname}/", verify_tls=True, timeout=3))  # type: ignore[union-attr]
+            return res.status
+
+        assert wait_for(lambda: curl() == 200, timeout=60)

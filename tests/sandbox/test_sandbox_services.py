@@ -4,10 +4,13 @@ names, and injected host faults.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import time
 import urllib.request
 from typing import Any
 
+import botocore.exceptions
 import paramiko
 import pytest
 
@@ -221,3 +224,84 @@ def test_install_failure_fault_is_reported_like_apt(sb: Sandbox) -> None:
         assert run(c, "systemctl is-active tomcat9")[1].strip() == "inactive"
     finally:
         c.close()
+
+
+def _cname(sb: Sandbox, name: str, value: str) -> None:
+    r53 = client(sb, "route53")
+    zone = r53.list_hosted_zones_by_name(DNSName=sb.cfg.hosted_zone)["HostedZones"][0]
+    record = {"Name": name, "Type": "CNAME", "TTL": 300, "ResourceRecords": [{"Value": value}]}
+    r53.change_resource_record_sets(
+        HostedZoneId=zone["Id"],
+        ChangeBatch={"Changes": [{"Action": "UPSERT", "ResourceRecordSet": record}]},
+    )
+
+
+def _tls_answers(address: str, name: str, ca_path: str) -> bool:
+    ctx = ssl.create_default_context(cafile=ca_path)
+    try:
+        with (
+            socket.create_connection((address, 443), timeout=3) as raw,
+            ctx.wrap_socket(raw, server_hostname=name),
+        ):
+            return True
+    except OSError:
+        return False
+
+
+def test_acm_checks_cname_value_and_elb_refuses_unissued_certificates(sb: Sandbox) -> None:
+    acm, elb, ec2 = client(sb, "acm"), client(sb, "elbv2"), client(sb, "ec2")
+    domain = f"strict.{sb.cfg.hosted_zone}"
+    arn = acm.request_certificate(DomainName=domain, ValidationMethod="DNS")["CertificateArn"]
+
+    def status() -> str:
+        return str(acm.describe_certificate(CertificateArn=arn)["Certificate"]["Status"])
+
+    opts = acm.describe_certificate(CertificateArn=arn)["Certificate"]["DomainValidationOptions"]
+    record = opts[0]["ResourceRecord"]
+    _cname(sb, record["Name"], "garbage.invalid.")  # the right name, the wrong value
+    sb.wait_settled()
+    assert status() == "PENDING_VALIDATION"
+
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    lb = elb.create_load_balancer(Name="strict", Subnets=subnets)["LoadBalancers"][0]
+    tg = elb.create_target_group(Name="strict", Protocol="HTTP", Port=8080, VpcId=vpc)
+    forward = [{"Type": "forward", "TargetGroupArn": tg["TargetGroups"][0]["TargetGroupArn"]}]
+    https = {
+        "Protocol": "HTTPS",
+        "Port": 443,
+        "Certificates": [{"CertificateArn": arn}],
+        "SslPolicy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "DefaultActions": forward,
+    }
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], **https)
+    assert info.value.response["Error"]["Code"] == "UnsupportedCertificate"
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert arn in info.value.response["Error"]["Message"]
+    plain = elb.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80, DefaultActions=forward
+    )["Listeners"][0]["ListenerArn"]
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        elb.modify_listener(ListenerArn=plain, **https)
+    assert info.value.response["Error"]["Code"] == "UnsupportedCertificate"
+    assert len(elb.describe_listeners(LoadBalancerArn=lb["LoadBalancerArn"])["Listeners"]) == 1
+
+    _cname(sb, record["Name"], record["Value"])  # the right value: ACM issues
+    assert status() == "ISSUED"
+    elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], **https)
+    sb.wait_settled()
+    address = sb.state()["names"][lb["DNSName"].lower()]
+    assert wait_for(lambda: _tls_answers(address, domain, sb.ca.ca_path), timeout=10)
+
+    from moto.acm.models import acm_backends
+
+    from sandbox.moto_patches import ACCOUNT
+
+    def revoke() -> None:
+        acm_backends[ACCOUNT][sb.cfg.region]._certificates[arn].status = "REVOKED"
+
+    with sb.api.lock:  # type: ignore[union-attr]
+        revoke()
+    sb.wait_settled()
+    assert not _tls_answers(address, domain, sb.ca.ca_path)  # no TLS without an ISSUED cert

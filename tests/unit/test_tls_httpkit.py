@@ -1,4 +1,4 @@
-"""Tests for sandbox.tls (LocalCA) and sandbox.httpkit (server, client, proxy)."""
+"""Tests for sandbox.tls (LocalCA) and sandbox.httpnet (aiohttp server, client, proxy)."""
 
 from __future__ import annotations
 
@@ -13,24 +13,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
-from sandbox.httpkit import HttpError, Request, Response, proxy, request, serve
+from sandbox.httpnet import HttpError, Reply, local_of, peer_of, proxy, request, serve
 from sandbox.tls import LocalCA
 
 DOMAIN = "www.sandbox.example.com"
 
 
+Request = web.BaseRequest
+Response = web.StreamResponse
+
+
 async def echo(req: Request) -> Response:
     info = {
         "method": req.method,
-        "path": req.path,
-        "version": req.version,
-        "headers": req.headers,
-        "body": req.body.decode(),
-        "peer": list(req.peer),
-        "local": list(req.local),
+        "path": req.path_qs,
+        "version": f"HTTP/{req.version.major}.{req.version.minor}",
+        "headers": {k.lower(): v for k, v in req.headers.items()},
+        "body": (await req.read()).decode(),
+        "peer": list(peer_of(req)),
+        "local": list(local_of(req)),
     }
-    return Response(200, {"Content-Type": "application/json"}, json.dumps(info).encode())
+    return web.json_response(info)
 
 
 def port_of(server: asyncio.Server) -> int:
@@ -62,7 +68,7 @@ def closed_port() -> int:
 
 
 def test_get_with_request() -> None:
-    async def test(port: int) -> Response:
+    async def test(port: int) -> Reply:
         return await request("127.0.0.1", port, "GET", "/a?b=1", headers={"X-Test": "yes"})
 
     resp = run_with_server(test)
@@ -86,7 +92,7 @@ def test_head_has_no_body() -> None:
         conn.close()
         return resp.status, resp.getheader("Content-Length"), data
 
-    async def test(port: int) -> tuple[tuple[int, str | None, bytes], Response]:
+    async def test(port: int) -> tuple[tuple[int, str | None, bytes], Reply]:
         stdlib = await asyncio.to_thread(blocking, port)
         ours = await request("127.0.0.1", port, "HEAD", "/")
         return stdlib, ours
@@ -142,9 +148,10 @@ def test_connection_close_and_http10_close() -> None:
 
 def test_post_body_echo() -> None:
     async def handler(req: Request) -> Response:
-        return Response(201, {"X-Len": str(len(req.body))}, req.body[::-1])
+        body = await req.read()
+        return web.Response(status=201, headers={"X-Len": str(len(body))}, body=body[::-1])
 
-    async def test(port: int) -> Response:
+    async def test(port: int) -> Reply:
         return await request("127.0.0.1", port, "POST", "/p", body=b"hello world")
 
     resp = run_with_server(test, handler)
@@ -157,7 +164,7 @@ def test_bad_request_and_handler_error() -> None:
     async def handler(req: Request) -> Response:
         if req.path == "/boom":
             raise RuntimeError("boom")
-        return Response(200, {}, b"ok")
+        return web.Response(status=200, body=b"ok")
 
     async def raw(port: int, payload: bytes) -> bytes:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -166,7 +173,7 @@ def test_bad_request_and_handler_error() -> None:
         writer.close()
         return data
 
-    async def test(port: int) -> tuple[bytes, bytes, Response]:
+    async def test(port: int) -> tuple[bytes, bytes, Reply]:
         bad = await raw(port, b"NONSENSE\r\n\r\n")
         boom = await raw(port, b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n")
         after = await request("127.0.0.1", port)  # the server still works
@@ -205,7 +212,7 @@ def test_refused() -> None:
 
 
 def test_local_address_is_the_peer() -> None:
-    async def test(port: int) -> Response:
+    async def test(port: int) -> Reply:
         return await request("127.0.0.1", port, local_address="127.100.0.9")
 
     info = json.loads(run_with_server(test).body)
@@ -214,12 +221,12 @@ def test_local_address_is_the_peer() -> None:
 
 
 def test_proxy_forwards_and_sets_forwarded_headers() -> None:
-    async def main() -> Response:
+    async def main() -> Reply:
         upstream = await serve("127.0.0.1", 0, echo)
         up_port = port_of(upstream)
 
         async def front(req: Request) -> Response:
-            extra = {"X-Forwarded-Proto": "http", "X-Forwarded-Port": str(req.local[1])}
+            extra = {"X-Forwarded-Proto": "http", "X-Forwarded-Port": str(local_of(req)[1])}
             return await proxy(
                 req, "127.0.0.1", up_port, local_address=None, timeout=5, extra_headers=extra
             )
@@ -253,7 +260,7 @@ def test_proxy_forwards_and_sets_forwarded_headers() -> None:
 
 def test_proxy_upstream_error_propagates() -> None:
     async def main() -> HttpError:
-        req = Request("GET", "/", "HTTP/1.1", {}, b"", ("127.0.0.1", 1), ("127.0.0.1", 2))
+        req = make_mocked_request("GET", "/")
         with pytest.raises(HttpError) as info:
             await proxy(
                 req, "127.0.0.1", closed_port(), local_address=None, timeout=2, extra_headers={}
@@ -291,7 +298,7 @@ def tls_run(
 
 
 def test_tls_request_verifies(tmp_path: Any) -> None:
-    async def test(port: int, ca: LocalCA) -> Response:
+    async def test(port: int, ca: LocalCA) -> Reply:
         return await request(
             "127.0.0.1", port, ssl=ca.client_context(), server_hostname=DOMAIN, timeout=5
         )
@@ -302,7 +309,7 @@ def test_tls_request_verifies(tmp_path: Any) -> None:
 
 
 def test_tls_wildcard(tmp_path: Any) -> None:
-    async def test(port: int, ca: LocalCA) -> Response:
+    async def test(port: int, ca: LocalCA) -> Reply:
         return await request(
             "127.0.0.1", port, ssl=ca.client_context(), server_hostname="api.example.com"
         )
