@@ -20,7 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from . import httpnet
+import sandbox.httpnet as httpnet
+
 from .ports import PortMap
 from .snapshot import ListenerInfo, LoadBalancerInfo, TargetGroupInfo
 from .tls import LocalCA

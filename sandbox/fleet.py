@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 import asyncssh
 from aiohttp import web
 
-from . import httpnet
+import sandbox.httpnet as httpnet
+
 from .config import SandboxConfig
 from .elb import Balancers
 from .faults import host_faults, jittered

@@ -24,7 +24,10 @@ from typing import Any, TypeVar
 
 import psutil
 
-from . import moto_patches, snapshot, ssm_seed
+import sandbox.moto_patches as moto_patches
+import sandbox.snapshot as snapshot
+import sandbox.ssm_seed as ssm_seed
+
 from .awsapi import AwsApi, json_route, text_route
 from .config import SandboxConfig
 from .fleet import Fleet
