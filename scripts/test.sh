@@ -12,6 +12,11 @@ python -m pip install -q -e '.[dev]'
 if command -v npm >/dev/null && [ ! -x .tools/node_modules/.bin/gitlab-ci-local ]; then
   npm install --silent --no-audit --no-fund --prefix .tools gitlab-ci-local@4.62.0 >/dev/null
 fi
+# gitlab-ci-local copies the checkout with rsync: install it where we may (root + apt)
+if ! command -v rsync >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { apt-get install -y -q rsync || { apt-get update -q && apt-get install -y -q rsync; }; } \
+    >/dev/null 2>&1 || echo "test.sh: rsync not installed; the GitLab CI job test will skip" >&2
+fi
 ruff check .
 ruff format --check .
 mypy
