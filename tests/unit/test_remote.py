@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blocks.settings import FleetSettings
-from tasks import jumphost
+from tasks.deploy import jumphost
 from tasks.deploy.models import RdsResult
 from tasks.models import HostResult, Instance
 from tasks.remote import group as group_mod
