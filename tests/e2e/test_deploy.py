@@ -35,7 +35,7 @@ def sb() -> Any:
         boot_delay=0.2,
         cloud_init_seconds=0.2,
         rds_create_seconds=0.3,
-        eb_launch_seconds=6.0,
+        eb_launch_seconds=25.0,  # well past RDS + jumphost even on a loaded 2-core box
         health_check_interval=0.3,
         drop_hold_seconds=3.0,
     )
