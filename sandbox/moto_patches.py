@@ -225,7 +225,7 @@ def _install() -> None:
     _orig_create_env = EBResponse.create_environment
 
     def create_environment(self: EBResponse) -> ActionResult:
-        from .beanstalk import check_service_role
+        from .eb_roles import check_service_role
 
         check_service_role(self.current_account, self._get_param("OptionSettings"))
         return _orig_create_env(self)
