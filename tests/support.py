@@ -124,16 +124,9 @@ def eb_service_role(iam: Any, name: str = "sandbox-eb-service-role") -> list[dic
     one, as AWS does)."""
     import json
 
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "elasticbeanstalk.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-            }
-        ],
-    }
+    from tasks.aws.iam import trust_policy
+
+    trust = trust_policy("elasticbeanstalk.amazonaws.com")
     with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
         iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
     return [

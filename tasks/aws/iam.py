@@ -87,16 +87,19 @@ EB_POLICIES = (
 )
 
 
-EC2_TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
+def trust_policy(service: str, **condition: Any) -> dict[str, Any]:
+    """A role trust policy letting `service` (a service principal) assume the role."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if condition:
+        statement["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+EC2_TRUST_POLICY = trust_policy("ec2.amazonaws.com")
 
 
 # the service role: AWS's own EB service role (aws-elasticbeanstalk-service-role) holds
@@ -106,17 +109,10 @@ EB_SERVICE_POLICIES = (
     "arn:aws:iam::aws:policy/AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy",
 )
 
-EB_SERVICE_TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "elasticbeanstalk.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-            "Condition": {"StringEquals": {"sts:ExternalId": "elasticbeanstalk"}},
-        }
-    ],
-}
+EB_SERVICE_TRUST_POLICY = trust_policy(
+    "elasticbeanstalk.amazonaws.com",
+    StringEquals={"sts:ExternalId": "elasticbeanstalk"},
+)
 
 
 # a new instance profile takes a few seconds to be visible to Elastic Beanstalk

@@ -143,20 +143,25 @@ def test_wrong_key_fails_every_host_quickly(
     assert time.monotonic() - started < 60
 
 
-def test_dask_runner_on_a_local_cluster(fleet: list[Instance], overrides: dict[str, Any]) -> None:
+def on_local_dask(hosts: list[Instance], overrides: dict[str, Any], **kw: Any) -> Any:
+    """install_tomcat's final state, its chunks on a local cluster of two worker processes."""
     from distributed import LocalCluster
 
     with LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
     ) as cluster:
-        summary = install_tomcat(
-            fleet[:12],
-            chunk_size=6,
-            desired_count=2,
+        return install_tomcat(
+            hosts,
             runner="dask",
             dask_address=cluster.scheduler_address,
             settings_overrides=overrides,
+            return_state=True,
+            **kw,
         )
+
+
+def test_dask_runner_on_a_local_cluster(fleet: list[Instance], overrides: dict[str, Any]) -> None:
+    summary = outcome_of(on_local_dask(fleet[:12], overrides, chunk_size=6, desired_count=2))
     assert summary.runner == "dask" and summary.installed == 12
 
 
@@ -169,7 +174,6 @@ def test_dask_workers_read_the_key_from_the_secret_block(
     API holds. Small on purpose: 4 hosts, 2 chunks."""
     import os
 
-    from distributed import LocalCluster
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
@@ -181,18 +185,7 @@ def test_dask_workers_read_the_key_from_the_secret_block(
     pem = FleetSettings(**overrides).key_file_path().read_text()
     Secret(value=pem).save("flowtest-dask-ssh-key", overwrite=True)
     settings = {**overrides, "ssh_key_block": "flowtest-dask-ssh-key"}
-    with LocalCluster(
-        n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None
-    ) as cluster:
-        state = install_tomcat(
-            fleet[:4],
-            chunk_size=2,
-            max_workers=2,
-            runner="dask",
-            dask_address=cluster.scheduler_address,
-            settings_overrides=settings,
-            return_state=True,
-        )
+    state = on_local_dask(fleet[:4], settings, chunk_size=2, max_workers=2)
     summary = outcome_of(state)
     assert state.is_completed(), state.message
     assert isinstance(summary, InstallSummary)
