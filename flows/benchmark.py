@@ -39,7 +39,14 @@ from prefect import flow, get_run_logger
 
 from tasks.bench.matrix import load_matrix, plan_matrix
 from tasks.bench.report import format_table, plot, report, summary_rows, write_csv
-from tasks.bench.run import NIGHTLY_CRON, RUN_COLUMNS, SUMMARY_COLUMNS, run_scenario, sandbox_args
+from tasks.bench.run import (
+    NIGHTLY_CRON,
+    RUN_COLUMNS,
+    SUMMARY_COLUMNS,
+    BenchHostKeys,
+    run_scenario,
+    sandbox_args,
+)
 from tasks.hostmonitor import HostMonitor, join_timeline, summarize_span
 from tasks.runtime.run_names import benchmark_run_name
 
@@ -57,6 +64,7 @@ def benchmark(
     seed: int = 0,
     public_ip_cidr: str = "127.140.0.0/16",
     service_ip_cidr: str = "127.141.0.0/16",
+    host_key_policy: BenchHostKeys = "tofu",
 ) -> dict[str, Any]:
     """Run every scenario of `matrix` `repeat` times on fresh instances; write CSV, PNG and
     artifacts; return {csv, png, runs_csv, timeline_csv, rows}.
@@ -76,12 +84,16 @@ def benchmark(
         seed: Sandbox fault seed.
         public_ip_cidr: Sandbox: the instances' public addresses.
         service_ip_cidr: Sandbox: the load balancers' addresses.
+        host_key_policy: SSH host keys of the fresh instances: tofu (recorded on first
+            contact) or insecure (not checked), on either target.
     """
     logger = get_run_logger()
     if repeat < 1:
         raise ValueError(f"repeat={repeat} must be at least 1")
     if target not in ("sandbox", "aws"):
         raise ValueError(f"target={target!r} is not one of sandbox, aws")
+    if host_key_policy not in ("tofu", "insecure"):
+        raise ValueError(f"host_key_policy={host_key_policy!r} is not one of tofu, insecure")
     entries, _ = load_matrix(matrix)
     planned = plan_matrix(entries, os.cpu_count() or 2, include_peers)
     valid = [p for p in planned if p.valid]
@@ -121,7 +133,7 @@ def benchmark(
                         name += f" ({p.scenario.name})"
                     runs.append(
                         run_scenario.with_options(task_run_name=name)(
-                            p, rep, workdir, state_dir, monitor.t0
+                            p, rep, workdir, state_dir, monitor.t0, host_key_policy
                         )
                     )
         finally:
@@ -173,6 +185,7 @@ def benchmark(
         "throttle_rate": throttle_rate,
         "repeat": repeat,
         "target": target,
+        "host_key_policy": host_key_policy,
         "elapsed_s": time.monotonic() - t_start,
     }
     report(rows, png, csv_path, meta)

@@ -33,7 +33,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key, make_runner
@@ -220,12 +220,10 @@ def tls_stage(settings: FleetSettings, alb: AlbResult) -> TlsResult:
 
 
 @stage_task(6, retries=1)
-def alb_traffic_stage(
-    settings: FleetSettings, key: SecretStr, alb: AlbResult, tls: TlsResult
-) -> TrafficResult:
+def alb_traffic_stage(settings: FleetSettings, alb: AlbResult, tls: TlsResult) -> TrafficResult:
     from tasks.deploy.traffic import alb_traffic
 
-    result = alb_traffic(Aws(settings), settings, key.get_secret_value(), alb.url, tls.url)
+    result = alb_traffic(Aws(settings), settings, load_key(settings), alb.url, tls.url)
     get_run_logger().info(
         "ALB answered %d/%d requests from %d distinct instances: %s",
         result.ok,
@@ -251,10 +249,10 @@ def rds_stage(settings: FleetSettings, tls: TlsResult) -> RdsResult:
 
 
 @stage_task(9, retries=1)
-def jumphost_stage(settings: FleetSettings, key: SecretStr, rds: RdsResult) -> JumphostResult:
+def jumphost_stage(settings: FleetSettings, rds: RdsResult) -> JumphostResult:
     from tasks.deploy.jumphost import jumphost_check
 
-    result = jumphost_check(Aws(settings), settings, rds, key.get_secret_value())
+    result = jumphost_check(Aws(settings), settings, rds, load_key(settings))
     get_run_logger().info(
         "SELECT 1 through jumphost %s returned %s", result.instance_id, result.select_1
     )
@@ -262,19 +260,17 @@ def jumphost_stage(settings: FleetSettings, key: SecretStr, rds: RdsResult) -> J
 
 
 @stage_task(10, retries=1)
-def eb_http_stage(settings: FleetSettings, key: SecretStr, eb: BeanstalkResult) -> TrafficResult:
+def eb_http_stage(settings: FleetSettings, eb: BeanstalkResult) -> TrafficResult:
     from tasks.deploy.traffic import beanstalk_http
 
-    return beanstalk_http(Aws(settings), settings, key.get_secret_value(), eb)
+    return beanstalk_http(Aws(settings), settings, load_key(settings), eb)
 
 
 @stage_task(11, retries=1)
-def eb_https_stage(
-    settings: FleetSettings, key: SecretStr, eb: BeanstalkResult, tls: TlsResult
-) -> TrafficResult:
+def eb_https_stage(settings: FleetSettings, eb: BeanstalkResult, tls: TlsResult) -> TrafficResult:
     from tasks.deploy.traffic import beanstalk_https
 
-    return beanstalk_https(Aws(settings), settings, key.get_secret_value(), eb, tls)
+    return beanstalk_https(Aws(settings), settings, load_key(settings), eb, tls)
 
 
 def warm_install_pool(
@@ -359,14 +355,13 @@ def deploy(
         if n not in todo:
             records[n].status = "skipped"
     failed: dict[int, str] = {}
-    key: SecretStr | None = None
 
     # 1-3 are a chain and 2 is a subflow: run them in the flow body. The install's process
     # pool starts (and initialises Prefect in every worker) while stage 1 launches.
     pool = warm_install_pool(instances, runner, install_knobs) if 2 in todo else None
     try:
         results[1] = launch_stage(settings, instances)
-        key = SecretStr(load_key(settings))  # stage 1 made sure the key pair's key exists
+        load_key(settings)  # stage 1 made sure the key exists; SSH stages read it themselves
         CLOCK.mark(2, 0)
         install_state = install_tomcat(
             results[1].instances,
@@ -401,17 +396,17 @@ def deploy(
         if 5 in todo:
             futures[5] = tls_stage.submit(s, futures[4])
         if 6 in todo:
-            futures[6] = alb_traffic_stage.submit(s, key, futures[4], futures[5])
+            futures[6] = alb_traffic_stage.submit(s, futures[4], futures[5])
         if 7 in todo:
             futures[7] = beanstalk_stage.submit(s, futures[5])
         if 8 in todo:
             futures[8] = rds_stage.submit(s, futures[5])
         if 9 in todo:
-            futures[9] = jumphost_stage.submit(s, key, futures[8])
+            futures[9] = jumphost_stage.submit(s, futures[8])
         if 10 in todo:
-            futures[10] = eb_http_stage.submit(s, key, futures[7])
+            futures[10] = eb_http_stage.submit(s, futures[7])
         if 11 in todo:
-            futures[11] = eb_https_stage.submit(s, key, futures[7], futures[5])
+            futures[11] = eb_https_stage.submit(s, futures[7], futures[5])
         for n, fut in futures.items():
             fut.wait()
             state = fut.state

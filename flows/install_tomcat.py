@@ -1,11 +1,13 @@
 """Flow `install-tomcat`: chunks of hosts on a process pool, threads inside, every host
 accounted for.
 
-Order of work: validate the shape and the inputs (nothing touched yet), load the SSH key,
-open security-group ingress once per group, then map the chunks onto the chosen task
-runner (`process`, `thread` or `dask`) in the subflow `install-chunks`, and finally report:
-one row per host in a table artifact, a progress artifact updated as chunks finish, the
-seed's orchestration lines and resource samples in the run log, one aggregated log file.
+Order of work: validate the shape and the inputs (nothing touched yet), check the SSH key
+(the chunk tasks read it themselves, from the Secret block or key file, in their workers:
+it is never a task argument), open security-group ingress once per group, then map the
+chunks onto the chosen task runner (`process`, `thread` or `dask`) in the subflow
+`install-chunks`, and finally report: one row per host in a table artifact, a progress
+artifact updated as chunks finish, the seed's orchestration lines and resource samples in
+the run log, one aggregated log file.
 
 `tomcat-fleet install --help` runs it standalone (see `flows/cli.py`).
 """
@@ -23,7 +25,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 from prefect import flow, get_run_logger, task
@@ -57,7 +59,7 @@ from tasks.planning import (
 )
 from tasks.pool_runner import PreloadedProcessPoolTaskRunner
 from tasks.remote.config import HostInstallConfig, remote_config
-from tasks.remote.connection import load_private_key
+from tasks.remote.key_source import KeyUnavailable, read_key
 from tasks.resources import Sampler, format_sample
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import install_run_name
@@ -76,31 +78,12 @@ def saved_inventory(settings: FleetSettings) -> list[Instance]:
 
 
 def load_key(settings: FleetSettings) -> str:
-    """The private key PEM, from a Prefect Secret block or a file. Never logged."""
-    if settings.ssh_key_block:
-        from prefect.blocks.system import Secret
-
-        try:
-            pem = str(cast(Secret, Secret.load(settings.ssh_key_block)).get())
-        except ValueError as exc:
-            raise StageError(
-                f"ssh_key_block {settings.ssh_key_block!r} cannot be loaded "
-                f"({type(exc).__name__}); create it with "
-                "`python -m blocks.register`"
-            ) from None
-    else:
-        path = settings.key_file_path()
-        if not path.is_file():
-            raise StageError(
-                f"ssh key file {path} does not exist; set "
-                "TOMCAT_FLEET_SSH_KEY_FILE or TOMCAT_FLEET_SSH_KEY_BLOCK"
-            )
-        pem = path.read_text()
+    """The private key PEM, from a Prefect Secret block or a file. Never logged. The flow
+    only checks it here: the chunk tasks read it again in their workers."""
     try:
-        load_private_key(pem)
-    except ValueError as exc:
-        raise StageError(f"ssh key: {exc}") from None
-    return pem
+        return read_key(settings.ssh_key_block, str(settings.key_file_path()))
+    except KeyUnavailable as exc:
+        raise StageError(str(exc)) from None
 
 
 def make_runner(runner: str, desired_count: int, dask_address: str | None) -> TaskRunner[Any]:
@@ -234,7 +217,14 @@ def install_tomcat(
     task_runner = make_runner(runner, plan.desired_count, dask_address)
     if isinstance(task_runner, PreloadedProcessPoolTaskRunner):
         task_runner.warm_up()
-    key_pem = load_key(settings)
+    load_key(settings)  # fail before any host when the key cannot be read
+    if runner == "dask" and not settings.ssh_key_block:
+        logger.warning(
+            "runner=dask without ssh_key_block: the Dask workers read the key file %s, "
+            "which must exist on them; set TOMCAT_FLEET_SSH_KEY_BLOCK to have them read "
+            "the Prefect Secret block instead",
+            settings.key_file_path(),
+        )
     preflight(Aws(settings))
     for line in plan.log_lines():
         logger.info(line)
@@ -254,7 +244,8 @@ def install_tomcat(
         expected = wait_fingerprints(
             settings, [i.instance_id for i in instances], settings.ssh_wait_s
         )
-    cfg = remote_config(settings, key_pem, expected_fingerprints=expected)
+    # where the key is, not the key: each chunk task reads it in its worker
+    cfg = remote_config(settings, None, expected_fingerprints=expected)
     log_dir = str(Path(settings.log_dir) / f"install-{int(time.time())}-{os.getpid()}")
     chunks = chunked(instances, plan.chunk_size)
     t_install = time.monotonic()

@@ -3,6 +3,7 @@
 An environment gets an application load balancer (visible in ELBv2 and through
 DescribeEnvironmentResources) whose HTTP listener forwards to the environment's
 application server, registered as an `ip` target. Called under the API lock.
+CreateEnvironment's service role is checked in `eb_roles`.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ consult one registered `Hooks` object (the running sandbox):
   `ROUTE53_PROPAGATION_S`), as on AWS; the records themselves apply at once;
 - an RDS instance is `creating` until the sandbox's create delay has passed;
 - Elastic Beanstalk environments get a CNAME, a launch phase, DescribeEnvironmentResources
-  and TerminateEnvironment (moto lacks the last two).
+  and TerminateEnvironment (moto lacks the last two); CreateEnvironment needs an existing
+  service role that trusts Elastic Beanstalk (InvalidParameterValue otherwise).
 """
 
 from __future__ import annotations
@@ -221,6 +222,15 @@ def _install() -> None:
         return ActionResult({"Environments": envs})
 
     EBResponse.describe_environments = describe_environments  # type: ignore[method-assign]
+    _orig_create_env = EBResponse.create_environment
+
+    def create_environment(self: EBResponse) -> ActionResult:
+        from .eb_roles import check_service_role
+
+        check_service_role(self.current_account, self._get_param("OptionSettings"))
+        return _orig_create_env(self)
+
+    EBResponse.create_environment = create_environment  # type: ignore[method-assign]
 
 
 def _get_console_output(self: General) -> ActionResult:

@@ -1,9 +1,10 @@
 """The chunk task: one task on the pool, a thread per host inside, a log file of its own.
 
 Runs in a pool worker process (or a thread, or a Dask worker). Arguments and result are
-plain data. Each run writes `chunk-<index>-<pid>-<uuid8>.log` (pool workers are reused, so
-pid alone repeats), samples RAM/swap/CPU at its start and end, and one chunk in ten takes
-one extra sample at a random moment. Hosts are never lost: the fan-out
+plain data; the SSH key is not among them (the config says where to read it, the task
+reads it in its worker). Each run writes `chunk-<index>-<pid>-<uuid8>.log` (pool workers
+are reused, so pid alone repeats), samples RAM/swap/CPU at its start and end, and one
+chunk in ten takes one extra sample at a random moment. Hosts are never lost: the fan-out
 (`tasks.remote.group`) reports a host whose thread blew up as failed with the error.
 """
 
@@ -23,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from .models import ChunkResult, HostResult, Instance, ResourceSample
 from .remote.config import HostInstallConfig
 from .remote.group import ThreadingGroup
+from .remote.key_source import with_key
 from .resources import extra_sample_chance, format_sample, sample
 
 
@@ -71,6 +73,7 @@ def install_chunk(
     # paramiko logs tracebacks for connections it gives up on; each host's result already
     # carries the reason, so keep its transport chatter out of the run log
     logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+    cfg = with_key(cfg)  # read here, in the worker: the key is never a task argument
     file_log, path, handler = chunk_log(log_dir, index)
     log = _Both(file_log, run_log)  # type: ignore[arg-type]
     t0 = time.monotonic()

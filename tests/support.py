@@ -116,3 +116,23 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1)
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(every)
+
+
+def eb_service_role(iam: Any, name: str = "sandbox-eb-service-role") -> list[dict[str, str]]:
+    """CreateEnvironment's OptionSettings naming a service role Elastic Beanstalk can
+    assume, created on first use through `iam` (the sandbox refuses an environment without
+    one, as AWS does)."""
+    import json
+
+    from tasks.aws.iam import trust_policy
+
+    trust = trust_policy("elasticbeanstalk.amazonaws.com")
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+    return [
+        {
+            "Namespace": "aws:elasticbeanstalk:environment",
+            "OptionName": "ServiceRole",
+            "Value": name,
+        }
+    ]

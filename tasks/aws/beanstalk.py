@@ -167,12 +167,17 @@ def find_environment(aws: Aws, app: str, name: str) -> dict[str, Any] | None:
     return dict(env)
 
 
-def _option_settings(profile: str) -> list[dict[str, str]]:
+def _option_settings(profile: str, service_role: str) -> list[dict[str, str]]:
     return [
         {
             "Namespace": "aws:autoscaling:launchconfiguration",
             "OptionName": "IamInstanceProfile",
             "Value": profile,
+        },
+        {
+            "Namespace": "aws:elasticbeanstalk:environment",
+            "OptionName": "ServiceRole",
+            "Value": service_role,
         },
         {
             "Namespace": "aws:elasticbeanstalk:environment",
@@ -188,8 +193,10 @@ def _option_settings(profile: str) -> list[dict[str, str]]:
 
 
 def create_environment(
-    aws: Aws, settings: FleetSettings, app: str, name: str, profile: str
+    aws: Aws, settings: FleetSettings, app: str, name: str, profile: str, service_role: str
 ) -> dict[str, Any]:
+    """Create the load-balanced environment with the instance profile and the service
+    role (name or ARN); a profile or role IAM does not show yet is retried a while."""
     eb = aws.client("elasticbeanstalk")
     stack = choose_solution_stack(aws, settings)
     # Beanstalk sets `Name` itself (to the environment name) and rejects tag values equal
@@ -202,7 +209,7 @@ def create_environment(
                 ApplicationName=app,
                 EnvironmentName=name,
                 SolutionStackName=stack,
-                OptionSettings=_option_settings(profile),
+                OptionSettings=_option_settings(profile, service_role),
                 Tags=tags,
             )
             log.info("creating Beanstalk environment %s on %r", name, stack)
@@ -216,9 +223,10 @@ def create_environment(
                 if found is not None:
                     return found
                 raise
-            if "instance profile" not in message or time.monotonic() > deadline:
+            unseen = "instance profile" in message or "service role" in message
+            if not unseen or time.monotonic() > deadline:
                 raise
-            time.sleep(5.0)  # IAM is eventually consistent: the new profile is not seen yet
+            time.sleep(5.0)  # IAM is eventually consistent: a new profile/role is not seen yet
 
 
 def _load_balancer(aws: Aws, env_id: str) -> str | None:

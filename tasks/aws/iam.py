@@ -1,4 +1,5 @@
-"""IAM: the deployment's instance profiles and roles (Elastic Beanstalk's instances)."""
+"""IAM: the deployment's instance profiles and roles (Elastic Beanstalk's instances and
+its service role)."""
 
 from __future__ import annotations
 
@@ -86,33 +87,55 @@ EB_POLICIES = (
 )
 
 
-EC2_TRUST_POLICY = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
+def trust_policy(service: str, **condition: Any) -> dict[str, Any]:
+    """A role trust policy letting `service` (a service principal) assume the role."""
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if condition:
+        statement["Condition"] = condition
+    return {"Version": "2012-10-17", "Statement": [statement]}
+
+
+EC2_TRUST_POLICY = trust_policy("ec2.amazonaws.com")
+
+
+# the service role: AWS's own EB service role (aws-elasticbeanstalk-service-role) holds
+# these two; the first lives under the /service-role/ path
+EB_SERVICE_POLICIES = (
+    "arn:aws:iam::aws:policy/service-role/AWSElasticBeanstalkEnhancedHealth",
+    "arn:aws:iam::aws:policy/AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy",
+)
+
+EB_SERVICE_TRUST_POLICY = trust_policy(
+    "elasticbeanstalk.amazonaws.com",
+    StringEquals={"sts:ExternalId": "elasticbeanstalk"},
+)
 
 
 # a new instance profile takes a few seconds to be visible to Elastic Beanstalk
 _PROFILE_PROPAGATION_S = 60.0
 
 
-def policy_arns(aws: Aws) -> list[str]:
-    """The managed policies' ARNs in the region's partition (aws, aws-cn, aws-us-gov)."""
+def policy_arns(aws: Aws, arns: tuple[str, ...] = EB_POLICIES) -> list[str]:
+    """Managed policies' ARNs in the region's partition (aws, aws-cn, aws-us-gov)."""
     try:
         partition = aws.session.get_partition_for_region(aws.settings.region)
     except Exception:  # an unknown region: the commercial partition
         partition = "aws"
-    return [arn.replace("arn:aws:", f"arn:{partition}:", 1) for arn in EB_POLICIES]
+    return [arn.replace("arn:aws:", f"arn:{partition}:", 1) for arn in arns]
 
 
 def role_name(settings: FleetSettings) -> str:
     return f"{settings.deployment_name}-eb-ec2-role"
+
+
+def service_role_name(settings: FleetSettings) -> str:
+    """`<deployment>-eb-service-role`: inside the deployment's name prefix, like every
+    IAM name the flows create (the shipped policy scopes IAM to that prefix)."""
+    return f"{settings.deployment_name}-eb-service-role"
 
 
 def profile_name(settings: FleetSettings) -> str:
@@ -121,8 +144,44 @@ def profile_name(settings: FleetSettings) -> str:
 
 def ensure_instance_role(aws: Aws, settings: FleetSettings) -> str:
     """The EC2 role Beanstalk instances assume, with the web and worker tier policies."""
+    return _ensure_role(
+        aws,
+        settings,
+        role_name(settings),
+        EC2_TRUST_POLICY,
+        EB_POLICIES,
+        "eb-ec2-role",
+        "Elastic Beanstalk EC2",
+    )
+
+
+def ensure_service_role(aws: Aws, settings: FleetSettings) -> str:
+    """The role Elastic Beanstalk itself assumes for the environment (health reporting,
+    managed updates): trusts elasticbeanstalk.amazonaws.com, holds the two AWS-managed
+    policies AWS requires of an EB service role."""
+    return _ensure_role(
+        aws,
+        settings,
+        service_role_name(settings),
+        EB_SERVICE_TRUST_POLICY,
+        EB_SERVICE_POLICIES,
+        "eb-service-role",
+        "Elastic Beanstalk service role",
+    )
+
+
+def _ensure_role(
+    aws: Aws,
+    settings: FleetSettings,
+    name: str,
+    trust: dict[str, Any],
+    policies: tuple[str, ...],
+    component: str,
+    what: str,
+) -> str:
+    """Find the deployment's role `name` (or create it with `trust`), then attach
+    whichever of `policies` it lacks."""
     iam = aws.client("iam")
-    name = role_name(settings)
     try:
         role = iam.get_role(RoleName=name)["Role"]
         if not owned(role.get("Tags"), settings):
@@ -133,9 +192,9 @@ def ensure_instance_role(aws: Aws, settings: FleetSettings) -> str:
         try:
             iam.create_role(
                 RoleName=name,
-                AssumeRolePolicyDocument=json.dumps(EC2_TRUST_POLICY),
-                Description=f"tomcat-fleet {settings.deployment_name}: Elastic Beanstalk EC2",
-                Tags=deployment_tags(settings, "eb-ec2-role"),
+                AssumeRolePolicyDocument=json.dumps(trust),
+                Description=f"tomcat-fleet {settings.deployment_name}: {what}",
+                Tags=deployment_tags(settings, component),
             )
             log.info("created IAM role %s", name)
         except ClientError as exc2:
@@ -149,7 +208,7 @@ def ensure_instance_role(aws: Aws, settings: FleetSettings) -> str:
         if not page.get("IsTruncated"):
             break
         kwargs["Marker"] = page["Marker"]
-    for arn in policy_arns(aws):
+    for arn in policy_arns(aws, policies):
         if arn not in attached:
             iam.attach_role_policy(RoleName=name, PolicyArn=arn)
     return name

@@ -7,7 +7,8 @@
     listeners, load balancers (wait gone), target groups -> ACM certificates ->
     S3 buckets (every object version first) -> RDS instances (wait gone) ->
     EC2 instances (terminate in batches of 100, wait) -> security groups (cross-references
-    revoked first, DependencyViolation retried) -> IAM instance profiles and roles ->
+    revoked first, DependencyViolation retried) -> IAM instance profiles and roles (the
+    instances' role and the Beanstalk service role, after the environments are gone) ->
     key pairs -> the RDS password Secret block (only with ``delete_secrets=True``).
 
 Nothing is found by name alone: a resource is removed only when its tags say it belongs to

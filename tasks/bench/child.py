@@ -31,9 +31,11 @@ def child(
     desired_count: int,
     deployment_name: str | None = None,
     state_dir: str | None = None,
+    host_key_policy: Literal["tofu", "insecure"] = "tofu",
 ) -> int:
     """Install on the inventory with the seed's shape (a fork pool of `desired_count`
-    processes, one chunk per task) or the floor's (one thread pool); print JSON."""
+    processes, one chunk per task) or the floor's (one thread pool); print JSON.
+    `host_key_policy`: tofu (keys kept in the state dir's known_hosts) or insecure."""
     global _CFG
     from blocks.settings import FleetSettings
     from tasks.remote.config import remote_config
@@ -44,7 +46,9 @@ def child(
         if v is not None
     }
     settings = FleetSettings(**overrides)
-    _CFG = remote_config(settings, settings.key_file_path().read_text(), host_key_policy="insecure")
+    _CFG = remote_config(
+        settings, settings.key_file_path().read_text(), host_key_policy=host_key_policy
+    )
     rows = json.loads(Path(inventory).read_text())
     t0 = time.monotonic()
     if shape == "floor":

@@ -11,7 +11,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -19,6 +19,10 @@ from prefect.cache_policies import NO_CACHE
 from tasks.bench.matrix import Planned
 from tasks.resources import PeakTreeRss
 
+# the benchmark's host-key policy: `tofu` (default, both targets) records each fresh
+# instance's key in the run's known_hosts; `insecure` only when asked for (a parameter, the
+# same code on either target). `strict` needs console fingerprints the children do not fetch.
+BenchHostKeys = Literal["tofu", "insecure"]
 NIGHTLY_CRON = "30 2 * * *"
 CHILD_TIMEOUT_S = 1800.0
 DEPLOYMENT = "bench"
@@ -119,11 +123,14 @@ def sandbox_counters() -> tuple[int, int] | None:
 
 
 def launch_fleet(settings: Any, count: int) -> tuple[list[dict[str, Any]], int, int]:
-    """Key pair, security group open to SSH/8080, `count` fresh instances, waited until
+    """Key pair, security group open to SSH/8080 from this controller's CIDR only
+    (`controller_cidr`: TOMCAT_FLEET_INGRESS_CIDR, else the address the controller-IP URL
+    reports; the sandbox answers that URL too), `count` fresh instances, waited until
     reachable. Returns (instances, API calls, throttling retries)."""
     from tasks.aws import Aws
     from tasks.aws.ec2 import (
         authorize_ingress,
+        controller_cidr,
         ensure_key_pair,
         ensure_security_group,
         launch_instances,
@@ -133,7 +140,8 @@ def launch_fleet(settings: Any, count: int) -> tuple[list[dict[str, Any]], int, 
     aws = Aws(settings)
     ensure_key_pair(aws, settings)
     sg = ensure_security_group(aws, settings)
-    authorize_ingress(aws, [sg], [22, 8080], lambda _p: "0.0.0.0/0")
+    cidr = controller_cidr(settings)
+    authorize_ingress(aws, [sg], [22, 8080], lambda _p: cidr)
     ids: list[str] = []
     while len(ids) < count:
         n = min(500, count - len(ids))
@@ -161,7 +169,14 @@ def _last_json(out: str) -> dict[str, Any]:
     raise RuntimeError(f"no JSON line in the child's output: {out[-500:]!r}")
 
 
-def child_command(p: Planned, inventory: Path, workdir: Path, state_dir: str) -> list[str]:
+def child_command(
+    p: Planned,
+    inventory: Path,
+    workdir: Path,
+    state_dir: str,
+    host_key_policy: BenchHostKeys = "tofu",
+) -> list[str]:
+    """The child's command line for the scenario's shape, with `host_key_policy`."""
     sc = p.scenario
     knobs = [
         "--chunk-size",
@@ -181,7 +196,7 @@ def child_command(p: Planned, inventory: Path, workdir: Path, state_dir: str) ->
             str(inventory),
             *knobs,
             "--host-key-policy",
-            "insecure",
+            host_key_policy,
             "--allow-failures",
             "100%",
             "--deployment-name",
@@ -200,6 +215,8 @@ def child_command(p: Planned, inventory: Path, workdir: Path, state_dir: str) ->
         "--inventory",
         str(inventory),
         *knobs,
+        "--host-key-policy",
+        host_key_policy,
         "--deployment-name",
         DEPLOYMENT,
         "--state-dir",
@@ -232,7 +249,12 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], floa
 
 @task(name="benchmark-scenario", tags=["benchmark"], cache_policy=NO_CACHE)
 def run_scenario(
-    planned: Planned, rep: int, workdir: str, state_dir: str | None, t0: float
+    planned: Planned,
+    rep: int,
+    workdir: str,
+    state_dir: str | None,
+    t0: float,
+    host_key_policy: BenchHostKeys = "tofu",
 ) -> dict[str, Any]:
     """Fresh instances, the shape in a child process, the counters around it. Never raises:
     a failed run is a row with `status=error`."""
@@ -263,7 +285,9 @@ def run_scenario(
         inventory = Path(workdir) / f"inventory-{uuid.uuid4().hex[:8]}.json"
         inventory.write_text(json.dumps(instances))
         env = {**os.environ, "TOMCAT_FLEET_DEPLOYMENT_NAME": DEPLOYMENT}
-        cmd = child_command(planned, inventory, Path(workdir), str(settings.state_dir))
+        cmd = child_command(
+            planned, inventory, Path(workdir), str(settings.state_dir), host_key_policy
+        )
         result, wall, peak = run_child(cmd, env)
         after = sandbox_counters()
         row.update(

@@ -1,8 +1,8 @@
 """Deploy stage 7: an Elastic Beanstalk application and load-balanced Tomcat environment.
 
-The EC2 instance role and its instance profile, the application and the environment are
-each found (by name, owned by this deployment) before anything is created, so a second
-call creates nothing and returns the same environment. Plain functions over a
+The EC2 instance role and its instance profile, the service role, the application and the
+environment are each found (by name, owned by this deployment) before anything is created,
+so a second call creates nothing and returns the same environment. Plain functions over a
 `tasks.aws.Aws`; the deploy flow wraps them in Prefect tasks.
 """
 
@@ -22,7 +22,7 @@ from tasks.aws.beanstalk import (
 from tasks.aws.cleanup import not_ours, owned
 from tasks.aws.ec2 import StageError, authorize_ingress, deployment_tags
 from tasks.aws.elbv2 import HTTPS_PORT, ensure_https_listener, find_listener
-from tasks.aws.iam import ensure_instance_profile, ensure_instance_role
+from tasks.aws.iam import ensure_instance_profile, ensure_instance_role, ensure_service_role
 from tasks.aws.route53 import upsert_records
 from tasks.deploy.models import BeanstalkResult, TlsResult
 
@@ -32,9 +32,11 @@ log = logging.getLogger(__name__)
 def create_beanstalk(
     aws: Aws, settings: FleetSettings, timeout_s: float = 900, poll_s: float = 2.0
 ) -> BeanstalkResult:
-    """Stage 7: role, instance profile, application and a Ready load-balanced environment."""
+    """Stage 7: roles (instances' and service), instance profile, application and a Ready
+    load-balanced environment."""
     role = ensure_instance_role(aws, settings)
     profile = ensure_instance_profile(aws, settings, role)
+    service_role = ensure_service_role(aws, settings)
     app = ensure_application(aws, settings)
     name = environment_name(settings)
     env = find_environment(aws, app, name)
@@ -49,7 +51,7 @@ def create_beanstalk(
             if not owned(tags.get("ResourceTags"), settings):
                 raise not_ours("Beanstalk environment", name, settings)
     else:
-        env = create_environment(aws, settings, app, name, profile)
+        env = create_environment(aws, settings, app, name, profile, service_role)
     env_id = str(env["EnvironmentId"])
     ready, lb = wait_environment_ready(aws, app, name, env_id, timeout_s, poll_s)
     return BeanstalkResult(
@@ -59,6 +61,7 @@ def create_beanstalk(
         load_balancer_arn=lb,
         instance_profile=profile,
         role=role,
+        service_role=service_role,
     )
 
 

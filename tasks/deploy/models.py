@@ -58,6 +58,7 @@ class BeanstalkResult(BaseModel):
     load_balancer_arn: str
     instance_profile: str
     role: str
+    service_role: str = ""  # the role Elastic Beanstalk assumes (ServiceRole option)
 
 
 class RdsResult(BaseModel):

@@ -1,7 +1,10 @@
 """The one place that turns FleetSettings and a private key into how we reach hosts.
 
-`HostInstallConfig` is plain and picklable (it crosses process boundaries); the private key
-is a `SecretStr`, so reprs and logs of the config never show it. `remote_config` is the
+`HostInstallConfig` is plain and picklable (it crosses process boundaries). It carries
+either the private key (a `SecretStr`, so reprs and logs never show it) or only where to
+read it (`key_block`, a Prefect Secret block, or `key_file`): the install flow sends the
+latter to its chunk tasks, which read the key in the worker (`tasks.remote.key_source`),
+so the key is never a task argument, pickled to a pool or Dask worker. `remote_config` is the
 only builder from settings: the install flow, the jumphost, the traffic generator and the
 benchmark all call it.
 """
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 
 from blocks.install_steps import InstallStep
 from blocks.settings import FleetSettings
@@ -23,7 +26,9 @@ class HostInstallConfig(BaseModel):
 
     ssh_port: int = Field(ge=1, le=65535)
     ssh_user: str = Field(min_length=1)
-    key_pem: SecretStr
+    key_pem: SecretStr | None = None
+    key_block: str | None = None  # a Prefect Secret block holding the key (when no key_pem)
+    key_file: str | None = None  # a key file on the worker (when no key_pem nor key_block)
     host_key_policy: HostKeyPolicy = "tofu"
     known_hosts_path: str
     expected_fingerprints: dict[str, list[str]] = Field(default_factory=dict)
@@ -35,15 +40,29 @@ class HostInstallConfig(BaseModel):
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_cap_s: float = Field(10.0, ge=0)
 
+    @model_validator(mode="after")
+    def _a_key_source(self) -> HostInstallConfig:
+        if self.key_pem is None and not (self.key_block or self.key_file):
+            raise ValueError("a private key, a key block or a key file is needed")
+        return self
+
+    def private_key(self) -> str:
+        """The key's text; ValueError while the config only says where to read it."""
+        if self.key_pem is None:
+            raise ValueError("the private key is not loaded (tasks.remote.key_source.with_key)")
+        return self.key_pem.get_secret_value()
+
 
 def remote_config(
     settings: FleetSettings,
-    key_pem: str | SecretStr,
+    key_pem: str | SecretStr | None,
     *,
     expected_fingerprints: dict[str, list[str]] | None = None,
     host_key_policy: HostKeyPolicy | None = None,
 ) -> HostInstallConfig:
-    """The SSH/install config from `settings` and the private key's text.
+    """The SSH/install config from `settings` and the private key's text; with
+    `key_pem=None`, the settings' key source instead (the Secret block
+    `settings.ssh_key_block`, else the key file), read where the config is used.
 
     `expected_fingerprints` (instance id -> console fingerprints) matter for the `strict`
     host-key policy; `host_key_policy` overrides the settings' policy (the benchmark's
@@ -51,7 +70,13 @@ def remote_config(
     return HostInstallConfig(
         ssh_port=settings.ssh_port,
         ssh_user=settings.ssh_user,
-        key_pem=key_pem if isinstance(key_pem, SecretStr) else SecretStr(key_pem),
+        key_pem=key_pem if isinstance(key_pem, SecretStr | None) else SecretStr(key_pem),
+        key_block=settings.ssh_key_block if key_pem is None else None,
+        key_file=(
+            str(settings.key_file_path())
+            if key_pem is None and not settings.ssh_key_block
+            else None
+        ),
         host_key_policy=host_key_policy or settings.host_key_policy,
         known_hosts_path=str(settings.known_hosts_path),
         expected_fingerprints=dict(expected_fingerprints or {}),

@@ -133,7 +133,7 @@ class Connection:
         self.instance_id = instance_id or host
         self.wait_s = config.ssh_wait_s if wait_s is None else wait_s
         self.stop = stop or threading.Event()
-        self.secrets = [config.key_pem.get_secret_value(), *secrets]
+        self.secrets = [*([config.private_key()] if config.key_pem else []), *secrets]
         self.client: paramiko.SSHClient | None = None
         self._pkey: paramiko.PKey | None = None
         self._rng = random.Random()
@@ -182,7 +182,7 @@ class Connection:
         """The private key, parsed once; RemoteError if it is not a usable key."""
         if self._pkey is None:
             try:
-                self._pkey = load_private_key(self.config.key_pem.get_secret_value())
+                self._pkey = load_private_key(self.config.private_key())
             except ValueError as exc:
                 raise RemoteError(f"ssh: {exc}") from None
         return self._pkey

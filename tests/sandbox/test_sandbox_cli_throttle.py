@@ -17,7 +17,7 @@ import pytest
 
 from sandbox import Sandbox, SandboxConfig
 
-from ..support import client, make_sandbox, wait_for
+from ..support import client, eb_service_role, make_sandbox, wait_for
 
 
 def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -176,17 +176,23 @@ def _beanstalk(sb_endpoint: str, region: str) -> tuple[str, Any]:
     import boto3
     from botocore.config import Config
 
-    eb = boto3.client(
-        "elasticbeanstalk",
-        endpoint_url=sb_endpoint,
-        region_name=region,
-        aws_access_key_id="sandbox-access-key",
-        aws_secret_access_key="sandbox-secret-key",
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+    eb, iam = (
+        boto3.client(
+            service,
+            endpoint_url=sb_endpoint,
+            region_name=region,
+            aws_access_key_id="sandbox-access-key",
+            aws_secret_access_key="sandbox-secret-key",
+            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
+        )
+        for service in ("elasticbeanstalk", "iam")
     )
     eb.create_application(ApplicationName="ports")
     eb.create_environment(
-        ApplicationName="ports", EnvironmentName="ports-env", SolutionStackName=STACK
+        ApplicationName="ports",
+        EnvironmentName="ports-env",
+        SolutionStackName=STACK,
+        OptionSettings=eb_service_role(iam),
     )
 
     def ready() -> str | None:

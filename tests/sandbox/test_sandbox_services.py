@@ -16,7 +16,7 @@ import pytest
 
 from sandbox import FaultRates, Sandbox, SandboxConfig
 
-from ..support import client, make_sandbox, run, ssh, wait_for
+from ..support import client, eb_service_role, make_sandbox, run, ssh, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +134,7 @@ def test_beanstalk_environment_cname_and_balancer(sb: Sandbox) -> None:
         ApplicationName="app",
         EnvironmentName="app-env",
         SolutionStackName="64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17",
+        OptionSettings=eb_service_role(client(sb, "iam")),
     )
     assert env["Status"] == "Launching"
 

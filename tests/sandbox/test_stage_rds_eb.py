@@ -17,7 +17,7 @@ from blocks.settings import FleetSettings
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.aws.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_group
-from tasks.aws.iam import EB_POLICIES
+from tasks.aws.iam import EB_POLICIES, EB_SERVICE_POLICIES
 from tasks.deploy.beanstalk import create_beanstalk
 from tasks.deploy.jumphost import jumphost_check
 from tasks.deploy.models import BeanstalkResult, RdsResult
@@ -95,6 +95,14 @@ def test_beanstalk_ready_with_a_balancer_and_idempotent(
     assert [r["RoleName"] for r in profile["InstanceProfile"]["Roles"]] == [res.role]
     tags = eb.list_tags_for_resource(ResourceArn=env["EnvironmentArn"])["ResourceTags"]
     assert {"Key": TAG_KEY, "Value": "dbtest"} in tags
+    # the service role Elastic Beanstalk assumes: in the deployment's prefix, tagged, trusting
+    # elasticbeanstalk.amazonaws.com, with the AWS-managed policies an EB service role needs
+    assert res.service_role == "dbtest-eb-service-role"
+    service = iam.get_role(RoleName=res.service_role)["Role"]
+    assert {"Key": TAG_KEY, "Value": "dbtest"} in service["Tags"]
+    assert "elasticbeanstalk.amazonaws.com" in str(service["AssumeRolePolicyDocument"])
+    attached = iam.list_attached_role_policies(RoleName=res.service_role)["AttachedPolicies"]
+    assert {p["PolicyArn"] for p in attached} == set(EB_SERVICE_POLICIES)
 
     counts = (
         len(_live_envs(eb)),
@@ -111,6 +119,47 @@ def test_beanstalk_ready_with_a_balancer_and_idempotent(
         len(eb.describe_applications()["Applications"]),
     )
     assert counts[0] == 1
+
+
+def test_beanstalk_refuses_an_environment_without_a_usable_service_role(
+    sb: Sandbox, aws: Aws, settings: FleetSettings
+) -> None:
+    """As Elastic Beanstalk does: the ServiceRole option must name a role that exists and
+    trusts elasticbeanstalk.amazonaws.com (InvalidParameterValue otherwise)."""
+    from botocore.exceptions import ClientError
+
+    from tasks.aws.beanstalk import choose_solution_stack, ensure_application
+    from tasks.aws.iam import EC2_TRUST_POLICY
+
+    eb, iam = client(sb, "elasticbeanstalk"), client(sb, "iam")
+    app = ensure_application(aws, settings)
+    stack = choose_solution_stack(aws, settings)
+    iam.create_role(RoleName="dbtest-not-eb", AssumeRolePolicyDocument=json.dumps(EC2_TRUST_POLICY))
+    try:
+        for value in (None, "dbtest-no-such-role", "dbtest-not-eb"):
+            options = (
+                []
+                if value is None
+                else [
+                    {
+                        "Namespace": "aws:elasticbeanstalk:environment",
+                        "OptionName": "ServiceRole",
+                        "Value": value,
+                    }
+                ]
+            )
+            with pytest.raises(ClientError) as err:
+                eb.create_environment(
+                    ApplicationName=app,
+                    EnvironmentName="dbtest-norole",
+                    SolutionStackName=stack,
+                    OptionSettings=options,
+                )
+            assert err.value.response["Error"]["Code"] == "InvalidParameterValue"
+            assert "service role" in str(err.value)
+    finally:
+        iam.delete_role(RoleName="dbtest-not-eb")
+    assert not [e for e in _live_envs(eb) if e["EnvironmentName"] == "dbtest-norole"]
 
 
 # -- stage 8 ------------------------------------------------------------------------------

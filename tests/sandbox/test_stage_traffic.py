@@ -41,7 +41,7 @@ from tasks.deploy.traffic import (
 from tasks.remote.config import HostInstallConfig, remote_config
 from tasks.remote.recipe import install_host
 
-from ..support import client, make_sandbox, wait_for
+from ..support import client, eb_service_role, make_sandbox, wait_for
 
 WEB = 4
 STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"
@@ -227,6 +227,7 @@ def eb(env: dict[str, Any]) -> BeanstalkResult:
         ApplicationName="traffictest-app",
         EnvironmentName="traffictest-env",
         SolutionStackName=STACK,
+        OptionSettings=eb_service_role(client(sb, "iam")),
     )
 
     def ready() -> dict[str, Any] | None:

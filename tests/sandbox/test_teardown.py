@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws.ec2 import TAG_KEY
+from tasks.aws.iam import EB_SERVICE_POLICIES, EB_SERVICE_TRUST_POLICY
 from tasks.aws.teardown import TeardownReport
 from tasks.runtime.outcome import outcome_of
 
@@ -237,6 +238,15 @@ def build_estate(sb: Sandbox) -> dict[str, Any]:
     iam.put_role_policy(RoleName=role, PolicyName="logs", PolicyDocument=LOGS_POLICY)
     iam.create_instance_profile(InstanceProfileName=f"{D}-eb-profile", Tags=tags(D, "eb-profile"))
     iam.add_role_to_instance_profile(InstanceProfileName=f"{D}-eb-profile", RoleName=role)
+    # the service role Elastic Beanstalk assumes (as tasks.aws.iam.ensure_service_role makes)
+    service_role = f"{D}-eb-service-role"
+    iam.create_role(
+        RoleName=service_role,
+        AssumeRolePolicyDocument=json.dumps(EB_SERVICE_TRUST_POLICY),
+        Tags=tags(D, "eb-service-role"),
+    )
+    for arn in EB_SERVICE_POLICIES:
+        iam.attach_role_policy(RoleName=service_role, PolicyArn=arn)
 
     eb = client(sb, "elasticbeanstalk")
     stack = next(s for s in eb.list_available_solution_stacks()["SolutionStacks"] if "Tomcat" in s)
@@ -251,7 +261,12 @@ def build_estate(sb: Sandbox) -> dict[str, Any]:
                 "Namespace": "aws:autoscaling:launchconfiguration",
                 "OptionName": "IamInstanceProfile",
                 "Value": f"{D}-eb-profile",
-            }
+            },
+            {
+                "Namespace": "aws:elasticbeanstalk:environment",
+                "OptionName": "ServiceRole",
+                "Value": service_role,
+            },
         ],
     )
     env = wait_for(
@@ -445,12 +460,13 @@ def test_teardown_removes_every_kind_in_order(
         "ec2-instance": 3,
         "security-group": 3,
         "instance-profile": 1,
-        "iam-role": 1,
+        "iam-role": 2,  # the instances' role and the service role
         "key-pair": 1,
         "secret": 0,
     }, counts
     assert sorted(report.removed["ec2-instance"]) == sorted(estate["instances"])
     assert report.removed["beanstalk-environment"] == [f"{D}-env"]
+    assert f"{D}-eb-service-role" in report.removed["iam-role"]
     assert report.removed["s3-bucket"] == [f"{D}-alb-logs-{ACCOUNT}"]
     # HTTPS listener first: it holds the certificate
     assert report.removed["listener"][0].endswith(":HTTPS:443")

@@ -257,3 +257,72 @@ def test_nightly_deployment_is_scheduled() -> None:
     assert dep.name == "nightly" and dep.flow_name == "benchmark"
     assert dep.parameters["matrix"] == "nightly"
     assert NIGHTLY_CRON in str(dep.schedules[0].schedule)
+
+
+# ---------------------------------------------------------------- fleet access
+
+
+def test_children_check_host_keys_tofu_unless_told_otherwise(tmp_path: Path) -> None:
+    """The same command on both targets: tofu by default, insecure only as a parameter."""
+    from tasks.bench.run import child_command
+
+    for entry in ({"hosts": 4}, {"hosts": 4, "shape": "seed"}, {"hosts": 4, "shape": "floor"}):
+        [p] = plan_matrix([entry], cores=2, include_peers=False)
+        cmd = child_command(p, tmp_path / "inv.json", tmp_path, str(tmp_path / "state"))
+        i = cmd.index("--host-key-policy")
+        assert cmd[i + 1] == "tofu" and "insecure" not in cmd, cmd
+        cmd = child_command(p, tmp_path / "inv.json", tmp_path, "s", host_key_policy="insecure")
+        assert cmd[cmd.index("--host-key-policy") + 1] == "insecure"
+
+
+def test_bench_child_takes_the_host_key_policy() -> None:
+    import inspect
+
+    from tasks.bench.child import child
+
+    assert inspect.signature(child).parameters["host_key_policy"].default == "tofu"
+
+
+def test_benchmark_fleet_opens_22_and_8080_to_the_controller_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """launch_fleet's rules come from controller_cidr (here TOMCAT_FLEET_INGRESS_CIDR),
+    never 0.0.0.0/0; AWS is faked at the tasks.aws.ec2 functions it calls."""
+    import tasks.aws
+    import tasks.aws.ec2 as ec2
+    from blocks.settings import FleetSettings
+    from tasks.bench.run import launch_fleet
+    from tasks.models import Instance
+
+    rules: list[tuple[list[str], list[int], str]] = []
+
+    class FakeAws:
+        api_calls = 7
+
+        class stats:
+            retries = 0
+
+        def __init__(self, settings: Any) -> None:
+            pass
+
+    def authorize(aws: Any, groups: list[str], ports: list[int], cidr_for: Any) -> None:
+        rules.append((groups, list(ports), *{cidr_for(p) for p in ports}))
+
+    monkeypatch.setattr(tasks.aws, "Aws", FakeAws)
+    monkeypatch.setattr(ec2, "ensure_key_pair", lambda aws, s: tmp_path / "k.pem")
+    monkeypatch.setattr(ec2, "ensure_security_group", lambda aws, s: "sg-1")
+    monkeypatch.setattr(ec2, "authorize_ingress", authorize)
+    monkeypatch.setattr(
+        ec2, "launch_instances", lambda aws, s, n, sg, client_token: [f"i-{k}" for k in range(n)]
+    )
+    monkeypatch.setattr(
+        ec2,
+        "wait_running",
+        lambda aws, ids, timeout_s: [
+            Instance(instance_id=i, public_ip="192.0.2.1", private_ip="10.0.0.1") for i in ids
+        ],
+    )
+    settings = FleetSettings(state_dir=str(tmp_path), ingress_cidr="203.0.113.7")
+    rows, calls, _ = launch_fleet(settings, 2)
+    assert [r["instance_id"] for r in rows] == ["i-0", "i-1"] and calls == 7
+    assert rules == [(["sg-1"], [22, 8080], "203.0.113.7/32")]
