@@ -116,3 +116,9 @@ def wait_for(pred: Callable[[], Any], timeout: float = 20.0, every: float = 0.1)
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(every)
+
+
+def lb_port(sb: Sandbox, port: int) -> int:
+    """Where a balancer's listener `port` (80, 443) really listens on loopback: the port
+    itself, or its high fallback (8080, 8443) when the sandbox may not bind low ports."""
+    return int(sb.state()["lb_ports"][str(port)])
