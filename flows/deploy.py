@@ -445,6 +445,7 @@ def deploy(
         stage_of = {fut.task_run_id: n for n, fut in futures.items()}
         for fut in as_completed(list(futures.values())):  # in the order they end
             n = stage_of[fut.task_run_id]
+            fut.wait()  # done already; this keeps its final state (else read from the API)
             state = fut.state
             if state.is_completed():
                 results[n] = fut.result()
