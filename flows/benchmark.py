@@ -13,7 +13,8 @@ the scenario timeline.
 Outputs in `out_dir`: `benchmark.csv` (one row per scenario: medians over repeats with
 min/max, ratios to the floor), `runs.csv` (one row per repeat), `host-timeline.csv`,
 `benchmark.png` (install seconds and peak RSS against processes, one line per shape), and
-the Prefect artifacts `benchmark-scenarios` (table) and `benchmark-summary` (markdown).
+the Prefect artifacts `benchmark-scenarios` (table), `benchmark-summary` (markdown) and
+`benchmark-plot` (markdown showing the PNG itself, as a data: URI image).
 Invalid scenarios are rows with a reason, never a crash.
 
 `tomcat-fleet benchmark --matrix nightly --out-dir DIR` runs it standalone (see
@@ -36,7 +37,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
 
+from tasks.artifacts import png_markdown
 from tasks.bench.matrix import load_matrix, plan_matrix
 from tasks.bench.report import format_table, plot, report, summary_rows, write_csv
 from tasks.bench.run import (
@@ -189,6 +192,12 @@ def benchmark(
         "elapsed_s": time.monotonic() - t_start,
     }
     report(rows, png, csv_path, meta)
+    if png.exists():  # the plot itself on the run's page, not only its path
+        create_markdown_artifact(
+            key="benchmark-plot",
+            markdown=png_markdown(png, "benchmark plot", f"`{png}` · CSV `{csv_path}`"),
+            description="benchmark: install seconds and peak RSS against processes",
+        )
     for line in format_table(rows).splitlines():
         logger.info(line)
     return {

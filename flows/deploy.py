@@ -25,18 +25,26 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
+from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key, make_runner
+from tasks.artifacts import progress_key, stage_progress, url_links
 from tasks.aws import Aws
 from tasks.aws.ec2 import StageError, preflight
 from tasks.deploy.dag import NAMES, SEED_GROUP
@@ -286,6 +294,23 @@ def warm_install_pool(
     return pool.warm_up() if isinstance(pool, PreloadedProcessPoolTaskRunner) else None
 
 
+class Progress:
+    """The run's progress artifact: created once, updated as each stage ends, whatever its
+    outcome (completed, failed, or not run because what it needs failed)."""
+
+    def __init__(self, deployment: str, todo: list[int]) -> None:
+        self.todo, self.statuses = todo, dict[int, str]()
+        percent, text = stage_progress({}, todo)
+        made = create_progress_artifact(percent, key=progress_key(deployment), description=text)
+        self.id = cast(UUID, made)  # a sync flow gets the id (async_dispatch's union type)
+
+    def ended(self, stage: int, status: str) -> None:
+        if stage in self.todo and stage not in self.statuses:
+            self.statuses[stage] = status
+            percent, text = stage_progress(self.statuses, self.todo, stage)
+            update_progress_artifact(self.id, percent, description=text)
+
+
 # -- the flow ---------------------------------------------------------------------------
 @flow(
     name="deploy",
@@ -355,12 +380,14 @@ def deploy(
         if n not in todo:
             records[n].status = "skipped"
     failed: dict[int, str] = {}
+    progress = Progress(settings.deployment_name, todo)
 
     # 1-3 are a chain and 2 is a subflow: run them in the flow body. The install's process
     # pool starts (and initialises Prefect in every worker) while stage 1 launches.
     pool = warm_install_pool(instances, runner, install_knobs) if 2 in todo else None
     try:
         results[1] = launch_stage(settings, instances)
+        progress.ended(1, "completed")
         load_key(settings)  # stage 1 made sure the key exists; SSH stages read it themselves
         CLOCK.mark(2, 0)
         install_state = install_tomcat(
@@ -379,11 +406,14 @@ def deploy(
             failed[2] = str(install_state.message or "install-tomcat failed")
             raise StageError(failed[2])
         results[2] = summary
+        progress.ended(2, "completed")
         if 3 in todo:
             results[3] = inventory_stage(settings, results[1], summary)
+            progress.ended(3, "completed")
     except Exception as exc:
         first = min(n for n in (1, 2, 3) if n not in results)
         failed.setdefault(first, f"{type(exc).__name__}: {exc}")
+        progress.ended(first, "failed")
     finally:
         if pool is not None:
             pool.shutdown()  # no-op once the install adopted the pool
@@ -407,16 +437,22 @@ def deploy(
             futures[10] = eb_http_stage.submit(s, futures[7])
         if 11 in todo:
             futures[11] = eb_https_stage.submit(s, futures[7], futures[5])
-        for n, fut in futures.items():
-            fut.wait()
+        stage_of = {fut.task_run_id: n for n, fut in futures.items()}
+        for fut in as_completed(list(futures.values())):  # in the order they end
+            n = stage_of[fut.task_run_id]
+            fut.wait()  # done already; this keeps its final state (else read from the API)
             state = fut.state
             if state.is_completed():
                 results[n] = fut.result()
             else:
                 err = str(state.message or state.name)
                 failed[n] = err if "upstream" not in str(err).lower() else "upstream failed"
+            ended = "completed" if n in results else "failed"
+            progress.ended(n, "not run" if failed.get(n) == "upstream failed" else ended)
 
     report = build_report(settings, todo, records, results, failed, t0)
+    for r in report.stages:  # what never ran (after a failure) ends here
+        progress.ended(r.stage, r.status)
     publish(report)
     logger.info(
         "deploy %s finished in %.1fs: %s",
@@ -532,3 +568,7 @@ def publish(report: DeployReport) -> None:
         key=f"{report.deployment}-deploy-report",
         description=f"deploy {report.deployment}: stage timeline",
     )
+    for link in url_links(report.deployment, report.urls):
+        create_link_artifact(
+            link.url, link_text=link.text, key=link.key, description=link.description
+        )

@@ -136,3 +136,9 @@ def eb_service_role(iam: Any, name: str = "sandbox-eb-service-role") -> list[dic
             "Value": name,
         }
     ]
+
+
+def lb_port(sb: Sandbox, port: int) -> int:
+    """Where a balancer's listener `port` (80, 443) really listens on loopback: the port
+    itself, or its high fallback (8080, 8443) when the sandbox may not bind low ports."""
+    return int(sb.state()["lb_ports"][str(port)])

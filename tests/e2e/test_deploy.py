@@ -20,7 +20,7 @@ import pytest
 from flows.deploy import DeployReport, deploy
 from sandbox import Sandbox, SandboxConfig
 
-from ..support import client, make_sandbox
+from ..support import client, lb_port, make_sandbox
 
 N = 50
 DEPLOYMENT = "deploytest"
@@ -144,14 +144,15 @@ def test_alb_answers_from_every_instance_over_http_and_https(
     domain = first.urls["alb_https"].split("/")[2]
     address = names[dns.lower()]
     assert names[domain] == address  # the alias record points at the balancer
+    http_port, https_port = lb_port(sb, 80), lb_port(sb, 443)  # 8080/8443 without low ports
     seen_http, seen_https = set(), set()
     for _ in range(3 * N):
-        with urllib.request.urlopen(f"http://{address}/", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://{address}:{http_port}/", timeout=5) as resp:
             seen_http.add(resp.headers["X-Instance-Id"])
     ctx = ssl.create_default_context(cafile=sb.ca.ca_path)
     for _ in range(3 * N):
         with (
-            socket.create_connection((address, 443), timeout=5) as raw,
+            socket.create_connection((address, https_port), timeout=5) as raw,
             ctx.wrap_socket(raw, server_hostname=domain) as tls,
         ):
             tls.sendall(f"GET / HTTP/1.1\r\nHost: {domain}\r\nConnection: close\r\n\r\n".encode())

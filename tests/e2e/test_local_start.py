@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -76,6 +78,20 @@ def tracked_pids(state_dir: Path) -> list[psutil.Process]:
     return out
 
 
+# The sandbox runs without the right to bind ports below 1024, as for any non-root user:
+# its balancers fall back to 8080/8443 and every URL printed and used must follow. As root
+# the capability is dropped from the sandbox process only (a test-only command prefix of
+# the local start); this run is the "deploy without low ports" check of issue 14, rather
+# than one more full deploy.
+SETPRIV = shutil.which("setpriv")
+DROP_BIND = (
+    [SETPRIV, "--bounding-set=-net_bind_service", "--inh-caps=-net_bind_service"]
+    if SETPRIV and os.geteuid() == 0
+    else []
+)
+NO_LOW_PORTS = bool(DROP_BIND) or os.geteuid() != 0
+
+
 @pytest.mark.e2e
 @pytest.mark.timeout(400)
 def test_local_start_end_to_end(tmp_path: Path) -> None:
@@ -90,6 +106,7 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
         "TOMCAT_FLEET_STATE_DIR": str(tmp_path / "state"),
         "TOMCAT_FLEET_LOG_DIR": str(tmp_path / "logs"),
         "TOMCAT_FLEET_TRAFFIC_REQUESTS": "12",
+        "TOMCAT_FLEET_LOCAL_SANDBOX_PREFIX": shlex.join(DROP_BIND),
     }
     cmd = [sys.executable, "-m", "flows", "local", "up", "--state-dir", str(state_dir)]
     for opt, port in ports.items():
@@ -127,6 +144,14 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
             assert resp.status == 200
             assert re.search(r"i-[0-9a-f]{8,}", resp.read().decode())
         assert fields["ui"] in "".join(lines)
+        if NO_LOW_PORTS:  # the balancers fell back to high ports, the printed URLs follow
+            sandbox_env = (state_dir / "sandbox.env").read_text()
+            assert "TOMCAT_FLEET_SANDBOX_LB_PORTS=80:8080,443:8443" in sandbox_env, sandbox_env
+            assert re.match(r"^http://127\.[\d.]+:8080/$", fields["alb"]), fields["alb"]
+            hint = next(x for x in lines if "--connect-to" in x)
+            assert re.search(r"--connect-to \S+:443:127\.[\d.]+:8443 https://", hint), hint
+            https = next(x for x in lines if x.strip().startswith("ALB (HTTPS)"))
+            assert re.search(r"-> HTTP/1\.1 200", https), https
         started = tracked_pids(state_dir)
         assert {"prefect-server", "sandbox", "worker"} <= {
             e["name"] for e in json.loads((state_dir / "processes.json").read_text())
@@ -179,6 +204,16 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
         keys = {a["key"] for a in arts if a["flow_run_id"] in tree and a["key"]}
         for key in ("deploy-report", "install-hosts", "install-progress"):
             assert f"{deployment}-{key}" in keys, keys
+        # the UI: one link artifact per URL, a progress artifact across the eleven stages
+        mine = {a["key"]: a for a in arts if a["flow_run_id"] == run_id and a["key"]}
+        links = {k: a for k, a in mine.items() if k.endswith(("-http", "-https"))}
+        names = ("alb-http", "alb-https", "beanstalk-http", "beanstalk-https")
+        assert set(links) == {f"{deployment}-{n}" for n in names}, links
+        for a in links.values():  # Prefect stores a link as markdown: [text](url)
+            assert re.match(r"^\[[^\]]+\]\(https?://\S+\)$", str(a["data"])), a
+        progress = mine[f"{deployment}-deploy-progress"]
+        assert progress["type"] == "progress" and progress["data"] == 100, progress
+        assert "11/11 stages ended (11 completed)" in progress["description"], progress
         deadline = time.monotonic() + 15  # logs are shipped in batches
         while not (
             logs := api(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import re
 import time
 from pathlib import Path
 
@@ -77,4 +79,9 @@ def test_benchmark_flow_end_to_end(tmp_path: Path) -> None:
     assert {"benchmark-scenarios", "benchmark-summary"} <= keys
     md = next(a for a in arts if a.key == "benchmark-summary")
     assert "too many" in str(md.data) and "default" in str(md.data)
+    # the plot itself is on the run's page: the PNG's bytes as a data: URI image
+    plot_md = str(next(a for a in arts if a.key == "benchmark-plot").data)
+    uri = re.search(r"!\[[^\]]*\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)", plot_md)
+    assert uri, plot_md[:300]
+    assert base64.b64decode(uri.group(1)) == Path(result["png"]).read_bytes()
     assert elapsed < 120

@@ -22,7 +22,7 @@ import pytest
 from sandbox import Sandbox, SandboxConfig
 from sandbox.moto_patches import validation_record_name
 
-from ..support import client, make_sandbox, run, ssh, wait_for
+from ..support import client, lb_port, make_sandbox, run, ssh, wait_for
 
 N = 50
 INSTALL = (
@@ -237,9 +237,10 @@ def test_alb_forwards_to_all_healthy_targets(sb: Sandbox, fleet: dict[str, Any])
 
     wait_for(healthy, timeout=30)
     address = sb.state()["names"][lb["DNSName"].lower()]
+    port = lb_port(sb, 80)  # 8080 when the sandbox may not bind low ports
     seen = set()
     for _ in range(2 * N):
-        with urllib.request.urlopen(f"http://{address}/", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=5) as resp:
             seen.add(resp.headers["X-Instance-Id"])
     assert len(seen) == N
 
@@ -286,9 +287,10 @@ def test_acm_issues_only_after_cname_then_https(sb: Sandbox, fleet: dict[str, An
     ctx = ssl.create_default_context(cafile=sb.ca.ca_path)
     import http.client
 
-    conn = http.client.HTTPSConnection(address, 443, context=ctx, timeout=5)
+    port = lb_port(sb, 443)  # 8443 when the sandbox may not bind low ports
+    conn = http.client.HTTPSConnection(address, port, context=ctx, timeout=5)
     conn.sock = ctx.wrap_socket(
-        socket.create_connection((address, 443), timeout=5), server_hostname=domain
+        socket.create_connection((address, port), timeout=5), server_hostname=domain
     )
     conn.request("GET", "/", headers={"Host": domain})
     resp = conn.getresponse()

@@ -16,7 +16,7 @@ import pytest
 
 from sandbox import FaultRates, Sandbox, SandboxConfig
 
-from ..support import client, eb_service_role, make_sandbox, run, ssh, wait_for
+from ..support import client, eb_service_role, lb_port, make_sandbox, run, ssh, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +151,11 @@ def test_beanstalk_environment_cname_and_balancer(sb: Sandbox) -> None:
     assert [li["Port"] for li in listeners] == [80]
     sb.wait_settled()
     address = wait_for(lambda: sb.state()["names"].get(info["CNAME"].lower()))
+    port = lb_port(sb, 80)  # 8080 when the sandbox may not bind low ports
 
     def answered() -> bool:
         try:
-            with urllib.request.urlopen(f"http://{address}/", timeout=2) as resp:
+            with urllib.request.urlopen(f"http://{address}:{port}/", timeout=2) as resp:
                 return resp.status == 200 and b"app-env" in resp.read()
         except OSError:
             return False
@@ -237,11 +238,11 @@ def _cname(sb: Sandbox, name: str, value: str) -> None:
     )
 
 
-def _tls_answers(address: str, name: str, ca_path: str) -> bool:
+def _tls_answers(address: str, name: str, ca_path: str, port: int) -> bool:
     ctx = ssl.create_default_context(cafile=ca_path)
     try:
         with (
-            socket.create_connection((address, 443), timeout=3) as raw,
+            socket.create_connection((address, port), timeout=3) as raw,
             ctx.wrap_socket(raw, server_hostname=name),
         ):
             return True
@@ -293,7 +294,8 @@ def test_acm_checks_cname_value_and_elb_refuses_unissued_certificates(sb: Sandbo
     elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], **https)
     sb.wait_settled()
     address = sb.state()["names"][lb["DNSName"].lower()]
-    assert wait_for(lambda: _tls_answers(address, domain, sb.ca.ca_path), timeout=10)
+    https_port = lb_port(sb, 443)  # 8443 when the sandbox may not bind low ports
+    assert wait_for(lambda: _tls_answers(address, domain, sb.ca.ca_path, https_port), timeout=10)
 
     from moto.acm.models import acm_backends
 
@@ -305,4 +307,5 @@ def test_acm_checks_cname_value_and_elb_refuses_unissued_certificates(sb: Sandbo
     with sb.api.lock:  # type: ignore[union-attr]
         revoke()
     sb.wait_settled()
-    assert not _tls_answers(address, domain, sb.ca.ca_path)  # no TLS without an ISSUED cert
+    # no TLS without an ISSUED cert
+    assert not _tls_answers(address, domain, sb.ca.ca_path, https_port)

@@ -32,7 +32,7 @@ from tasks.models import Instance
 from tasks.remote.config import HostInstallConfig
 from tasks.remote.recipe import install_host
 
-from ..support import make_sandbox
+from ..support import lb_port, make_sandbox
 
 N = 6
 
@@ -146,9 +146,10 @@ def test_alb_serves_every_instance(
     )
     assert sorted(d["TargetHealth"]["State"] for d in health) == ["healthy"] * N
     address = _address(sb, alb.dns_name)
+    port = lb_port(sb, 80)  # 8080 when the sandbox may not bind low ports
     seen = set()
     for _ in range(4 * N):
-        with urllib.request.urlopen(f"http://{address}/", timeout=5) as resp:
+        with urllib.request.urlopen(f"http://{address}:{port}/", timeout=5) as resp:
             assert resp.status == 200
             seen.add(resp.headers["X-Instance-Id"])
     assert seen == ids
@@ -242,9 +243,10 @@ def test_enable_https(sb: Sandbox, settings: FleetSettings, alb: AlbResult, tls:
 
     address = _address(sb, alb.dns_name)
     ctx = ssl.create_default_context(cafile=sb.ca.ca_path)
-    conn = http.client.HTTPSConnection(address, 443, context=ctx, timeout=5)
+    port = lb_port(sb, 443)  # 8443 when the sandbox may not bind low ports
+    conn = http.client.HTTPSConnection(address, port, context=ctx, timeout=5)
     conn.sock = ctx.wrap_socket(
-        socket.create_connection((address, 443), timeout=5), server_hostname=settings.web_domain
+        socket.create_connection((address, port), timeout=5), server_hostname=settings.web_domain
     )
     try:
         conn.request("GET", "/", headers={"Host": settings.web_domain})

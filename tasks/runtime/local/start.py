@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -42,6 +43,14 @@ from tasks.runtime.local.state import (
     stop_all,
 )
 from tasks.runtime.prefect_api import server_command
+
+SANDBOX_PREFIX_ENV = "TOMCAT_FLEET_LOCAL_SANDBOX_PREFIX"
+
+
+def sandbox_prefix() -> list[str]:
+    """A command the sandbox is started under (tests: `setpriv --bounding-set=-net_bind_service
+    --inh-caps=-net_bind_service`, so its balancers fall back to high ports); none by default."""
+    return shlex.split(os.environ.get(SANDBOX_PREFIX_ENV, ""))
 
 
 @dataclass
@@ -156,6 +165,7 @@ class LocalStart:
         proc = self.spawn(
             "sandbox",
             [
+                *sandbox_prefix(),
                 sys.executable,
                 "-m",
                 "sandbox",
