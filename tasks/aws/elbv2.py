@@ -200,15 +200,21 @@ _HEALTH = {
 }
 
 
+def _by_name(describe: Any, key: str, name: str, missing: str) -> list[dict[str, Any]]:
+    """The resources called `name` (describe_target_groups / describe_load_balancers), or
+    [] when ELB answers `missing` (it refuses an unknown name rather than listing none)."""
+    try:
+        return list(describe(Names=[name])[key])
+    except ClientError as exc:
+        if error_code(exc) != missing:
+            raise
+        return []
+
+
 def ensure_target_group(aws: Aws, settings: FleetSettings, vpc_id: str) -> str:
     elb = aws.client("elbv2")
     name = elb_name(settings, "tg")
-    try:
-        found = elb.describe_target_groups(Names=[name])["TargetGroups"]
-    except ClientError as exc:
-        if error_code(exc) != "TargetGroupNotFound":
-            raise
-        found = []
+    found = _by_name(elb.describe_target_groups, "TargetGroups", name, "TargetGroupNotFound")
     if found:
         tg = found[0]
         arn = str(tg["TargetGroupArn"])
@@ -266,12 +272,7 @@ def ensure_load_balancer(
 ) -> dict[str, Any]:
     elb = aws.client("elbv2")
     name = elb_name(settings, "alb")
-    try:
-        found = elb.describe_load_balancers(Names=[name])["LoadBalancers"]
-    except ClientError as exc:
-        if error_code(exc) != "LoadBalancerNotFound":
-            raise
-        found = []
+    found = _by_name(elb.describe_load_balancers, "LoadBalancers", name, "LoadBalancerNotFound")
     if found:
         lb: dict[str, Any] = found[0]
         _check_owner(elb, lb["LoadBalancerArn"], f"load balancer {name}", settings)
