@@ -1,0 +1,95 @@
+"""IAM in the sandbox: moto's access control, an admin user and an operator user.
+
+With `SandboxConfig.enforce_iam` (the default) every API call is authenticated (SigV4 with
+the key's secret) and authorised against the caller's IAM policies by moto's access control
+(`moto.core.authorization`, the `INITIAL_NO_AUTH_ACTION_COUNT` setting at 0). At start the
+sandbox creates two users in moto's IAM:
+
+* `sandbox-admin`, allowed everything: tests inspect the estate with it;
+* `tomcat-fleet-operator`, holding exactly `docs/iam-policy.json` as an inline policy: the
+  env file's AWS credentials, what the flows, the local start and the benchmarks run as.
+
+A call outside the operator's policy fails as on AWS: `AccessDenied` / `UnauthorizedOperation`
+naming the action. The sandbox's own work (fleet reconcile, seeding, snapshots) reads moto's
+backends in-process and is not subject to it.
+
+What moto checks: the action, and the resource where moto knows it (IAM role operations:
+the role's ARN; S3: the bucket/object ARN). For the other services moto authorises a call
+against the resource `*`, which matches any statement's Resource here (the patch below), and
+moto ignores condition keys it has no value for (aws:RequestTag, aws:ResourceTag,
+iam:PassedToService): those are proven by the policy linters (docs/iam.md), not here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moto import settings as moto_settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.iam.access_control import IAMPolicyStatement
+from moto.iam.models import iam_backends
+
+POLICY_PATH = Path(__file__).resolve().parents[1] / "docs" / "iam-policy.json"
+ADMIN_USER = "sandbox-admin"
+OPERATOR_USER = "tomcat-fleet-operator"
+ADMIN_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Sid": "Admin", "Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
+
+
+@dataclass(frozen=True)
+class UserKeys:
+    user: str
+    arn: str
+    access_key_id: str
+    secret_access_key: str
+
+
+def enforce(on: bool) -> None:
+    """Turn moto's IAM access control on (every call) or off (no call), process-wide."""
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if on else float("inf")  # type: ignore[assignment]
+    ActionAuthenticatorMixin.request_count = 0
+    _patch_unknown_resource()
+
+
+def _create_user(account: str, name: str, document: dict[str, Any]) -> UserKeys:
+    iam = iam_backends[account]["aws"]
+    user = iam.create_user("us-east-1", name, path="/", tags=[])
+    iam.put_user_policy(name, f"{name}-policy", json.dumps(document))
+    key = iam.create_access_key(name)
+    return UserKeys(name, user.arn, key.access_key_id, key.secret_access_key)
+
+
+def create_users(account: str, policy_path: Path = POLICY_PATH) -> tuple[UserKeys, UserKeys]:
+    """(admin, operator): the operator holds exactly the policy file at `policy_path`."""
+    operator_policy = json.loads(policy_path.read_text())
+    return (
+        _create_user(account, ADMIN_USER, ADMIN_POLICY),
+        _create_user(account, OPERATOR_USER, operator_policy),
+    )
+
+
+_patched = False
+
+
+def _patch_unknown_resource() -> None:
+    """moto authorises most calls against the resource `*` (it does not derive the ARN of
+    what the call touches): let `*` match any statement Resource, so a statement scoped to
+    ARNs grants its actions there, and only the action is checked. A known resource (IAM
+    roles, S3 buckets and objects) is still matched against the statement's ARNs."""
+    global _patched
+    if _patched:
+        return
+    original = IAMPolicyStatement._check_element_matches
+
+    def check(self: IAMPolicyStatement, element: Any, value: str) -> bool:
+        if element == "Resource" and value == "*":
+            return True
+        return bool(original(self, element, value))
+
+    IAMPolicyStatement._check_element_matches = check  # type: ignore[method-assign]
+    _patched = True
