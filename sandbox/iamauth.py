@@ -91,5 +91,5 @@ def _patch_unknown_resource() -> None:
             return True
         return bool(original(self, element, value))
 
-    IAMPolicyStatement._check_element_matches = check  # type: ignore[method-assign]
+    IAMPolicyStatement._check_element_matches = check  # type: ignore[method-assign,assignment]
     _patched = True

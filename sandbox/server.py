@@ -4,8 +4,8 @@
         boto3.client("ec2", endpoint_url=sb.endpoint, ...)
 
 `Sandbox.env()` is what `python -m sandbox` writes to its env file: everything a flow needs
-to use the sandbox instead of AWS (endpoint URL, region, the operator's and admin's keys, SSH port, the
-URL that tells the controller its public address, the CA that signs HTTPS listeners).
+to use the sandbox instead of AWS (endpoint URL, region, the operator's and admin's keys,
+SSH port, the URL that tells the controller its public address, the CA that signs HTTPS listeners).
 """
 
 from __future__ import annotations
