@@ -51,7 +51,7 @@ class UserKeys:
 
 def enforce(on: bool) -> None:
     """Turn moto's IAM access control on (every call) or off (no call), process-wide."""
-    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if on else float("inf")  # type: ignore[assignment]
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if on else float("inf")
     ActionAuthenticatorMixin.request_count = 0
     _patch_unknown_resource()
 

@@ -38,7 +38,17 @@ from flows.teardown import teardown
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws.client import recorded_operations, reset_operations
 from tasks.aws.ec2 import TAG_KEY
-from tasks.aws.policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
+from tasks.aws.policy import (
+    IAM_PROFILES,
+    IAM_ROLES,
+    PASSED_TO,
+    POLICY_PATH,
+    SCOPES,
+    actions_for,
+    load_policy,
+    policy_actions,
+    render,
+)
 from tasks.aws.ssm import public_parameter_arn
 from tasks.aws.teardown import TeardownReport
 
@@ -403,9 +413,8 @@ def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) 
     assert policy["Version"] == "2012-10-17"
     for st in policy["Statement"]:
         assert st["Effect"] == "Allow" and st.get("Sid")
-        # "*" but for the one SSM public parameter the AMI lookup reads
-        assert st["Resource"] == ("*" if st["Sid"] != "Ssm" else [public_parameter_arn()])
         assert st["Action"] == sorted(st["Action"]), f"{st['Sid']}: actions not sorted"
+        check_statement_shape(st)
     granted = policy_actions(policy)
     needed = actions_for(run.operations)
     missing, unused = sorted(needed - granted), sorted(granted - needed)
@@ -427,6 +436,32 @@ def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) 
             f"regenerate: python -m tasks.aws.policy --operations {ops} --output {POLICY_PATH}\n"
             f"{diff}"
         )
+
+
+def check_statement_shape(st: dict[str, Any]) -> None:
+    """Least privilege where AWS allows it: `Resource: "*"` only for actions AWS does not
+    scope to a resource (or, for those, only under a tag condition); IAM only on the
+    deployment's role/profile ARNs; iam:PassRole only to the services named."""
+    sid, actions = st["Sid"], st["Action"]
+    if st["Resource"] == "*":
+        for action in actions:
+            scopes = SCOPES.get(action, [])
+            assert all(r == ["*"] for _, r, _ in scopes), f"{sid}: {action} on '*'"
+            assert not scopes or "Condition" in st, f"{sid}: {action} on '*' unconditioned"
+            assert not action.startswith("iam:") or action in {
+                "iam:ListRoles",
+                "iam:ListInstanceProfiles",
+            }, f"{sid}: {action} on '*'"
+        return
+    assert isinstance(st["Resource"], list) and st["Resource"], sid
+    assert all(r.startswith("arn:aws:") for r in st["Resource"]), sid
+    if any(a.startswith("iam:") for a in actions):
+        assert set(st["Resource"]) <= set(IAM_ROLES) | set(IAM_PROFILES), sid
+    if "iam:PassRole" in actions:
+        assert actions == ["iam:PassRole"], sid
+        assert st["Condition"] == {"StringEquals": {"iam:PassedToService": PASSED_TO}}, sid
+    if sid == "SsmAmiParameter":
+        assert st["Resource"] == [public_parameter_arn()]
 
 
 def test_iam_policy_file_is_what_the_generator_writes(run: Run) -> None:
