@@ -29,7 +29,7 @@ from typing import Any
 
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.iam.access_control import IAMPolicyStatement
+from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
 from moto.iam.models import iam_backends
 
 POLICY_PATH = Path(__file__).resolve().parents[1] / "docs" / "iam-policy.json"
@@ -92,4 +92,20 @@ def _patch_unknown_resource() -> None:
         return bool(original(self, element, value))
 
     IAMPolicyStatement._check_element_matches = check  # type: ignore[method-assign,assignment]
+
+    # moto re-signs a REST GET (Route 53's ListHostedZonesByName?dnsname=...) with the
+    # parsed query as its body, so the signature never matches: a GET/HEAD/DELETE is
+    # signed with the body it had (none), as botocore signed it
+    original_request = IAMRequestBase._create_aws_request
+
+    def create_aws_request(self: IAMRequestBase) -> Any:
+        if self._method in ("GET", "HEAD", "DELETE") and not self._body:
+            saved, self._data = self._data, {}
+            try:
+                return original_request(self)
+            finally:
+                self._data = saved
+        return original_request(self)
+
+    IAMRequestBase._create_aws_request = create_aws_request  # type: ignore[method-assign]
     _patched = True
