@@ -29,7 +29,7 @@ from typing import Any
 
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase
+from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, S3IAMRequest
 from moto.iam.models import iam_backends
 
 POLICY_PATH = Path(__file__).resolve().parents[1] / "docs" / "iam-policy.json"
@@ -73,6 +73,55 @@ def create_users(account: str, policy_path: Path = POLICY_PATH) -> tuple[UserKey
     )
 
 
+# moto names S3 calls by its own table (HeadBucket, PutPublicAccessBlock, a PUT ?encryption
+# as CreateBucket, ...); AWS authorises them as these IAM actions (method, subresource)
+_S3_BUCKET_ACTIONS = {
+    ("HEAD", ""): "ListBucket",
+    ("GET", ""): "ListBucket",
+    ("GET", "versions"): "ListBucketVersions",
+    ("GET", "tagging"): "GetBucketTagging",
+    ("GET", "encryption"): "GetEncryptionConfiguration",
+    ("GET", "publicAccessBlock"): "GetBucketPublicAccessBlock",
+    ("GET", "ownershipControls"): "GetBucketOwnershipControls",
+    ("GET", "policy"): "GetBucketPolicy",
+    ("GET", "acl"): "GetBucketAcl",
+    ("GET", "location"): "GetBucketLocation",
+    ("PUT", ""): "CreateBucket",
+    ("PUT", "tagging"): "PutBucketTagging",
+    ("PUT", "encryption"): "PutEncryptionConfiguration",
+    ("PUT", "publicAccessBlock"): "PutBucketPublicAccessBlock",
+    ("PUT", "ownershipControls"): "PutBucketOwnershipControls",
+    ("PUT", "policy"): "PutBucketPolicy",
+    ("PUT", "acl"): "PutBucketAcl",
+    ("DELETE", ""): "DeleteBucket",
+    ("DELETE", "tagging"): "PutBucketTagging",
+    ("DELETE", "policy"): "DeleteBucketPolicy",
+    ("POST", "delete"): "DeleteObject",  # DeleteObjects: authorised per object
+}
+_S3_OBJECT_ACTIONS = {
+    ("HEAD", ""): "GetObject",
+    ("GET", ""): "GetObject",
+    ("PUT", ""): "PutObject",
+    ("DELETE", ""): "DeleteObject",
+    ("DELETE", "versionId"): "DeleteObjectVersion",
+}
+
+
+def s3_action(method: str, path: str) -> tuple[str, bool] | None:
+    """(the IAM action of an S3 request, whether it acts on objects), None if not known."""
+    where, _, query = path.partition("?")
+    keys = [q.split("=", 1)[0] for q in query.split("&") if q]
+    parts = where.lstrip("/").split("/", 1)
+    if not parts[0]:
+        return ("ListAllMyBuckets", False) if method == "GET" else None
+    table = _S3_OBJECT_ACTIONS if len(parts) == 2 and parts[1] else _S3_BUCKET_ACTIONS
+    for sub in [*keys, ""]:
+        action = table.get((method, sub))
+        if action:
+            return action, table is _S3_OBJECT_ACTIONS or (method, sub) == ("POST", "delete")
+    return None
+
+
 _patched = False
 
 
@@ -108,4 +157,16 @@ def _patch_unknown_resource() -> None:
         return original_request(self)
 
     IAMRequestBase._create_aws_request = create_aws_request  # type: ignore[method-assign]
+    original_check = S3IAMRequest.check_action_permitted
+
+    def check_s3(self: S3IAMRequest, resource: str) -> None:
+        found = s3_action(self._method, self._path)
+        if found is not None:
+            action, on_objects = found
+            self._action = f"s3:{action}"
+            if on_objects and resource.count("/") == 0 and resource != "*":
+                resource += "/*"  # DeleteObjects names the bucket; AWS checks each object
+        original_check(self, resource)
+
+    S3IAMRequest.check_action_permitted = check_s3  # type: ignore[method-assign,assignment]
     _patched = True
