@@ -29,7 +29,7 @@ from typing import Any
 
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.iam.access_control import IAMPolicyStatement, IAMRequestBase, S3IAMRequest
+from moto.iam.access_control import IAMPolicyStatement, IAMRequest, IAMRequestBase, S3IAMRequest
 from moto.iam.models import iam_backends
 
 POLICY_PATH = Path(__file__).resolve().parents[1] / "docs" / "iam-policy.json"
@@ -122,6 +122,10 @@ def s3_action(method: str, path: str) -> tuple[str, bool] | None:
     return None
 
 
+# moto authorises any IAM call that names a RoleName on the role's ARN; AWS authorises
+# these on the instance profile they change
+_ON_INSTANCE_PROFILE = {"iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile"}
+
 _patched = False
 
 
@@ -168,5 +172,15 @@ def _patch_unknown_resource() -> None:
                 resource += "/*"  # DeleteObjects names the bucket; AWS checks each object
         original_check(self, resource)
 
+    original_iam_check = IAMRequest.check_action_permitted
+
+    def check_iam(self: IAMRequest, resource: str) -> None:
+        profile = self._data.get("InstanceProfileName")
+        if self._action in _ON_INSTANCE_PROFILE and profile:
+            name = profile[0] if isinstance(profile, list) else profile
+            resource = f"arn:aws:iam::{self.account_id}:instance-profile/{name}"
+        original_iam_check(self, resource)
+
+    IAMRequest.check_action_permitted = check_iam  # type: ignore[method-assign,assignment]
     S3IAMRequest.check_action_permitted = check_s3  # type: ignore[method-assign,assignment]
     _patched = True

@@ -85,6 +85,7 @@ class Run:
     secrets: dict[str, str]
     key_path: Path
     evidence: dict[str, Any]
+    repaired: dict[str, Any] = field(default_factory=dict)  # the estate after the re-run
     sources: dict[str, str] = field(default_factory=dict)  # where -> text scanned
     counts: dict[str, int] = field(default_factory=dict)  # how many items per kind
     artifact_keys: list[str] = field(default_factory=list)
@@ -290,6 +291,82 @@ def _local_results(since: float) -> dict[str, str]:
     }
 
 
+# -- drift, repaired by a re-run -----------------------------------------------------------
+def make_drift(sb: Sandbox, report: DeployReport) -> dict[str, Any]:
+    """Change what stage 4 owns, behind the flows' back (as the admin): the target group's
+    health check, a stale target, the ALB's security groups, the HTTP listener's action."""
+    elb, ec2 = client(sb, "elbv2"), client(sb, "ec2")
+    tg, lb = report.resources["target_group"], report.resources["load_balancer"]
+    elb.modify_target_group(TargetGroupArn=tg, HealthCheckPath="/drifted")
+    jumphost = report.resources["jumphost"]  # not a web host: a stale target
+    elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": jumphost, "Port": 8080}])
+    vpc = ec2.describe_security_groups(GroupIds=[report.resources["web_security_group"]])[
+        "SecurityGroups"
+    ][0]["VpcId"]
+    stray = ec2.create_security_group(GroupName="drift-stray", Description="d", VpcId=vpc)
+    elb.set_security_groups(LoadBalancerArn=lb, SecurityGroups=[stray["GroupId"]])
+    http = next(
+        li for li in elb.describe_listeners(LoadBalancerArn=lb)["Listeners"] if li["Port"] == 80
+    )
+    elb.modify_listener(
+        ListenerArn=http["ListenerArn"],
+        DefaultActions=[
+            {
+                "Type": "fixed-response",
+                "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/plain"},
+            }
+        ],
+    )
+    return {"stray_group": stray["GroupId"], "stale": jumphost, "listener": http["ListenerArn"]}
+
+
+def read_drift(sb: Sandbox, report: DeployReport, drift: dict[str, Any]) -> dict[str, Any]:
+    elb = client(sb, "elbv2")
+    tg, lb = report.resources["target_group"], report.resources["load_balancer"]
+    group = elb.describe_target_groups(TargetGroupArns=[tg])["TargetGroups"][0]
+    targets = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+    balancer = elb.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"][0]
+    listener = elb.describe_listeners(ListenerArns=[drift["listener"]])["Listeners"][0]
+    client(sb, "ec2").delete_security_group(GroupId=drift["stray_group"])
+    return {
+        "health_path": group["HealthCheckPath"],
+        "targets": sorted(t["Target"]["Id"] for t in targets),
+        "groups": balancer["SecurityGroups"],
+        "stray_group": drift["stray_group"],
+        "listener_actions": listener["DefaultActions"],
+    }
+
+
+def prepare_teardown_extras(sb: Sandbox, report: DeployReport) -> None:
+    """What the teardown also removes: egress between the deployment's groups, an inline
+    policy on the deployment's role."""
+    ec2, iam = client(sb, "ec2"), client(sb, "iam")
+    groups = ec2.describe_security_groups(Filters=_tagged(DEPLOYMENT))["SecurityGroups"]
+    web = report.resources["web_security_group"]
+    other = next(g["GroupId"] for g in groups if g["GroupId"] != web)
+    ec2.authorize_security_group_egress(
+        GroupId=web,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8080,
+                "ToPort": 8080,
+                "UserIdGroupPairs": [{"GroupId": other}],
+            }
+        ],
+    )
+    iam.put_role_policy(
+        RoleName=f"{DEPLOYMENT}-eb-ec2-role",
+        PolicyName="added-by-hand",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+            }
+        ),
+    )
+
+
 # -- the run ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
@@ -343,6 +420,23 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                 "aws secret key": aws_secret,
             }
 
+            # the paths a clean deploy does not take, on the same estate (no new full
+            # deploy): drift of the ALB's pieces, repaired by a stage-subset re-run with
+            # strict host keys; then cross-group egress and an inline role policy, which
+            # the teardown must remove
+            drift = make_drift(sb, report)
+            rerun = deploy(
+                instances=N,
+                stages="4",
+                chunk_size=2,
+                desired_count=2,
+                settings_overrides={**overrides, "host_key_policy": "strict"},
+                return_state=True,
+            )
+            assert rerun.is_completed(), f"re-run failed: {rerun.message}"
+            repaired = read_drift(sb, report, drift)
+            prepare_teardown_extras(sb, report)
+
             # ELB delivers access logs within minutes on AWS; the teardown must empty the
             # bucket (this object is the test's, written outside the recorded clients)
             account = client(sb, "sts").get_caller_identity()["Account"]
@@ -378,6 +472,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         secrets=secrets,
         key_path=key_path,
         evidence=evidence,
+        repaired=repaired,
         counts=counts,
         artifact_keys=artifact_keys,
     )
@@ -404,6 +499,16 @@ def test_deploy_and_teardown_completed(run: Run) -> None:
     assert run.teardown.errors == []
     assert run.teardown.counts()["s3-bucket"] == 1
     assert run.teardown.counts()["rds-instance"] == 1
+
+
+def test_rerun_repaired_the_drift(run: Run) -> None:
+    """Stage 4 re-run (with strict host keys) put back what was changed behind its back."""
+    r = run.repaired
+    assert r["health_path"] == "/"
+    assert sorted(run.report.resources["instances"]) == r["targets"]
+    assert r["stray_group"] not in r["groups"] and r["groups"]
+    assert [a["Type"] for a in r["listener_actions"]] == ["forward"]
+    assert r["listener_actions"][0]["TargetGroupArn"] == run.report.resources["target_group"]
 
 
 # -- least privilege ----------------------------------------------------------------------
