@@ -175,10 +175,16 @@ def _patch_unknown_resource() -> None:
     original_iam_check = IAMRequest.check_action_permitted
 
     def check_iam(self: IAMRequest, resource: str) -> None:
-        profile = self._data.get("InstanceProfileName")
+        def arn(kind: str, param: str) -> str | None:
+            value = self._data.get(param)
+            name = value[0] if isinstance(value, list) else value
+            return f"arn:aws:iam::{self.account_id}:{kind}/{name}" if name else None
+
+        profile, role = arn("instance-profile", "InstanceProfileName"), arn("role", "RoleName")
         if self._action in _ON_INSTANCE_PROFILE and profile:
-            name = profile[0] if isinstance(profile, list) else profile
-            resource = f"arn:aws:iam::{self.account_id}:instance-profile/{name}"
+            resource = profile
+        elif resource == "*":  # moto names a role only once it exists: CreateRole, ...
+            resource = role or profile or resource
         original_iam_check(self, resource)
 
     IAMRequest.check_action_permitted = check_iam  # type: ignore[method-assign,assignment]
