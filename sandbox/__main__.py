@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
         "token buckets (a fault knob; default 0)",
     )
     p.add_argument(
+        "--no-enforce-iam",
+        dest="enforce_iam",
+        action="store_false",
+        help="allow every API call (by default calls are authorised by IAM: the env file's "
+        "keys are an operator user holding exactly docs/iam-policy.json)",
+    )
+    p.add_argument(
         "--no-token-buckets",
         dest="token_buckets",
         action="store_false",
@@ -95,6 +102,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         fault_profile=args.fault_profile,
         throttle_rate=args.throttle_rate,
         token_buckets=args.token_buckets,
+        enforce_iam=args.enforce_iam,
         run_instances_bucket_size=args.run_instances_bucket,
         run_instances_refill_per_s=args.run_instances_refill,
         mutate_bucket_size=args.mutate_bucket,

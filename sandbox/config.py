@@ -106,6 +106,11 @@ class SandboxConfig(BaseModel):
     )
     hosted_zone: str = Field("sandbox.example.com", description="Route53 zone created at start")
     ssh_user: str = "ubuntu"
+    enforce_iam: bool = Field(
+        True,
+        description="IAM access control: the env file's keys are an operator user holding "
+        "exactly docs/iam-policy.json; False allows every call (--no-enforce-iam)",
+    )
     state_dir: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 

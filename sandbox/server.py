@@ -4,8 +4,8 @@
         boto3.client("ec2", endpoint_url=sb.endpoint, ...)
 
 `Sandbox.env()` is what `python -m sandbox` writes to its env file: everything a flow needs
-to use the sandbox instead of AWS (endpoint URL, region, dummy credentials, SSH port, the
-URL that tells the controller its public address, the CA that signs HTTPS listeners).
+to use the sandbox instead of AWS (endpoint URL, region, the operator's and admin's keys,
+SSH port, the URL that tells the controller its public address, the CA that signs HTTPS listeners).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+import sandbox.iamauth as iamauth
 import sandbox.moto_patches as moto_patches
 import sandbox.snapshot as snapshot
 import sandbox.ssm_seed as ssm_seed
@@ -38,8 +39,6 @@ from .tls import LocalCA
 log = logging.getLogger("sandbox")
 T = TypeVar("T")
 
-DUMMY_ACCESS_KEY = "sandbox-access-key"
-DUMMY_SECRET_KEY = "sandbox-secret-key"
 RECONCILE_SECONDS = 0.5
 
 
@@ -116,6 +115,8 @@ class Sandbox:
         self.api.start()
         self._seed_route53()
         self._locked(lambda: ssm_seed.seed(moto_patches.ACCOUNT, self.cfg.region))
+        self.admin, self.operator = self._locked(lambda: iamauth.create_users(moto_patches.ACCOUNT))
+        iamauth.enforce(cfg.enforce_iam)
         self.started_at = time.monotonic()
         return self
 
@@ -128,6 +129,7 @@ class Sandbox:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.loop_thread.join(timeout=5)
         moto_patches.unregister()
+        iamauth.enforce(False)
         if self._owned_dir:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
 
@@ -249,8 +251,11 @@ class Sandbox:
     def env(self) -> dict[str, str]:
         return {
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": DUMMY_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": DUMMY_SECRET_KEY,
+            # the flows run as the operator (docs/iam-policy.json); tests inspect as admin
+            "AWS_ACCESS_KEY_ID": self.operator.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.operator.secret_access_key,
+            "SANDBOX_ADMIN_AWS_ACCESS_KEY_ID": self.admin.access_key_id,
+            "SANDBOX_ADMIN_AWS_SECRET_ACCESS_KEY": self.admin.secret_access_key,
             "AWS_DEFAULT_REGION": self.cfg.region,
             "AWS_REGION": self.cfg.region,
             "TOMCAT_FLEET_AWS_ENDPOINT_URL": self.endpoint,
@@ -272,7 +277,10 @@ class Sandbox:
 
     def write_env_file(self, path: str) -> None:
         lines = [f"{k}={v}" for k, v in self.env().items()]
-        with open(path, "w") as f:
+        # it holds access keys: readable by its owner only
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.chmod(path, 0o600)
+        with os.fdopen(fd, "w") as f:
             f.write("# written by `python -m sandbox`; load with: set -a; . " + path + "\n")
             f.write("\n".join(lines) + "\n")
 

@@ -71,14 +71,16 @@ def sandbox_env(sb: Sandbox) -> Any:
 
 
 def client(sb: Sandbox, service: str, **kw: Any) -> Any:
+    """A boto3 client of the sandbox's admin user (tests inspect; the flows run as the
+    operator, with the env file's AWS credentials)."""
     from botocore.config import Config
 
     return boto3.client(
         service,
         endpoint_url=sb.endpoint,
         region_name=sb.cfg.region,
-        aws_access_key_id="sandbox-access-key",
-        aws_secret_access_key="sandbox-secret-key",
+        aws_access_key_id=sb.admin.access_key_id,
+        aws_secret_access_key=sb.admin.secret_access_key,
         config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
         **kw,
     )

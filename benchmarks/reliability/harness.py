@@ -143,8 +143,13 @@ def aws_client(sb: Any, service: str) -> Any:
         service,
         endpoint_url=sb.env["AWS_ENDPOINT_URL"],
         region_name=sb.env.get("AWS_DEFAULT_REGION", "us-east-1"),
-        aws_access_key_id=sb.env.get("AWS_ACCESS_KEY_ID", "sandbox"),
-        aws_secret_access_key=sb.env.get("AWS_SECRET_ACCESS_KEY", "sandbox"),
+        # counting is inspection: the sandbox's admin keys (the flows run as the operator)
+        aws_access_key_id=sb.env.get(
+            "SANDBOX_ADMIN_AWS_ACCESS_KEY_ID", sb.env.get("AWS_ACCESS_KEY_ID", "sandbox")
+        ),
+        aws_secret_access_key=sb.env.get(
+            "SANDBOX_ADMIN_AWS_SECRET_ACCESS_KEY", sb.env.get("AWS_SECRET_ACCESS_KEY", "sandbox")
+        ),
         config=BotoConfig(retries={"total_max_attempts": 1, "mode": "standard"}),
     )
 

@@ -203,8 +203,8 @@ def test_pipeline_deploy_job_deploys_through_a_worker(sb: Sandbox, tmp_path: Pat
         "ec2",
         endpoint_url=sb.endpoint,
         region_name=sb.cfg.region,
-        aws_access_key_id=env_sb["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env_sb["AWS_SECRET_ACCESS_KEY"],
+        aws_access_key_id=env_sb["SANDBOX_ADMIN_AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env_sb["SANDBOX_ADMIN_AWS_SECRET_ACCESS_KEY"],
     )
     tag = [{"Name": "tag:tomcat-fleet:deployment", "Values": [DEPLOYMENT]}]
     running = [

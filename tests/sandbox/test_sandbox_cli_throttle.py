@@ -86,7 +86,9 @@ def test_cli_ready_line_env_file_and_interrupt(tmp_env_file: str) -> None:
             [
                 sys.executable,
                 "-c",
-                "import boto3; print(len(boto3.client('ec2').describe_regions()['Regions']))",
+                # as the operator: an action of docs/iam-policy.json
+                "import boto3; ec2 = boto3.client('ec2'); "
+                "print(len(ec2.describe_availability_zones()['AvailabilityZones']))",
             ],
             env={**os.environ, **env},
             capture_output=True,
@@ -172,7 +174,7 @@ def test_no_token_buckets_flag() -> None:
 STACK = "64bit Amazon Linux 2023 v5.4.0 running Tomcat 10 Corretto 17"
 
 
-def _beanstalk(sb_endpoint: str, region: str) -> tuple[str, Any]:
+def _beanstalk(sb_endpoint: str, region: str, env: dict[str, str]) -> tuple[str, Any]:
     import boto3
     from botocore.config import Config
 
@@ -181,8 +183,8 @@ def _beanstalk(sb_endpoint: str, region: str) -> tuple[str, Any]:
             service,
             endpoint_url=sb_endpoint,
             region_name=region,
-            aws_access_key_id="sandbox-access-key",
-            aws_secret_access_key="sandbox-secret-key",
+            aws_access_key_id=env["SANDBOX_ADMIN_AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["SANDBOX_ADMIN_AWS_SECRET_ACCESS_KEY"],
             config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),
         )
         for service in ("elasticbeanstalk", "iam")
@@ -229,7 +231,7 @@ def test_without_low_ports_balancers_fall_back_and_urls_follow(tmp_env_file: str
     try:
         assert line.startswith("SANDBOX READY") and "lb_ports=80:8080,443:8443" in line, line
         assert env["TOMCAT_FLEET_SANDBOX_LB_PORTS"] == "80:8080,443:8443"
-        cname, _ = _beanstalk(env["AWS_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"])
+        cname, _ = _beanstalk(env["AWS_ENDPOINT_URL"], env["AWS_DEFAULT_REGION"], env)
         state_url = env["TOMCAT_FLEET_SANDBOX_STATE_URL"]
 
         def state() -> dict[str, Any]:
@@ -261,7 +263,7 @@ def test_hosts_reach_balancers_through_the_port_mapping() -> None:
     )
     with Sandbox(cfg) as sb:
         assert sb.env()["TOMCAT_FLEET_SANDBOX_LB_PORTS"] == "80:9080,443:9443"
-        cname, _ = _beanstalk(sb.endpoint, sb.cfg.region)
+        cname, _ = _beanstalk(sb.endpoint, sb.cfg.region, sb.env())
         ec2 = client(sb, "ec2")
         iid = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1)["Instances"][0][
             "InstanceId"

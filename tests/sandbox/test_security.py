@@ -38,7 +38,17 @@ from flows.teardown import teardown
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws.client import recorded_operations, reset_operations
 from tasks.aws.ec2 import TAG_KEY
-from tasks.aws.policy import POLICY_PATH, actions_for, load_policy, policy_actions, render
+from tasks.aws.policy import (
+    IAM_PROFILES,
+    IAM_ROLES,
+    PASSED_TO,
+    POLICY_PATH,
+    SCOPES,
+    actions_for,
+    load_policy,
+    policy_actions,
+    render,
+)
 from tasks.aws.ssm import public_parameter_arn
 from tasks.aws.teardown import TeardownReport
 
@@ -75,6 +85,7 @@ class Run:
     secrets: dict[str, str]
     key_path: Path
     evidence: dict[str, Any]
+    repaired: dict[str, Any] = field(default_factory=dict)  # the estate after the re-run
     sources: dict[str, str] = field(default_factory=dict)  # where -> text scanned
     counts: dict[str, int] = field(default_factory=dict)  # how many items per kind
     artifact_keys: list[str] = field(default_factory=list)
@@ -280,6 +291,82 @@ def _local_results(since: float) -> dict[str, str]:
     }
 
 
+# -- drift, repaired by a re-run -----------------------------------------------------------
+def make_drift(sb: Sandbox, report: DeployReport) -> dict[str, Any]:
+    """Change what stage 4 owns, behind the flows' back (as the admin): the target group's
+    health check, a stale target, the ALB's security groups, the HTTP listener's action."""
+    elb, ec2 = client(sb, "elbv2"), client(sb, "ec2")
+    tg, lb = report.resources["target_group"], report.resources["load_balancer"]
+    elb.modify_target_group(TargetGroupArn=tg, HealthCheckPath="/drifted")
+    jumphost = report.resources["jumphost"]  # not a web host: a stale target
+    elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": jumphost, "Port": 8080}])
+    vpc = ec2.describe_security_groups(GroupIds=[report.resources["web_security_group"]])[
+        "SecurityGroups"
+    ][0]["VpcId"]
+    stray = ec2.create_security_group(GroupName="drift-stray", Description="d", VpcId=vpc)
+    elb.set_security_groups(LoadBalancerArn=lb, SecurityGroups=[stray["GroupId"]])
+    http = next(
+        li for li in elb.describe_listeners(LoadBalancerArn=lb)["Listeners"] if li["Port"] == 80
+    )
+    elb.modify_listener(
+        ListenerArn=http["ListenerArn"],
+        DefaultActions=[
+            {
+                "Type": "fixed-response",
+                "FixedResponseConfig": {"StatusCode": "503", "ContentType": "text/plain"},
+            }
+        ],
+    )
+    return {"stray_group": stray["GroupId"], "stale": jumphost, "listener": http["ListenerArn"]}
+
+
+def read_drift(sb: Sandbox, report: DeployReport, drift: dict[str, Any]) -> dict[str, Any]:
+    elb = client(sb, "elbv2")
+    tg, lb = report.resources["target_group"], report.resources["load_balancer"]
+    group = elb.describe_target_groups(TargetGroupArns=[tg])["TargetGroups"][0]
+    targets = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+    balancer = elb.describe_load_balancers(LoadBalancerArns=[lb])["LoadBalancers"][0]
+    listener = elb.describe_listeners(ListenerArns=[drift["listener"]])["Listeners"][0]
+    client(sb, "ec2").delete_security_group(GroupId=drift["stray_group"])
+    return {
+        "health_path": group["HealthCheckPath"],
+        "targets": sorted(t["Target"]["Id"] for t in targets),
+        "groups": balancer["SecurityGroups"],
+        "stray_group": drift["stray_group"],
+        "listener_actions": listener["DefaultActions"],
+    }
+
+
+def prepare_teardown_extras(sb: Sandbox, report: DeployReport) -> None:
+    """What the teardown also removes: egress between the deployment's groups, an inline
+    policy on the deployment's role."""
+    ec2, iam = client(sb, "ec2"), client(sb, "iam")
+    groups = ec2.describe_security_groups(Filters=_tagged(DEPLOYMENT))["SecurityGroups"]
+    web = report.resources["web_security_group"]
+    other = next(g["GroupId"] for g in groups if g["GroupId"] != web)
+    ec2.authorize_security_group_egress(
+        GroupId=web,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8080,
+                "ToPort": 8080,
+                "UserIdGroupPairs": [{"GroupId": other}],
+            }
+        ],
+    )
+    iam.put_role_policy(
+        RoleName=f"{DEPLOYMENT}-eb-ec2-role",
+        PolicyName="added-by-hand",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "*"}],
+            }
+        ),
+    )
+
+
 # -- the run ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
@@ -333,6 +420,23 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                 "aws secret key": aws_secret,
             }
 
+            # the paths a clean deploy does not take, on the same estate (no new full
+            # deploy): drift of the ALB's pieces, repaired by a stage-subset re-run with
+            # strict host keys; then cross-group egress and an inline role policy, which
+            # the teardown must remove
+            drift = make_drift(sb, report)
+            rerun = deploy(
+                instances=N,
+                stages="4",
+                chunk_size=2,
+                desired_count=2,
+                settings_overrides={**overrides, "host_key_policy": "strict"},
+                return_state=True,
+            )
+            assert rerun.is_completed(), f"re-run failed: {rerun.message}"
+            repaired = read_drift(sb, report, drift)
+            prepare_teardown_extras(sb, report)
+
             # ELB delivers access logs within minutes on AWS; the teardown must empty the
             # bucket (this object is the test's, written outside the recorded clients)
             account = client(sb, "sts").get_caller_identity()["Account"]
@@ -368,6 +472,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         secrets=secrets,
         key_path=key_path,
         evidence=evidence,
+        repaired=repaired,
         counts=counts,
         artifact_keys=artifact_keys,
     )
@@ -396,6 +501,16 @@ def test_deploy_and_teardown_completed(run: Run) -> None:
     assert run.teardown.counts()["rds-instance"] == 1
 
 
+def test_rerun_repaired_the_drift(run: Run) -> None:
+    """Stage 4 re-run (with strict host keys) put back what was changed behind its back."""
+    r = run.repaired
+    assert r["health_path"] == "/"
+    assert sorted(run.report.resources["instances"]) == r["targets"]
+    assert r["stray_group"] not in r["groups"] and r["groups"]
+    assert [a["Type"] for a in r["listener_actions"]] == ["forward"]
+    assert r["listener_actions"][0]["TargetGroupArn"] == run.report.resources["target_group"]
+
+
 # -- least privilege ----------------------------------------------------------------------
 def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) -> None:
     assert run.operations, "no AWS operation was recorded"
@@ -403,9 +518,8 @@ def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) 
     assert policy["Version"] == "2012-10-17"
     for st in policy["Statement"]:
         assert st["Effect"] == "Allow" and st.get("Sid")
-        # "*" but for the one SSM public parameter the AMI lookup reads
-        assert st["Resource"] == ("*" if st["Sid"] != "Ssm" else [public_parameter_arn()])
         assert st["Action"] == sorted(st["Action"]), f"{st['Sid']}: actions not sorted"
+        check_statement_shape(st)
     granted = policy_actions(policy)
     needed = actions_for(run.operations)
     missing, unused = sorted(needed - granted), sorted(granted - needed)
@@ -427,6 +541,32 @@ def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) 
             f"regenerate: python -m tasks.aws.policy --operations {ops} --output {POLICY_PATH}\n"
             f"{diff}"
         )
+
+
+def check_statement_shape(st: dict[str, Any]) -> None:
+    """Least privilege where AWS allows it: `Resource: "*"` only for actions AWS does not
+    scope to a resource (or, for those, only under a tag condition); IAM only on the
+    deployment's role/profile ARNs; iam:PassRole only to the services named."""
+    sid, actions = st["Sid"], st["Action"]
+    if st["Resource"] == "*":
+        for action in actions:
+            scopes = SCOPES.get(action, [])
+            assert all(r == ["*"] for _, r, _ in scopes), f"{sid}: {action} on '*'"
+            assert not scopes or "Condition" in st, f"{sid}: {action} on '*' unconditioned"
+            assert not action.startswith("iam:") or action in {
+                "iam:ListRoles",
+                "iam:ListInstanceProfiles",
+            }, f"{sid}: {action} on '*'"
+        return
+    assert isinstance(st["Resource"], list) and st["Resource"], sid
+    assert all(r.startswith("arn:aws:") for r in st["Resource"]), sid
+    if any(a.startswith("iam:") for a in actions):
+        assert set(st["Resource"]) <= set(IAM_ROLES) | set(IAM_PROFILES), sid
+    if "iam:PassRole" in actions:
+        assert actions == ["iam:PassRole"], sid
+        assert st["Condition"] == {"StringEquals": {"iam:PassedToService": PASSED_TO}}, sid
+    if sid == "SsmAmiParameter":
+        assert st["Resource"] == [public_parameter_arn()]
 
 
 def test_iam_policy_file_is_what_the_generator_writes(run: Run) -> None:
