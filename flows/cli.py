@@ -17,8 +17,10 @@ Prefect server, started on first use under `.tomcat-fleet/prefect` and reused by
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -202,6 +204,20 @@ def prefect_server() -> Iterator[int | None]:
 PLANNED: dict[str, str] = {}
 
 
+def import_in_background(module: str) -> threading.Thread:
+    """Import a flow module (Prefect, seconds of CPU) in a thread, so it overlaps the local
+    server's and the sandbox's start, which the main thread only waits for. Call after
+    `LocalServer().plan()` (Prefect reads its settings at import); join before use."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the real import below reports any error
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=run, name=f"import-{module}", daemon=True)
+    thread.start()
+    return thread
+
+
 # ---------------------------------------------------------------- deploy
 def build_deploy() -> Callable[..., int]:
     from tasks.inputs import check_deploy_request, parse_stages
@@ -220,7 +236,9 @@ def build_deploy() -> Callable[..., int]:
         t0 = time.monotonic()
         if kw["runner"] == "process" and 2 in parse_stages(kw["stages"]):
             start_early()  # the install's pool, as for install
+        importing = import_in_background("flows.deploy")
         with prefect_server(), maybe_sandbox(sb):
+            importing.join()
             from flows.deploy import DeployReport, deploy
             from tasks.runtime.cli_support import deploy_json
             from tasks.runtime.outcome import outcome_of
@@ -277,7 +295,9 @@ def build_install() -> Callable[..., int]:
         t0 = time.monotonic()
         if kw["runner"] == "process":  # its imports overlap ours and the server's start
             start_early()
+        importing = import_in_background("flows.install_tomcat")
         with prefect_server() as server_pid, maybe_sandbox(sb) as sandbox_pid:
+            importing.join()
             peak = Peak([p for p in (sandbox_pid, server_pid) if p])
             from flows.install_tomcat import install_tomcat
             from tasks.models import InstallSummary
