@@ -17,10 +17,8 @@ Prefect server, started on first use under `.tomcat-fleet/prefect` and reused by
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +29,7 @@ from cyclopts.exceptions import CycloptsError
 
 from tasks.bench.child import child as bench_child  # no Prefect in it
 from tasks.forkserver import start_early  # no Prefect in it
+from tasks.runtime.cli_support import import_in_background, side_by_side  # nor here
 from tasks.runtime.prefect_api import LocalServer, flush_prefect
 from tasks.runtime.sandbox_child import Peak, SandboxOptions, maybe_sandbox
 
@@ -204,48 +203,6 @@ def prefect_server() -> Iterator[int | None]:
 PLANNED: dict[str, str] = {}
 
 
-@contextlib.contextmanager
-def flow_services(sb: SandboxOptions) -> Iterator[tuple[int | None, int | None]]:
-    """`prefect_server()` and `maybe_sandbox(sb)` started side by side (a new server
-    migrates its database for tens of seconds; a sandbox takes seconds to start): yields
-    (the pid of a server we started, the sandbox's pid); stops the sandbox, then flushes."""
-    server = prefect_server()
-    box: dict[str, Any] = {}
-
-    def up() -> None:
-        try:
-            box["pid"] = server.__enter__()
-        except BaseException as exc:  # re-raised in the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=up, name="prefect-server-start", daemon=True)
-    thread.start()
-    try:
-        with maybe_sandbox(sb) as sandbox_pid:
-            thread.join()
-            if "error" in box:
-                raise box["error"]
-            yield box.get("pid"), sandbox_pid
-    finally:
-        thread.join()
-        if "error" not in box:
-            server.__exit__(None, None, None)  # flushes Prefect's log and event workers
-
-
-def import_in_background(module: str) -> threading.Thread:
-    """Import a flow module (Prefect, seconds of CPU) in a thread, so it overlaps the local
-    server's and the sandbox's start, which the main thread only waits for. Call after
-    `LocalServer().plan()` (Prefect reads its settings at import); join before use."""
-
-    def run() -> None:
-        with contextlib.suppress(Exception):  # the real import below reports any error
-            importlib.import_module(module)
-
-    thread = threading.Thread(target=run, name=f"import-{module}", daemon=True)
-    thread.start()
-    return thread
-
-
 # ---------------------------------------------------------------- deploy
 def build_deploy() -> Callable[..., int]:
     from tasks.inputs import check_deploy_request, parse_stages
@@ -265,7 +222,7 @@ def build_deploy() -> Callable[..., int]:
         if kw["runner"] == "process" and 2 in parse_stages(kw["stages"]):
             start_early()  # the install's pool, as for install
         importing = import_in_background("flows.deploy")
-        with flow_services(sb):
+        with side_by_side(prefect_server(), maybe_sandbox(sb)):
             importing.join()
             from flows.deploy import DeployReport, deploy
             from tasks.runtime.cli_support import deploy_json
@@ -324,7 +281,7 @@ def build_install() -> Callable[..., int]:
         if kw["runner"] == "process":  # its imports overlap ours and the server's start
             start_early()
         importing = import_in_background("flows.install_tomcat")
-        with flow_services(sb) as (server_pid, sandbox_pid):
+        with side_by_side(prefect_server(), maybe_sandbox(sb)) as (server_pid, sandbox_pid):
             importing.join()
             peak = Peak([p for p in (sandbox_pid, server_pid) if p])
             from flows.install_tomcat import install_tomcat
