@@ -178,6 +178,9 @@ def main() -> int:
         "1",
         "--public-ip-cidr",  # not the default range other sandboxes on this machine use
         args.public_ip_cidr,
+        # launching 1000 fresh instances per shape drains RunInstances' token bucket; the
+        # launches are not measured, and the install phase makes no RunInstances calls
+        "--no-token-buckets",
     ]
     rows_out: list[dict[str, Any]] = []
     with SandboxProcess(sandbox_args) as sandbox, prefect_api():

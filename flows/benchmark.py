@@ -5,13 +5,15 @@ A matrix of scenarios (the seed's "processes/pooled" notation or explicit knobs,
 and repeat, fresh instances are launched and the shape runs in its own child process, so
 the peak RSS measured (the child's process tree) is its own; the sandbox and the Prefect
 server are services outside every tree. Shapes: ``flow`` (`python -m flows install`
-with the scenario's knobs), ``seed`` (the seed's multiprocessing pool, no Prefect) and
-``floor`` (one thread pool). A host monitor (`tasks.hostmonitor`) samples swap traffic,
-kswapd CPU, memory pressure and CPU per core across the run; its samples are joined to
-the scenario timeline.
+with the scenario's knobs), ``bare`` (the same knobs on a plain fork pool, no Prefect:
+flow ÷ bare is Prefect's own cost), ``seed`` (the seed's multiprocessing pool, no Prefect)
+and ``floor`` (one thread pool). Memory is the process tree's peak PSS (shared pages
+counted once) with the peak RSS sum beside it. A host monitor (`tasks.hostmonitor`)
+samples swap traffic, kswapd CPU, memory pressure and CPU per core across the run; its
+samples are joined to the scenario timeline.
 
 Outputs in `out_dir`: `benchmark.csv` (one row per scenario: medians over repeats with
-min/max, ratios to the floor), `runs.csv` (one row per repeat), `host-timeline.csv`,
+min/max, ratios to the floor and flow ÷ bare), `runs.csv` (one row per repeat), `host-timeline.csv`,
 `benchmark.png` (install seconds and peak RSS against processes, one line per shape), and
 the Prefect artifacts `benchmark-scenarios` (table), `benchmark-summary` (markdown) and
 `benchmark-plot` (markdown showing the PNG itself, as a data: URI image).
@@ -81,7 +83,7 @@ def benchmark(
         fault_profile: Sandbox fault profile.
         throttle_rate: Sandbox API throttling probability.
         out_dir: Directory for the CSVs, the PNG and the host timeline.
-        include_peers: Also run each scenario's seed twin and the floor.
+        include_peers: Also run each flow scenario's bare twin and the floor.
         target: sandbox (a sandbox child for the run) or aws (the environment's settings;
             instances terminated after use).
         seed: Sandbox fault seed.

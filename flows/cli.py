@@ -28,6 +28,8 @@ from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
 
 from tasks.bench.child import child as bench_child  # no Prefect in it
+from tasks.forkserver import start_early  # no Prefect in it
+from tasks.runtime.cli_support import import_in_background, side_by_side  # nor here
 from tasks.runtime.prefect_api import LocalServer, flush_prefect
 from tasks.runtime.sandbox_child import Peak, SandboxOptions, maybe_sandbox
 
@@ -203,7 +205,7 @@ PLANNED: dict[str, str] = {}
 
 # ---------------------------------------------------------------- deploy
 def build_deploy() -> Callable[..., int]:
-    from tasks.inputs import check_deploy_request
+    from tasks.inputs import check_deploy_request, parse_stages
     from tasks.planning import PlanError
 
     def run(kw: dict[str, Any]) -> int:
@@ -217,7 +219,11 @@ def build_deploy() -> Callable[..., int]:
         except PlanError as exc:
             raise InputError(str(exc)) from None
         t0 = time.monotonic()
-        with prefect_server(), maybe_sandbox(sb):
+        if kw["runner"] == "process" and 2 in parse_stages(kw["stages"]):
+            start_early()  # the install's pool, as for install
+        importing = import_in_background("flows.deploy")
+        with side_by_side(prefect_server(), maybe_sandbox(sb)):
+            importing.join()
             from flows.deploy import DeployReport, deploy
             from tasks.runtime.cli_support import deploy_json
             from tasks.runtime.outcome import outcome_of
@@ -272,7 +278,11 @@ def build_install() -> Callable[..., int]:
             raise InputError(str(exc).splitlines()[0]) from None
         _settings(ov)
         t0 = time.monotonic()
-        with prefect_server() as server_pid, maybe_sandbox(sb) as sandbox_pid:
+        if kw["runner"] == "process":  # its imports overlap ours and the server's start
+            start_early()
+        importing = import_in_background("flows.install_tomcat")
+        with side_by_side(prefect_server(), maybe_sandbox(sb)) as (server_pid, sandbox_pid):
+            importing.join()
             peak = Peak([p for p in (sandbox_pid, server_pid) if p])
             from flows.install_tomcat import install_tomcat
             from tasks.models import InstallSummary

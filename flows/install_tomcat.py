@@ -48,6 +48,7 @@ from tasks.aws.ec2 import (
     controller_cidr,
     preflight,
 )
+from tasks.forkserver import INSTALL_PRELOAD
 from tasks.inputs import Runner, validate_install
 from tasks.install_chunk import install_chunk
 from tasks.models import ChunkResult, HostResult, InstallSummary, Instance
@@ -90,7 +91,7 @@ def make_runner(runner: str, desired_count: int, dask_address: str | None) -> Ta
     if runner == "process":  # forkserver workers with the install modules preloaded
         return PreloadedProcessPoolTaskRunner(
             max_workers=desired_count,
-            preload=("paramiko", install_chunk.__module__),
+            preload=INSTALL_PRELOAD,
             # "spawn" = Prefect's stock ProcessPoolTaskRunner workers (benchmark comparison)
             start_method=os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver"),
         )

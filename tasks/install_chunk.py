@@ -55,7 +55,8 @@ class _Both(logging.LoggerAdapter):
 @task(
     name="install-chunk",
     task_run_name="{label}",
-    tags=["install-tomcat"],
+    # no tags: a tagged task run asks the API for tag concurrency slots before it starts
+    # (one more round trip, on a fresh client, per chunk)
     cache_policy=NO_CACHE,
     retries=0,
 )

@@ -36,13 +36,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 from prefect.task_runners import ProcessPoolTaskRunner, _initialize_process_pool_worker
+
+from tasks.forkserver import BASE_PRELOAD, preload_list
 
 _WARM: dict[tuple[Any, ...], _WarmPool] = {}
 _WARM_LOCK = threading.Lock()
@@ -87,16 +88,6 @@ def _warm_worker(env: dict[str, str], settings_context: dict[str, Any] | None) -
         with contextlib.suppress(_threading.BrokenBarrierError):
             _WORKER_BARRIER.wait(timeout=15)  # bounded: a lost worker cannot hold the rest
     return os.getpid()
-
-
-def _main_module_name() -> str | None:
-    """The `-m` module the parent runs as __main__: workers import it by name at start,
-    so preloading it keeps that import off every worker's start."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    name = getattr(spec, "name", None)
-    if not name or name == "__main__" or name.endswith(".__main__"):
-        return None
-    return str(name)
 
 
 class _WarmPool:
@@ -145,7 +136,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
     See the module docstring for the design and the warm-pool hand-over.
     """
 
-    BASE_PRELOAD = ("prefect", "prefect.task_engine", "prefect.task_runners", "prefect.context")
+    BASE_PRELOAD = BASE_PRELOAD
 
     def __init__(
         self,
@@ -226,10 +217,8 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
     # -- the pool -----------------------------------------------------------------------
     def mp_context(self) -> Any:
         ctx = multiprocessing.get_context(self._start_method)
-        if self._start_method == "forkserver":
-            main = _main_module_name()
-            freeze = [f"{__name__}_freeze"] if self._freeze_gc else []
-            ctx.set_forkserver_preload([*self._preload, *([main] if main else []), *freeze])
+        if self._start_method == "forkserver":  # no-op once the server runs (start_early)
+            ctx.set_forkserver_preload(preload_list(self._preload, self._freeze_gc))
         return ctx
 
     def _start_pool(self, warm: bool = False) -> None:

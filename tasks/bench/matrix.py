@@ -7,7 +7,11 @@ on a number of hosts, run by one implementation:
   `chunk_size` hosts per chunk, `max_workers` threads per chunk);
 - ``seed``:  the replaced system's implementation: a multiprocessing pool of
   `desired_count` processes, one chunk per process task, threads inside, no Prefect;
-- ``floor``: one process, one thread pool, nothing else (1 process x hosts threads).
+- ``floor``: one process, one thread pool, nothing else (1 process x hosts threads);
+- ``bare``:  the flow's exact shape (same chunks, threads, processes) on a plain fork
+  pool, no Prefect (the seed's implementation): ``flow ÷ bare`` is Prefect's own cost.
+  Every flow scenario gets its bare twin as a peer; a bare twin of a seed-shaped flow
+  scenario ("12/0@2") is the seed's shape itself.
 
 The seed wrote shapes as "processes/pooled": "250/50" is 250 chunks (processes) of which
 50 wait in the pool, i.e. ``desired_count = 200``; with ``chunk_size = 2`` that is 500 hosts.
@@ -32,8 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tasks.planning import PlanError, default_shape, plan_pool
 
-Shape = Literal["flow", "seed", "floor"]
-SHAPES: tuple[Shape, ...] = ("flow", "seed", "floor")
+Shape = Literal["flow", "bare", "seed", "floor"]
+SHAPES: tuple[Shape, ...] = ("flow", "bare", "seed", "floor")
 SEED_CHUNK_SIZE = 2
 """The seed's chunk: two hosts per process."""
 FLOOR_MAX_THREADS = 500
@@ -238,8 +242,9 @@ def parse_entry(entry: Any) -> tuple[Scenario, str | None]:
 
 
 def resolve(sc: Scenario, cores: int) -> Scenario:
-    """Fill the knobs left out, as the install flow (flow), the seed (seed: chunk 2, every
-    chunk at once) or the floor (one process, one thread per host) would."""
+    """Fill the knobs left out, as the install flow (flow, and its bare twin), the seed
+    (seed: chunk 2, every chunk at once) or the floor (one process, one thread per host)
+    would."""
     if sc.hosts < 1:
         return sc
     if sc.shape == "floor":
@@ -314,14 +319,16 @@ def plan_matrix(entries: Iterable[Any], cores: int, include_peers: bool = True) 
 
 
 def with_peers(planned: list[Planned], cores: int) -> list[Planned]:
+    """A bare twin (same knobs, no Prefect) per valid flow scenario, one floor per host
+    count."""
     out = list(planned)
     have = {(p.scenario.shape, _knobs(p.scenario)) for p in planned if p.valid}
     for p in planned:
         sc = p.scenario
-        if p.valid and sc.shape == "flow" and ("seed", _knobs(sc)) not in have:
-            twin = sc.model_copy(update={"shape": "seed"})
+        if p.valid and sc.shape == "flow" and ("bare", _knobs(sc)) not in have:
+            twin = sc.model_copy(update={"shape": "bare"})
             out.append(Planned(twin, check(twin), peer=True))
-            have.add(("seed", _knobs(sc)))
+            have.add(("bare", _knobs(sc)))
     for hosts in sorted({p.scenario.hosts for p in planned if p.valid}):
         if not any(
             p.valid and p.scenario.shape == "floor" and p.scenario.hosts == hosts for p in out

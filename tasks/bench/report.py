@@ -53,6 +53,15 @@ def summary_rows(
         r["install_x_floor"] = ratio(r.get("install_s"), fl.get("install_s"))
         r["wall_x_floor"] = ratio(r.get("wall_s"), fl.get("wall_s"))
         r["rss_x_floor"] = ratio(r.get("peak_rss_mb"), fl.get("peak_rss_mb"))
+    # Prefect's own cost: a flow row against its bare twin (same knobs, no Prefect)
+    knobs = ("hosts", "chunk_size", "max_workers", "desired_count")
+    bares = {
+        tuple(r[k] for k in knobs): r for r in rows if r["shape"] == "bare" and r["status"] == "ok"
+    }
+    for r in rows:
+        twin = bares.get(tuple(r[k] for k in knobs), {}) if r["shape"] == "flow" else {}
+        r["install_x_bare"] = ratio(r.get("install_s"), twin.get("install_s"))
+        r["pss_x_bare"] = ratio(r.get("peak_pss_mb"), twin.get("peak_pss_mb"))
     return rows
 
 
@@ -73,6 +82,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Non
 
 SHAPE_STYLE = {
     "flow": ("tab:blue", "o", "flow (install-tomcat, Prefect process pool)"),
+    "bare": ("tab:purple", "v", "bare (the flow's shape on a fork pool, no Prefect)"),
     "seed": ("tab:red", "s", "seed (multiprocessing pool, no Prefect)"),
     "floor": ("tab:green", "D", "floor (1 process, thread pool)"),
 }
@@ -255,12 +265,15 @@ TABLE_COLUMNS = [
     "peak_rss_mb",
     "peak_rss_mb_min",
     "peak_rss_mb_max",
+    "peak_pss_mb",
     "swap_used_mb",
     "hosts_failed",
     "throttle_retries",
     "api_calls",
     "install_x_floor",
     "rss_x_floor",
+    "install_x_bare",
+    "pss_x_bare",
     "reason",
 ]
 
@@ -275,23 +288,27 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ("status", 7),
         ("wall_s", 7),
         ("install_s", 9),
-        ("peak_MB", 8),
+        ("PSS_MB", 7),
+        ("RSS_MB", 7),
         ("swap_MB", 7),
         ("failed", 6),
         ("thr", 4),
         ("api", 5),
         ("inst×fl", 7),
         ("mem×fl", 7),
+        ("inst×bare", 9),
     ]
     keys = {
         "procs": "processes",
-        "peak_MB": "peak_rss_mb",
+        "PSS_MB": "peak_pss_mb",
+        "RSS_MB": "peak_rss_mb",
         "swap_MB": "swap_used_mb",
         "failed": "hosts_failed",
         "thr": "throttle_retries",
         "api": "api_calls",
         "inst×fl": "install_x_floor",
         "mem×fl": "rss_x_floor",
+        "inst×bare": "install_x_bare",
     }
     out = [
         "  ".join(f"{name:>{w}}" if i > 1 else f"{name:<{w}}" for i, (name, w) in enumerate(cols))
@@ -315,7 +332,8 @@ def report(rows: list[dict[str, Any]], png: Path, csv_path: Path, meta: dict[str
         key="benchmark-scenarios",
         description=(
             f"benchmark: one row per scenario, medians over {meta['repeat']} repeat(s); "
-            "ratios to the floor (1 process, thread pool)"
+            "ratios to the floor (1 process, thread pool) and, for flow rows, to the bare "
+            "twin (the same shape without Prefect)"
         ),
     )
     invalid = [r for r in rows if r["status"] == "invalid"]
@@ -331,9 +349,9 @@ def report(rows: list[dict[str, Any]], png: Path, csv_path: Path, meta: dict[str
         *(trade_off_lines(rows) or ["- too few successful scenarios to compare"]),
         "",
         "## Scenarios",
-        "| scenario | shape | notation | processes | install s (min-max) | peak MB (min-max) "
-        "| install × floor | memory × floor | failed hosts |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | shape | notation | processes | install s (min-max) | RSS sum MB (min-max) "
+        "| PSS MB | install × floor | memory × floor | install × bare | failed hosts |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if r["status"] != "ok":
@@ -342,8 +360,9 @@ def report(rows: list[dict[str, Any]], png: Path, csv_path: Path, meta: dict[str
             f"| {r['scenario']}{' ★' if r['default'] else ''} | {r['shape']} | {r['notation']} "
             f"| {r['processes']} | {r['install_s']:.1f} ({r['install_s_min']:.1f}-"
             f"{r['install_s_max']:.1f}) | {r['peak_rss_mb']:.0f} ({r['peak_rss_mb_min']:.0f}-"
-            f"{r['peak_rss_mb_max']:.0f}) | {_cell(r['install_x_floor'])} | "
-            f"{_cell(r['rss_x_floor'])} | {_cell(r['hosts_failed'])} |"
+            f"{r['peak_rss_mb_max']:.0f}) | {_cell(r.get('peak_pss_mb'))} | "
+            f"{_cell(r['install_x_floor'])} | {_cell(r['rss_x_floor'])} | "
+            f"{_cell(r.get('install_x_bare'))} | {_cell(r['hosts_failed'])} |"
         )
     if invalid or errors:
         md += ["", "## Not measured"]

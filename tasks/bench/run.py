@@ -31,6 +31,7 @@ RUN_METRICS = (
     "install_s",
     "launch_s",
     "peak_rss_mb",
+    "peak_pss_mb",
     "swap_used_mb",
     "swap_in_per_s",
     "swap_out_per_s",
@@ -64,6 +65,8 @@ SUMMARY_COLUMNS = [
     "install_x_floor",
     "wall_x_floor",
     "rss_x_floor",
+    "install_x_bare",
+    "pss_x_bare",
 ]
 RUN_COLUMNS = [
     "scenario",
@@ -211,7 +214,7 @@ def child_command(
         "-m",
         "flows",
         "bench-child",
-        sc.shape,
+        "seed" if sc.shape == "bare" else sc.shape,  # bare: the seed's fork pool
         "--inventory",
         str(inventory),
         *knobs,
@@ -224,8 +227,9 @@ def child_command(
     ]
 
 
-def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float, float]:
-    """Run one shape; (its JSON line, wall seconds, peak RSS MB of its process tree)."""
+def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float, float, float]:
+    """Run one shape; (its JSON line, wall seconds, peak RSS sum and peak PSS in MB of
+    its process tree)."""
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     with PeakTreeRss(proc.pid, interval=0.2) as peak:
@@ -241,7 +245,7 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], floa
     except RuntimeError:
         tail = (err or out).strip().splitlines()[-3:]
         raise RuntimeError(f"child exited {proc.returncode}: {' | '.join(tail)}") from None
-    return result, wall, peak.peak_mb
+    return result, wall, peak.peak_mb, peak.peak_pss_mb
 
 
 # ---------------------------------------------------------------- one scenario
@@ -288,12 +292,13 @@ def run_scenario(
         cmd = child_command(
             planned, inventory, Path(workdir), str(settings.state_dir), host_key_policy
         )
-        result, wall, peak = run_child(cmd, env)
+        result, wall, peak, pss = run_child(cmd, env)
         after = sandbox_counters()
         row.update(
             wall_s=round(wall, 2),
             install_s=result.get("install_s"),
             peak_rss_mb=round(peak, 1),
+            peak_pss_mb=round(pss, 1),
             installed=result.get("installed"),
             hosts_failed=result.get("failed"),
         )
@@ -304,12 +309,14 @@ def run_scenario(
             row["api_calls"] = launch_calls + int(result.get("api_calls", 0))
             row["throttle_retries"] = launch_retries + int(result.get("throttle_retries", 0))
         logger.info(
-            "%s %s rep %d: install %.1fs, wall %.1fs, peak %.0f MB, %s installed, %s failed",
+            "%s %s rep %d: install %.1fs, wall %.1fs, peak PSS %.0f MB (RSS sum %.0f MB), "
+            "%s installed, %s failed",
             sc.notation,
             sc.shape,
             rep,
             row["install_s"] or 0.0,
             wall,
+            pss,
             peak,
             row["installed"],
             row["hosts_failed"],

@@ -3,8 +3,13 @@ standalone install, reading an inventory file, and the JSON lines they print."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +95,45 @@ def benchmark_json(result: dict[str, Any]) -> str:
             "rows": [{k: r.get(k) for k in keys} for r in result["rows"]],
         }
     )
+
+
+def import_in_background(module: str) -> threading.Thread:
+    """Import a flow module (Prefect: seconds of CPU) in a thread, so it overlaps the local
+    server's and the sandbox's start, which the main thread only waits for. Call after
+    `LocalServer().plan()` (Prefect reads its settings at import); join before use."""
+
+    def run() -> None:
+        with contextlib.suppress(Exception):  # the real import afterwards reports errors
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=run, name=f"import-{module}", daemon=True)
+    thread.start()
+    return thread
+
+
+@contextlib.contextmanager
+def side_by_side(
+    first: AbstractContextManager[Any], second: AbstractContextManager[Any]
+) -> Iterator[tuple[Any, Any]]:
+    """Enter `first` in a thread while `second` is entered here (e.g. a new Prefect server
+    migrating its database and a sandbox starting); exit `second`, then `first`."""
+    box: dict[str, Any] = {}
+
+    def up() -> None:
+        try:
+            box["value"] = first.__enter__()
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=up, name="start-side-by-side", daemon=True)
+    thread.start()
+    try:
+        with second as value:
+            thread.join()
+            if "error" in box:
+                raise box["error"]
+            yield box.get("value"), value
+    finally:
+        thread.join()
+        if "error" not in box:
+            first.__exit__(None, None, None)

@@ -34,12 +34,12 @@ def test_benchmark_flow_end_to_end(tmp_path: Path) -> None:
     assert state.is_completed(), state.message
     result = state.result()
     rows = {(r["scenario"], r["shape"]): r for r in result["rows"]}
-    # the matrix, plus the flow scenario's seed twin and the floor
+    # the matrix, plus the flow scenario's bare twin (same shape, no Prefect) and the floor
     assert set(rows) == {
         ("flow 2/0", "flow"),
         ("seed 3/0", "seed"),
         ("too many", "flow"),
-        ("flow 2/0", "seed"),
+        ("flow 2/0", "bare"),
         ("6h floor", "floor"),
     }
     bad = rows[("too many", "flow")]
@@ -56,6 +56,12 @@ def test_benchmark_flow_end_to_end(tmp_path: Path) -> None:
     assert rows[("flow 2/0", "flow")]["default"] is True
     # a Prefect process pool costs more memory than one thread pool
     assert rows[("flow 2/0", "flow")]["rss_x_floor"] > 1
+    # Prefect's own cost is a measured ratio; PSS (shared pages once) is at most the RSS sum
+    flow = rows[("flow 2/0", "flow")]
+    assert flow["install_x_bare"] > 0 and flow["pss_x_bare"] > 1
+    assert all(
+        0 < r["peak_pss_mb"] <= r["peak_rss_mb"] for k, r in rows.items() if k[0] != "too many"
+    )
 
     with open(result["csv"]) as f:
         table = list(csv.DictReader(f))

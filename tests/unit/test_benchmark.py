@@ -104,15 +104,16 @@ def test_valid_scenarios_and_the_default_shape() -> None:
     assert check(rows[1].scenario) is None
 
 
-def test_peers_add_seed_twins_and_one_floor_per_host_count() -> None:
+def test_peers_add_bare_twins_and_one_floor_per_host_count() -> None:
     rows = plan_matrix(
         [{"hosts": 40}, "20/10@2", {"hosts": 0}, {"hosts": 10, "shape": "seed"}], cores=2
     )
     shapes = [(p.scenario.hosts, p.scenario.shape, p.peer) for p in rows]
-    assert shapes.count((40, "seed", True)) == 2  # a twin per valid flow scenario
+    assert shapes.count((40, "bare", True)) == 2  # a twin per valid flow scenario
     assert shapes.count((40, "floor", True)) == 1
     assert shapes.count((10, "floor", True)) == 1
-    assert shapes.count((10, "seed", True)) == 0  # already a seed scenario there
+    assert shapes.count((10, "seed", True)) == 0  # peers are bare twins and floors only
+    assert shapes.count((10, "bare", True)) == 0  # a seed scenario gets no twin
     assert sum(not p.valid for p in rows) == 1  # the invalid one gets no peers
 
 
@@ -326,3 +327,18 @@ def test_benchmark_fleet_opens_22_and_8080_to_the_controller_only(
     rows, calls, _ = launch_fleet(settings, 2)
     assert [r["instance_id"] for r in rows] == ["i-0", "i-1"] and calls == 7
     assert rules == [(["sg-1"], [22, 8080], "203.0.113.7/32")]
+
+
+def test_flow_rows_carry_their_ratio_to_the_bare_twin() -> None:
+    from tasks.bench.report import summary_rows
+
+    planned = plan_matrix([{"hosts": 24}], cores=2)
+    assert [p.scenario.shape for p in planned] == ["flow", "bare", "floor"]
+    runs = [
+        {"scenario": p.scenario.label, "shape": p.scenario.shape, "status": "ok",
+         "install_s": s, "peak_rss_mb": m * 2, "peak_pss_mb": m}
+        for p, s, m in zip(planned, (4.0, 2.5, 2.0), (300.0, 100.0, 50.0), strict=True)
+    ]  # fmt: skip
+    rows = {r["shape"]: r for r in summary_rows(planned, runs, repeat=1)}
+    assert rows["flow"]["install_x_bare"] == 1.6 and rows["flow"]["pss_x_bare"] == 3.0
+    assert rows["flow"]["install_x_floor"] == 2.0 and rows["bare"]["install_x_bare"] is None
