@@ -36,14 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.bench.run import last_json
 from tasks.resources import PeakTreeRss
-
-
-def _last_json(out: str) -> dict[str, Any]:
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            return dict(json.loads(line))
-    raise RuntimeError(f"no JSON line in output:\n{out[-2000:]}")
 
 
 def run_shape(
@@ -109,7 +103,7 @@ def run_shape(
     ):
         stdout, stderr = child.communicate(timeout=1800)
     (workdir / f"{shape}-{len(rows)}.log").write_text(stderr)  # the child's log, kept
-    result = _last_json(stdout)
+    result = last_json(stdout)
     result.setdefault("peak_rss_mb", round(peak.peak_mb, 1))
     result.setdefault("peak_pss_mb", round(peak.peak_pss_mb, 1))
     result["wall_s"] = round(time.monotonic() - started, 2)

@@ -52,7 +52,7 @@ from tasks.bench.run import (
     run_scenario,
     sandbox_args,
 )
-from tasks.hostmonitor import HostMonitor, join_timeline, summarize_span
+from tasks.hostmonitor import TIMELINE_COLUMNS, HostMonitor, join_timeline, summarize_span
 from tasks.runtime.run_names import benchmark_run_name
 
 
@@ -165,23 +165,7 @@ def benchmark(
     )
     write_csv(csv_path, rows, SUMMARY_COLUMNS)
     write_csv(runs_csv, runs, RUN_COLUMNS)
-    write_csv(
-        timeline_csv,
-        timeline,
-        [
-            "t",
-            "at_s",
-            "scenario",
-            "swap_in_per_s",
-            "swap_out_per_s",
-            "kswapd_cpu_pct",
-            "psi_some_avg10",
-            "psi_full_avg10",
-            "swap_used_mb",
-            "ram_available_mb",
-            "cpu_per_core",
-        ],
-    )
+    write_csv(timeline_csv, timeline, TIMELINE_COLUMNS)
     plot(rows, png, install_latency, fault_profile, repeat)
     meta: dict[str, Any] = {
         "matrix": matrix if isinstance(matrix, str) else f"{len(entries)} scenarios",

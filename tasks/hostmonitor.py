@@ -23,6 +23,17 @@ import psutil
 log = logging.getLogger(__name__)
 MB = 1024 * 1024
 
+# what a span reports as peaks, and the columns of the joined timeline CSV
+PRESSURE_KEYS = (
+    "swap_in_per_s",
+    "swap_out_per_s",
+    "kswapd_cpu_pct",
+    "psi_some_avg10",
+    "psi_full_avg10",
+    "swap_used_mb",
+)
+TIMELINE_COLUMNS = ["t", "at_s", "scenario", *PRESSURE_KEYS, "ram_available_mb", "cpu_per_core"]
+
 
 def parse_vmstat(text: str) -> dict[str, int]:
     """`/proc/vmstat` ("name value" per line) -> {name: value}; malformed lines skipped."""
@@ -198,17 +209,7 @@ def summarize_span(samples: Sequence[dict[str, Any]], start: float, end: float) 
         vals = [s[key] for s in inside if s.get(key) is not None]
         return round(max(vals), 2) if vals else None
 
-    out: dict[str, Any] = {
-        k: peak(k)
-        for k in (
-            "swap_in_per_s",
-            "swap_out_per_s",
-            "kswapd_cpu_pct",
-            "psi_some_avg10",
-            "psi_full_avg10",
-            "swap_used_mb",
-        )
-    }
+    out: dict[str, Any] = {k: peak(k) for k in PRESSURE_KEYS}
     cores = [s["cpu_per_core"] for s in inside if s.get("cpu_per_core")]
     if cores:
         width = min(len(c) for c in cores)

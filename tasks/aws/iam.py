@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -182,24 +183,18 @@ def _ensure_role(
     """Find the deployment's role `name` (or create it with `trust`), then attach
     whichever of `policies` it lacks."""
     iam = aws.client("iam")
-    try:
-        role = iam.get_role(RoleName=name)["Role"]
-        if not owned(role.get("Tags"), settings):
-            raise not_ours("IAM role", name, settings)
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchEntity":
-            raise
-        try:
-            iam.create_role(
-                RoleName=name,
-                AssumeRolePolicyDocument=json.dumps(trust),
-                Description=f"tomcat-fleet {settings.deployment_name}: {what}",
-                Tags=deployment_tags(settings, component),
-            )
-            log.info("created IAM role %s", name)
-        except ClientError as exc2:
-            if error_code(exc2) != "EntityAlreadyExists":  # a racing caller made it
-                raise
+    _find_or_create(
+        settings,
+        "IAM role",
+        name,
+        lambda: iam.get_role(RoleName=name)["Role"],
+        lambda: iam.create_role(
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(trust),
+            Description=f"tomcat-fleet {settings.deployment_name}: {what}",
+            Tags=deployment_tags(settings, component),
+        )["Role"],
+    )
     attached: set[str] = set()
     kwargs: dict[str, Any] = {"RoleName": name}
     while True:  # paged by hand so each page goes through the back-off wrapper
@@ -214,26 +209,47 @@ def _ensure_role(
     return name
 
 
+def _find_or_create(
+    settings: FleetSettings,
+    kind: str,
+    name: str,
+    get: Callable[[], dict[str, Any]],
+    create: Callable[[], dict[str, Any]],
+) -> dict[str, Any]:
+    """The deployment's IAM entity `name` (refused if another owner's), else created; a
+    racing caller that created it first is fine (then it is read again)."""
+    try:
+        found = get()
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+    else:
+        if not owned(found.get("Tags"), settings):
+            raise not_ours(kind, name, settings)
+        return found
+    try:
+        made = create()
+        log.info("created %s %s", kind, name)
+        return made
+    except ClientError as exc:
+        if error_code(exc) != "EntityAlreadyExists":
+            raise
+        return get()
+
+
 def ensure_instance_profile(aws: Aws, settings: FleetSettings, role: str) -> str:
     """The instance profile holding `role` (a profile holds at most one role)."""
     iam = aws.client("iam")
     name = profile_name(settings)
-    try:
-        profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
-        if not owned(profile.get("Tags"), settings):
-            raise not_ours("instance profile", name, settings)
-    except ClientError as exc:
-        if error_code(exc) != "NoSuchEntity":
-            raise
-        try:
-            profile = iam.create_instance_profile(
-                InstanceProfileName=name, Tags=deployment_tags(settings, "eb-profile")
-            )["InstanceProfile"]
-            log.info("created instance profile %s", name)
-        except ClientError as exc2:
-            if error_code(exc2) != "EntityAlreadyExists":
-                raise
-            profile = iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+    profile = _find_or_create(
+        settings,
+        "instance profile",
+        name,
+        lambda: iam.get_instance_profile(InstanceProfileName=name)["InstanceProfile"],
+        lambda: iam.create_instance_profile(
+            InstanceProfileName=name, Tags=deployment_tags(settings, "eb-profile")
+        )["InstanceProfile"],
+    )
     roles = [r["RoleName"] for r in profile.get("Roles", [])]
     if role in roles:
         return name

@@ -165,7 +165,8 @@ def terminate(settings: Any, ids: list[str]) -> None:
             get_run_logger().warning("terminate %d instances: %s", len(ids[i : i + 500]), exc)
 
 
-def _last_json(out: str) -> dict[str, Any]:
+def last_json(out: str) -> dict[str, Any]:
+    """The last JSON object line a child printed (its result)."""
     for line in reversed(out.strip().splitlines()):
         if line.startswith("{"):
             return dict(json.loads(line))
@@ -241,7 +242,7 @@ def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], floa
             raise RuntimeError(f"child timed out after {CHILD_TIMEOUT_S:.0f}s") from None
     wall = time.monotonic() - t0
     try:
-        result = _last_json(out)
+        result = last_json(out)
     except RuntimeError:
         tail = (err or out).strip().splitlines()[-3:]
         raise RuntimeError(f"child exited {proc.returncode}: {' | '.join(tail)}") from None
