@@ -53,7 +53,8 @@ def validate_install(
 
 
 def parse_stages(spec: str | list[int]) -> list[int]:
-    """ "1-11", "1-5", "1,2,5", [1, 2] -> sorted stage numbers, prerequisites included."""
+    """ "1-11", "1-5", "1,2,5", [1, 2] -> the sorted stage numbers named, exactly those
+    (`with_prerequisites` gives the stages they depend on as well)."""
     last = max(NAMES)
     if isinstance(spec, list):
         bad = [n for n in spec if isinstance(n, bool) or not isinstance(n, int)]
@@ -78,8 +79,13 @@ def parse_stages(spec: str | list[int]) -> list[int]:
         raise PlanError(
             "stages", f"stages={spec!r}: unknown stage(s) {unknown or 'none'}; stages are 1-11"
         )
+    return sorted(wanted)
+
+
+def with_prerequisites(stages: list[int]) -> list[int]:
+    """The stages and every stage they depend on (NEEDS), sorted."""
     todo: set[int] = set()
-    stack = list(wanted)
+    stack = list(stages)
     while stack:
         n = stack.pop()
         if n not in todo:
