@@ -43,7 +43,6 @@ from tasks.aws.ec2 import (
     authorize_ingress,
     console_fingerprints,
     controller_cidr,
-    find_instances,
     preflight,
 )
 from tasks.deploy.inventory import inventory_instances, inventory_path, update_inventory
@@ -65,16 +64,13 @@ from tasks.runtime.run_names import install_run_name
 
 
 def saved_inventory(settings: FleetSettings) -> list[Instance]:
-    """Every host deploy's stage 3 saved for this deployment (failed ones included), else
-    the deployment's running instances found by tag (deploy --stages 1)."""
+    """Every host deploy's stage 3 saved for this deployment, failed ones included."""
     instances = inventory_instances(settings)
-    if instances is None:
-        instances = find_instances(Aws(settings), settings, "web")
     if not instances:
         raise PlanError(
             "instances",
-            f"no instances given, no saved inventory at {inventory_path(settings)} and no "
-            "running instance of this deployment; pass instances or run deploy --stages 1 first",
+            f"no instances given and no saved inventory at {inventory_path(settings)}; "
+            "pass instances or run deploy (stages 1-3, or 2,3 after 1) first",
         )
     return instances
 
@@ -207,12 +203,11 @@ def install_tomcat(
 
     Without `instances`, every host of the deployment's saved inventory (deploy stage 3),
     failed ones included, is installed (hosts already serving are skipped by the probe), and
-    the inventory takes their new statuses; without an inventory, the deployment's running
-    instances (found by tag) are.
+    the inventory takes their new statuses.
 
     Args:
         instances: The hosts to install (default: every host of the deployment's saved
-            inventory, failed ones included, else its running instances).
+            inventory, failed ones included).
         chunk_size: Hosts per chunk (default: hosts spread over one process per core).
         max_workers: Threads per chunk (default: the chunk size).
         desired_count: Process-pool size (default: cores, at most the chunk count).
