@@ -336,7 +336,8 @@ def build_teardown() -> Callable[..., int]:
         for error in report.errors:
             print(f"teardown: {error}", file=sys.stderr)
         counts = {"removed": report.counts(), "seconds": round(report.seconds, 2)}
-        print(json.dumps({**counts, "errors": len(report.errors)}))
+        local = {"local_removed": report.local_removed, "local_kept": report.local_kept}
+        print(json.dumps({**counts, "errors": len(report.errors), **local}))
         return 0 if state.is_completed() else 1
 
     return flow_command(("flows/teardown.py", "teardown"), run)
