@@ -41,6 +41,7 @@ from tasks.bench.matrix import load_matrix, plan_matrix
 from tasks.bench.report import format_table, plot, report, summary_rows, write_csv
 from tasks.bench.run import NIGHTLY_CRON, RUN_COLUMNS, SUMMARY_COLUMNS, run_scenario, sandbox_args
 from tasks.hostmonitor import HostMonitor, join_timeline, summarize_span
+from tasks.inputs import check_benchmark_request
 from tasks.runtime.run_names import benchmark_run_name
 
 
@@ -78,10 +79,9 @@ def benchmark(
         service_ip_cidr: Sandbox: the load balancers' addresses.
     """
     logger = get_run_logger()
-    if repeat < 1:
-        raise ValueError(f"repeat={repeat} must be at least 1")
-    if target not in ("sandbox", "aws"):
-        raise ValueError(f"target={target!r} is not one of sandbox, aws")
+    check_benchmark_request(
+        repeat, target, install_latency, throttle_rate, public_ip_cidr, service_ip_cidr
+    )
     entries, _ = load_matrix(matrix)
     planned = plan_matrix(entries, os.cpu_count() or 2, include_peers)
     valid = [p for p in planned if p.valid]

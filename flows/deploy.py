@@ -53,7 +53,7 @@ from tasks.deploy.models import (
     TrafficResult,
 )
 from tasks.deploy.report import DeployReport, StageRecord, build_report, publish
-from tasks.inputs import Runner, check_shape, parse_stages, resolve_shape
+from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
 from tasks.models import InstallSummary
 from tasks.planning import PlanError
 from tasks.pool_runner import PreloadedProcessPoolTaskRunner
@@ -408,13 +408,14 @@ def deploy(
     ):
         if value is not None:
             overrides[name] = value
-    settings = FleetSettings(**overrides)
-    todo = parse_stages(stages)
     install_knobs = {
         "chunk_size": chunk_size,
         "max_workers": max_workers,
         "desired_count": desired_count,
     }
+    # every input is checked before anything is created: pure checks, then reads
+    todo = check_deploy_request(instances, stages, install_knobs, allow_failures, runner)
+    settings = FleetSettings(**overrides)
     validate_inputs(settings, instances, todo, install_knobs)
     logger.info(
         "deployment %s: stages %s, %d instances of %s",

@@ -43,6 +43,7 @@ from tasks.aws.ec2 import (
     authorize_ingress,
     console_fingerprints,
     controller_cidr,
+    not_running,
     preflight,
 )
 from tasks.deploy.inventory import inventory_instances, inventory_path, update_inventory
@@ -240,6 +241,13 @@ def install_tomcat(
         task_runner.warm_up()
     key_pem = load_key(settings)
     preflight(Aws(settings))
+    bad = not_running(Aws(settings), instances)  # before any ingress rule or SSH session
+    if bad:
+        raise PlanError(
+            "instances",
+            f"{len(bad)} of {len(instances)} instances are not running at the address given: "
+            f"{', '.join(bad[:3])}",
+        )
     for line in plan.log_lines():
         logger.info(line)
     import random
