@@ -43,9 +43,9 @@ from tasks.aws.ec2 import (
     authorize_ingress,
     console_fingerprints,
     controller_cidr,
-    not_running,
     preflight,
 )
+from tasks.deploy.found import not_running
 from tasks.deploy.inventory import inventory_instances, inventory_path, update_inventory
 from tasks.inputs import Runner, validate_install
 from tasks.install_chunk import install_chunk

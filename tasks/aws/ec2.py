@@ -290,28 +290,6 @@ def describe(aws: Aws, ids: list[str]) -> list[dict[str, Any]]:
     return out
 
 
-def not_running(aws: Aws, instances: list[Instance]) -> list[str]:
-    """Given instances that are not running instances of this account and region at the
-    address given: "<id> (why)". Reads only (a filter, so an unknown id is no error)."""
-    ec2 = aws.client("ec2")
-    seen: dict[str, dict[str, Any]] = {}
-    for batch in chunked([i.instance_id for i in instances], BATCH):
-        for r in ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": batch}])[
-            "Reservations"
-        ]:
-            seen.update({d["InstanceId"]: d for d in r["Instances"]})
-    bad = []
-    for inst in instances:
-        d = seen.get(inst.instance_id)
-        if d is None:
-            bad.append(f"{inst.instance_id} (no such instance)")
-        elif d.get("State", {}).get("Name") != "running":
-            bad.append(f"{inst.instance_id} ({d.get('State', {}).get('Name')})")
-        elif d.get("PublicIpAddress") != inst.public_ip:
-            bad.append(f"{inst.instance_id} (its public IP is {d.get('PublicIpAddress')})")
-    return bad
-
-
 def wait_running(
     aws: Aws, ids: list[str], timeout_s: float = 600, poll_s: float = 2.0
 ) -> list[Instance]:

@@ -1,6 +1,7 @@
 """What a selected stage needs from a stage that was not selected (`deploy --stages`): found
 by tag, by name or in the saved inventory, read-only. When it is not there, `MissingStage`
-names the stage to run first. Nothing here creates anything."""
+names the stage to run first; `not_running` checks instances given to install-tomcat.
+Nothing here creates anything."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from tasks.deploy.models import (
     RdsResult,
     TlsResult,
 )
+from tasks.models import Instance
+from tasks.planning import chunked
 
 
 class MissingStage(StageError):
@@ -144,3 +147,24 @@ def rds(aws: Aws, settings: FleetSettings, stage: int) -> RdsResult:
         master_username=str(db.get("MasterUsername") or settings.db_master_username),
         password_secret_block=settings.password_block,
     )
+
+
+def not_running(aws: Aws, instances: list[Instance]) -> list[str]:
+    """ "<id> (why)" for each given instance not running at the given public IP (reads; a
+    filter, not InstanceIds, so an unknown id is no error)."""
+    seen: dict[str, tuple[str | None, str | None]] = {}
+    for batch in chunked([i.instance_id for i in instances], 200):
+        res = aws.client("ec2").describe_instances(
+            Filters=[{"Name": "instance-id", "Values": batch}]
+        )
+        for r in res["Reservations"]:
+            for d in r["Instances"]:
+                seen[d["InstanceId"]] = (d.get("State", {}).get("Name"), d.get("PublicIpAddress"))
+    bad = []
+    for inst in instances:
+        state, ip = seen.get(inst.instance_id, ("no such instance", None))
+        if state != "running":
+            bad.append(f"{inst.instance_id} ({state})")
+        elif ip != inst.public_ip:
+            bad.append(f"{inst.instance_id} (its public IP is {ip})")
+    return bad
