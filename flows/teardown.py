@@ -39,7 +39,7 @@ def teardown_settings(
     deployment_name: str | None, settings_overrides: dict[str, Any] | None
 ) -> FleetSettings:
     overrides = dict(settings_overrides or {})
-    if deployment_name:
+    if deployment_name is not None:  # "" is refused by the settings, not read as "default"
         overrides["deployment_name"] = deployment_name
     return FleetSettings(**overrides)
 
