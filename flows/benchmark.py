@@ -53,6 +53,7 @@ from tasks.bench.run import (
     sandbox_args,
 )
 from tasks.hostmonitor import TIMELINE_COLUMNS, HostMonitor, join_timeline, summarize_span
+from tasks.inputs import check_benchmark_request
 from tasks.runtime.run_names import benchmark_run_name
 
 
@@ -93,10 +94,9 @@ def benchmark(
             contact) or insecure (not checked), on either target.
     """
     logger = get_run_logger()
-    if repeat < 1:
-        raise ValueError(f"repeat={repeat} must be at least 1")
-    if target not in ("sandbox", "aws"):
-        raise ValueError(f"target={target!r} is not one of sandbox, aws")
+    check_benchmark_request(
+        repeat, target, install_latency, throttle_rate, public_ip_cidr, service_ip_cidr
+    )
     if host_key_policy not in ("tofu", "insecure"):
         raise ValueError(f"host_key_policy={host_key_policy!r} is not one of tofu, insecure")
     entries, _ = load_matrix(matrix)

@@ -212,7 +212,9 @@ def build_deploy() -> Callable[..., int]:
         sb = _pop_sandbox(kw)
         ov = _pop_overrides(kw, ("deployment_name", "state_dir", "log_dir"))
         try:
-            check_deploy_request(kw["instances"], kw["stages"], kw, kw["allow_failures"])
+            check_deploy_request(
+                kw["instances"], kw["stages"], kw, kw["allow_failures"], kw["runner"]
+            )
             _settings(
                 {**ov, **{k: kw[k] for k in ("instance_type", "hosted_zone", "domain") if kw[k]}}
             )
@@ -346,7 +348,8 @@ def build_teardown() -> Callable[..., int]:
         for error in report.errors:
             print(f"teardown: {error}", file=sys.stderr)
         counts = {"removed": report.counts(), "seconds": round(report.seconds, 2)}
-        print(json.dumps({**counts, "errors": len(report.errors)}))
+        local = {"local_removed": report.local_removed, "local_kept": report.local_kept}
+        print(json.dumps({**counts, "errors": len(report.errors), **local}))
         return 0 if state.is_completed() else 1
 
     return flow_command(("flows/teardown.py", "teardown"), run)
@@ -366,6 +369,20 @@ def build_benchmark() -> Callable[..., int]:
             raise InputError(str(exc)) from None
         if kw["install_latency"] is None:
             kw["install_latency"] = float(matrix_settings.get("install_latency", 0.5))
+        from tasks.inputs import check_benchmark_request
+        from tasks.planning import PlanError
+
+        try:
+            check_benchmark_request(
+                kw["repeat"],
+                kw["target"],
+                kw["install_latency"],
+                kw["throttle_rate"],
+                kw["public_ip_cidr"],
+                kw["service_ip_cidr"],
+            )
+        except PlanError as exc:
+            raise InputError(str(exc)) from None
         with prefect_server():
             from flows.benchmark import benchmark, nightly_deployment
             from tasks.bench.report import format_table

@@ -25,30 +25,22 @@ import functools
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar, cast
-from uuid import UUID
+from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import (
-    create_link_artifact,
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture, as_completed
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, Field
 
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, load_key, make_runner
-from tasks.artifacts import progress_key, stage_progress, url_links
 from tasks.aws import Aws
 from tasks.aws.ec2 import StageError, preflight
+from tasks.deploy import found
 from tasks.deploy.dag import NAMES, SEED_GROUP
-from tasks.deploy.inventory import save_inventory
+from tasks.deploy.inventory import refresh_inventory, save_inventory
 from tasks.deploy.launch import launch_fleet
 from tasks.deploy.models import (
     AlbResult,
@@ -60,7 +52,8 @@ from tasks.deploy.models import (
     TlsResult,
     TrafficResult,
 )
-from tasks.inputs import Runner, check_shape, parse_stages, resolve_shape
+from tasks.deploy.report import DeployReport, Progress, StageRecord, build_report, publish
+from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
 from tasks.models import InstallSummary
 from tasks.planning import PlanError
 from tasks.pool_runner import PreloadedProcessPoolTaskRunner
@@ -68,26 +61,6 @@ from tasks.runtime.outcome import failed_with_report, outcome_of
 from tasks.runtime.run_names import deploy_run_name
 
 T = TypeVar("T")
-
-
-class StageRecord(BaseModel):
-    stage: int
-    name: str
-    group: str
-    status: str = "not run"  # completed, failed, skipped, not run
-    started_s: float | None = None  # seconds since the deploy started
-    ended_s: float | None = None
-    seconds: float | None = None
-    detail: str = ""
-
-
-class DeployReport(BaseModel):
-    deployment: str
-    stages: list[StageRecord]
-    urls: dict[str, str] = Field(default_factory=dict)
-    resources: dict[str, Any] = Field(default_factory=dict)
-    install: dict[str, Any] = Field(default_factory=dict)
-    seconds: float = 0.0
 
 
 # -- input validation (nothing is created before this passes) ---------------------------
@@ -243,14 +216,14 @@ def alb_traffic_stage(settings: FleetSettings, alb: AlbResult, tls: TlsResult) -
 
 
 @stage_task(7)
-def beanstalk_stage(settings: FleetSettings, tls: TlsResult) -> BeanstalkResult:
+def beanstalk_stage(settings: FleetSettings, tls: TlsResult | None) -> BeanstalkResult:
     from tasks.deploy.beanstalk import create_beanstalk
 
     return create_beanstalk(Aws(settings), settings)
 
 
 @stage_task(8)
-def rds_stage(settings: FleetSettings, tls: TlsResult) -> RdsResult:
+def rds_stage(settings: FleetSettings, tls: TlsResult | None) -> RdsResult:
     from tasks.deploy.rds import create_rds
 
     return create_rds(Aws(settings), settings)
@@ -294,21 +267,100 @@ def warm_install_pool(
     return pool.warm_up() if isinstance(pool, PreloadedProcessPoolTaskRunner) else None
 
 
-class Progress:
-    """The run's progress artifact: created once, updated as each stage ends, whatever its
-    outcome (completed, failed, or not run because what it needs failed)."""
+# stages that SSH into hosts (the install, and the jumphost and traffic generators)
+KEY_STAGES = (2, 6, 9, 10, 11)
 
-    def __init__(self, deployment: str, todo: list[int]) -> None:
-        self.todo, self.statuses = todo, dict[int, str]()
-        percent, text = stage_progress({}, todo)
-        made = create_progress_artifact(percent, key=progress_key(deployment), description=text)
-        self.id = cast(UUID, made)  # a sync flow gets the id (async_dispatch's union type)
 
-    def ended(self, stage: int, status: str) -> None:
-        if stage in self.todo and stage not in self.statuses:
-            self.statuses[stage] = status
-            percent, text = stage_progress(self.statuses, self.todo, stage)
-            update_progress_artifact(self.id, percent, description=text)
+def check_key(settings: FleetSettings, stage: int, launching: bool) -> None:
+    """The deployment's SSH key is there (stage 1 makes sure it exists); the stages that
+    SSH read it themselves, so it is never a task argument."""
+    try:
+        load_key(settings)
+    except StageError as exc:
+        if launching:
+            raise
+        raise found.MissingStage(stage, 1, "SSH key", str(exc).split(";")[0]) from None
+
+
+def run_later_stages(
+    s: FleetSettings,
+    aws: Aws,
+    todo: list[int],
+    key_error: str,
+    results: dict[int, Any],
+    failed: dict[int, str],
+    progress: Progress,
+) -> None:
+    """Stages 4-11, each started when what it needs is done. An input from a stage not
+    selected is found first (by name, tag or the saved inventory); when it is missing,
+    that stage fails at once naming the stage to run, and the stages after it are not run.
+    `key_error` says why the SSH key is missing (then the stages that SSH fail with it)."""
+    futures: dict[int, Any] = {}
+
+    def need(stage: int, producer: int, find: Callable[[], Any]) -> Any:
+        if producer in todo:
+            return futures[producer] if producer in futures else results.get(producer)
+        if producer not in results:
+            results[producer] = find()  # cached: several stages may need it
+        return results[producer]
+
+    def start(stage: int, submit: Callable[[], Any]) -> None:
+        if stage not in todo:
+            return
+        if stage in KEY_STAGES and key_error:
+            failed[stage] = key_error
+            futures[stage] = None
+            return
+        try:
+            futures[stage] = submit()
+        except found.MissingStage as exc:
+            failed[stage] = str(exc)
+            futures[stage] = None
+        except StageError as exc:
+            failed[stage] = f"{type(exc).__name__}: {exc}"
+            futures[stage] = None
+
+    def upstream_ok(*stages: int) -> bool:
+        return all(n not in todo or n < 4 or futures.get(n) is not None for n in stages)
+
+    def submit_if(stage: int, deps: tuple[int, ...], submit: Callable[[], Any]) -> None:
+        if stage not in todo:
+            return
+        if not upstream_ok(*deps):
+            failed[stage] = "upstream failed"
+            futures[stage] = None
+            return
+        start(stage, submit)
+
+    find_alb = lambda n: need(n, 4, lambda: found.alb(aws, s, n))  # noqa: E731
+    find_tls = lambda n: need(  # noqa: E731
+        n, 5, lambda: found.tls(aws, s, n, None if 4 in todo else find_alb(n))
+    )
+    find_eb = lambda n: need(n, 7, lambda: found.beanstalk(aws, s, n))  # noqa: E731
+    submit_if(4, (3,), lambda: alb_stage.submit(s, need(4, 3, lambda: found.inventory(s, 4))))
+    submit_if(5, (4,), lambda: tls_stage.submit(s, find_alb(5)))
+    submit_if(6, (4, 5), lambda: alb_traffic_stage.submit(s, find_alb(6), find_tls(6)))
+    # 7 and 8 only wait for 5 (nothing of its result is used)
+    submit_if(7, (5,), lambda: beanstalk_stage.submit(s, futures.get(5)))
+    submit_if(8, (5,), lambda: rds_stage.submit(s, futures.get(5)))
+    submit_if(9, (8,), lambda: jumphost_stage.submit(s, need(9, 8, lambda: found.rds(aws, s, 9))))
+    submit_if(10, (7,), lambda: eb_http_stage.submit(s, find_eb(10)))
+    submit_if(11, (7, 5), lambda: eb_https_stage.submit(s, find_eb(11), find_tls(11)))
+    for n in futures:  # refused before they started
+        if futures[n] is None:
+            progress.ended(n, "not run" if failed.get(n) == "upstream failed" else "failed")
+    running = {fut.task_run_id: n for n, fut in futures.items() if fut is not None}
+    for fut in as_completed([f for f in futures.values() if f is not None]):  # as they end
+        n = running[fut.task_run_id]
+        fut.wait()  # done already; this keeps its final state (else read from the API)
+        state = fut.state
+        if state.is_completed():
+            results[n] = fut.result()
+        else:
+            err = str(state.message or state.name)
+            failed[n] = err if "upstream" not in str(err).lower() else "upstream failed"
+        ended = "completed" if n in results else "failed"
+        progress.ended(n, "not run" if failed.get(n) == "upstream failed" else ended)
 
 
 # -- the flow ---------------------------------------------------------------------------
@@ -335,7 +387,8 @@ def deploy(
 
     Args:
         instances: Web instances to launch and install (1-5000).
-        stages: Stages to run, e.g. 1-11, 1-5 or 1,2,3 (their prerequisites are added).
+        stages: Exactly the stages to run, e.g. 1-11, 1-5 or 1,2,3; what a stage needs from one
+            not run is found (by tag, name, saved inventory) or that stage fails naming it.
         instance_type: EC2 instance type (default: the settings').
         hosted_zone: Route53 hosted zone for stages 5-11 (default: the settings').
         domain: Web domain inside the hosted zone (default: the settings').
@@ -356,13 +409,14 @@ def deploy(
     ):
         if value is not None:
             overrides[name] = value
-    settings = FleetSettings(**overrides)
-    todo = parse_stages(stages)
     install_knobs = {
         "chunk_size": chunk_size,
         "max_workers": max_workers,
         "desired_count": desired_count,
     }
+    # every input is checked before anything is created: pure checks, then reads
+    todo = check_deploy_request(instances, stages, install_knobs, allow_failures, runner)
+    settings = FleetSettings(**overrides)
     validate_inputs(settings, instances, todo, install_knobs)
     logger.info(
         "deployment %s: stages %s, %d instances of %s",
@@ -378,79 +432,70 @@ def deploy(
     }
     for n in NAMES:
         if n not in todo:
-            records[n].status = "skipped"
+            records[n].detail = "not selected"
     failed: dict[int, str] = {}
     progress = Progress(settings.deployment_name, todo)
+    aws = Aws(settings)  # reads only: finding what a stage not selected made
 
     # 1-3 are a chain and 2 is a subflow: run them in the flow body. The install's process
     # pool starts (and initialises Prefect in every worker) while stage 1 launches.
     pool = warm_install_pool(instances, runner, install_knobs) if 2 in todo else None
+    current = min(todo)
     try:
-        results[1] = launch_stage(settings, instances)
-        progress.ended(1, "completed")
-        load_key(settings)  # stage 1 made sure the key exists; SSH stages read it themselves
-        CLOCK.mark(2, 0)
-        install_state = install_tomcat(
-            results[1].instances,
-            chunk_size=chunk_size,
-            max_workers=max_workers,
-            desired_count=desired_count,
-            runner=runner,
-            allow_failures=allow_failures,
-            settings_overrides=overrides,
-            return_state=True,
-        )
-        CLOCK.mark(2, 1)
-        summary = outcome_of(install_state)
-        if not isinstance(summary, InstallSummary) or install_state.is_failed():
-            failed[2] = str(install_state.message or "install-tomcat failed")
-            raise StageError(failed[2])
-        results[2] = summary
-        progress.ended(2, "completed")
+        if 1 in todo:
+            current = 1
+            results[1] = launch_stage(settings, instances)
+            progress.ended(1, "completed")
+        key_error = ""
+        if any(n in todo for n in KEY_STAGES):
+            try:
+                check_key(settings, min(n for n in todo if n in KEY_STAGES), 1 in todo)
+            except found.MissingStage as exc:
+                key_error = str(exc)  # only the stages that SSH fail with it
+        if 2 in todo or 3 in todo:
+            current = 2 if 2 in todo else 3
+            launch = results[1] if 1 in todo else found.launched(aws, settings, current)
+        if 2 in todo:
+            if key_error:
+                raise StageError(key_error)
+            CLOCK.mark(2, 0)
+            install_state = install_tomcat(
+                launch.instances,
+                chunk_size=chunk_size,
+                max_workers=max_workers,
+                desired_count=desired_count,
+                runner=runner,
+                allow_failures=allow_failures,
+                settings_overrides=overrides,
+                return_state=True,
+            )
+            CLOCK.mark(2, 1)
+            summary = outcome_of(install_state)
+            if not isinstance(summary, InstallSummary) or install_state.is_failed():
+                raise StageError(str(install_state.message or "install-tomcat failed"))
+            results[2] = summary
+            progress.ended(2, "completed")
         if 3 in todo:
-            results[3] = inventory_stage(settings, results[1], summary)
+            current = 3
+            if 2 in todo:
+                results[3] = inventory_stage(settings, launch, results[2])
+            else:
+                inv = refresh_inventory(settings, launch.instances)
+                if inv is None:
+                    raise found.MissingStage(3, 2, "install results", "no saved inventory")
+                results[3] = inv
             progress.ended(3, "completed")
     except Exception as exc:
-        first = min(n for n in (1, 2, 3) if n not in results)
-        failed.setdefault(first, f"{type(exc).__name__}: {exc}")
-        progress.ended(first, "failed")
+        failed[current] = f"{type(exc).__name__}: {exc}"
+        progress.ended(current, "failed")
     finally:
         if pool is not None:
             pool.shutdown()  # no-op once the install adopted the pool
 
-    futures: dict[int, PrefectFuture[Any]] = {}
     if not failed:
-        s = settings
-        if 4 in todo:
-            futures[4] = alb_stage.submit(s, results[3])
-        if 5 in todo:
-            futures[5] = tls_stage.submit(s, futures[4])
-        if 6 in todo:
-            futures[6] = alb_traffic_stage.submit(s, futures[4], futures[5])
-        if 7 in todo:
-            futures[7] = beanstalk_stage.submit(s, futures[5])
-        if 8 in todo:
-            futures[8] = rds_stage.submit(s, futures[5])
-        if 9 in todo:
-            futures[9] = jumphost_stage.submit(s, futures[8])
-        if 10 in todo:
-            futures[10] = eb_http_stage.submit(s, futures[7])
-        if 11 in todo:
-            futures[11] = eb_https_stage.submit(s, futures[7], futures[5])
-        stage_of = {fut.task_run_id: n for n, fut in futures.items()}
-        for fut in as_completed(list(futures.values())):  # in the order they end
-            n = stage_of[fut.task_run_id]
-            fut.wait()  # done already; this keeps its final state (else read from the API)
-            state = fut.state
-            if state.is_completed():
-                results[n] = fut.result()
-            else:
-                err = str(state.message or state.name)
-                failed[n] = err if "upstream" not in str(err).lower() else "upstream failed"
-            ended = "completed" if n in results else "failed"
-            progress.ended(n, "not run" if failed.get(n) == "upstream failed" else ended)
+        run_later_stages(settings, aws, todo, key_error, results, failed, progress)
 
-    report = build_report(settings, todo, records, results, failed, t0)
+    report = build_report(settings, todo, records, results, failed, t0, CLOCK.of(str(flow_run.id)))
     for r in report.stages:  # what never ran (after a failure) ends here
         progress.ended(r.stage, r.status)
     publish(report)
@@ -466,109 +511,3 @@ def deploy(
         logger.error(message)
         return failed_with_report(message, report)  # type: ignore[return-value]
     return report
-
-
-def build_report(
-    settings: FleetSettings,
-    todo: list[int],
-    records: dict[int, StageRecord],
-    results: dict[int, Any],
-    failed: dict[int, str],
-    t0: float,
-) -> DeployReport:
-    times = CLOCK.of(str(flow_run.id))
-    for n in todo:
-        rec = records[n]
-        start, end = times.get(n, [0.0, 0.0])
-        if start:
-            rec.started_s = round(start - t0, 2)
-        if end:
-            rec.ended_s = round(end - t0, 2)
-        if start and end:
-            rec.seconds = round(end - start, 2)
-        if n in results:
-            rec.status = "completed"
-        elif n in failed:
-            rec.status = "failed" if failed[n] != "upstream failed" else "not run"
-            rec.detail = failed[n][:300]
-        else:
-            rec.status = "not run"
-    urls: dict[str, str] = {}
-    resources: dict[str, Any] = {}
-    if 1 in results:
-        resources["instances"] = [i.instance_id for i in results[1].instances]
-        resources["web_security_group"] = results[1].security_group_id
-    if 4 in results:
-        urls["alb_http"] = results[4].url
-        resources["load_balancer"] = results[4].load_balancer_arn
-        resources["target_group"] = results[4].target_group_arn
-        resources["access_log_bucket"] = results[4].access_log_bucket
-    if 5 in results:
-        urls["alb_https"] = results[5].url
-        resources["certificate"] = results[5].certificate_arn
-    if 6 in results:
-        resources["alb_traffic"] = results[6].model_dump(exclude={"target"})
-    if 7 in results:
-        urls["beanstalk_http"] = f"http://{results[7].cname}/"
-        resources["beanstalk_environment"] = results[7].environment
-    if 8 in results:
-        resources["rds_endpoint"] = f"{results[8].endpoint}:{results[8].port}"
-    if 9 in results:
-        resources["jumphost"] = results[9].instance_id
-        resources["select_1"] = results[9].select_1
-    if 11 in results:
-        urls["beanstalk_https"] = f"https://{settings.beanstalk_domain}/"
-    install = {}
-    if 2 in results:
-        s = results[2]
-        install = {
-            "hosts": s.hosts,
-            "installed": s.installed,
-            "failed": s.failed,
-            "already_installed": s.already_installed,
-            "install_s": round(s.install_s, 2),
-        }
-    return DeployReport(
-        deployment=settings.deployment_name,
-        stages=[records[n] for n in sorted(records)],
-        urls=urls,
-        resources=resources,
-        install=install,
-        seconds=round(time.time() - t0, 2),
-    )
-
-
-def publish(report: DeployReport) -> None:
-    lines = [
-        f"# deploy `{report.deployment}`",
-        "",
-        "| stage | group | status | start s | end s | seconds | detail |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in report.stages:
-        lines.append(
-            f"| {r.stage} {r.name} | {r.group} | {r.status} | "
-            f"{'' if r.started_s is None else r.started_s} | "
-            f"{'' if r.ended_s is None else r.ended_s} | "
-            f"{'' if r.seconds is None else r.seconds} | {r.detail} |"
-        )
-    lines += [
-        "",
-        "## URLs",
-        *[f"- {k}: {v}" for k, v in report.urls.items()],
-        "",
-        "## Resources",
-        *[f"- {k}: `{v}`" for k, v in report.resources.items()],
-        "",
-        "## Install",
-        *[f"- {k}: {v}" for k, v in report.install.items()],
-    ]
-    create_markdown_artifact(
-        markdown="\n".join(lines),
-        key=f"{report.deployment}-deploy-report",
-        description=f"deploy {report.deployment}: stage timeline",
-    )
-    for link in url_links(report.deployment, report.urls):
-        create_link_artifact(
-            link.url, link_text=link.text, key=link.key, description=link.description
-        )

@@ -21,7 +21,6 @@ if __name__ == "__main__":  # `python -m flows.install_tomcat ...` is `tomcat-fl
     sys.argv[1:1] = ["install"]
     runpy.run_module("flows", run_name="__main__", alter_sys=True)
 
-import json
 import os
 import time
 from pathlib import Path
@@ -48,6 +47,8 @@ from tasks.aws.ec2 import (
     controller_cidr,
     preflight,
 )
+from tasks.deploy.found import not_running
+from tasks.deploy.inventory import inventory_instances, inventory_path, update_inventory
 from tasks.forkserver import INSTALL_PRELOAD
 from tasks.inputs import Runner, validate_install
 from tasks.install_chunk import install_chunk
@@ -67,15 +68,15 @@ from tasks.runtime.run_names import install_run_name
 
 
 def saved_inventory(settings: FleetSettings) -> list[Instance]:
-    """The instances deploy's stage 3 saved for this deployment."""
-    path = Path(settings.state_dir) / settings.deployment_name / "inventory.json"
-    if not path.is_file():
+    """Every host deploy's stage 3 saved for this deployment, failed ones included."""
+    instances = inventory_instances(settings)
+    if not instances:
         raise PlanError(
             "instances",
-            f"no instances given and no saved inventory at {path}; "
-            "pass instances or run deploy (stages 1-3) first",
+            f"no instances given and no saved inventory at {inventory_path(settings)}; "
+            "pass instances or run deploy (stages 1-3, or 2,3 after 1) first",
         )
-    return [Instance(**row) for row in json.loads(path.read_text())["instances"]]
+    return instances
 
 
 def load_key(settings: FleetSettings) -> str:
@@ -185,10 +186,13 @@ def install_tomcat(
 ) -> InstallSummary:
     """Install, enable and verify Tomcat on every instance; fail past `allow_failures`.
 
-    Without `instances`, the deployment's saved inventory (deploy stage 3) is used.
+    Without `instances`, every host of the deployment's saved inventory (deploy stage 3),
+    failed ones included, is installed (hosts already serving are skipped by the probe), and
+    the inventory takes their new statuses.
 
     Args:
-        instances: The hosts to install (default: the deployment's saved inventory).
+        instances: The hosts to install (default: every host of the deployment's saved
+            inventory, failed ones included).
         chunk_size: Hosts per chunk (default: hosts spread over one process per core).
         max_workers: Threads per chunk (default: the chunk size).
         desired_count: Process-pool size (default: cores, at most the chunk count).
@@ -201,6 +205,7 @@ def install_tomcat(
     logger = get_run_logger()
     t0 = time.monotonic()
     settings = FleetSettings(**(settings_overrides or {}))
+    from_inventory = instances is None
     if instances is None:
         instances = saved_inventory(settings)
     plan = validate_install(
@@ -227,6 +232,13 @@ def install_tomcat(
             settings.key_file_path(),
         )
     preflight(Aws(settings))
+    bad = not_running(Aws(settings), instances)  # before any ingress rule or SSH session
+    if bad:
+        raise PlanError(
+            "instances",
+            f"{len(bad)} of {len(instances)} instances are not running at the address given: "
+            f"{', '.join(bad[:3])}",
+        )
     for line in plan.log_lines():
         logger.info(line)
     import random
@@ -284,6 +296,8 @@ def install_tomcat(
         throttle_retries=api.get("throttle_retries", 0),
     )
     report(summary, settings.deployment_name)
+    if from_inventory:  # the saved inventory takes the hosts' new statuses
+        update_inventory(settings, results)
     logger.info(
         "install-tomcat: %d hosts, %d installed (%d already serving), %d failed; "
         "install phase %.1fs, execution time %.1fs",

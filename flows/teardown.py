@@ -28,6 +28,7 @@ from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.teardown import TeardownReport
 from tasks.aws.teardown import teardown as teardown_resources
+from tasks.local_state import remove_local_state
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
 
@@ -38,7 +39,7 @@ def teardown_settings(
     deployment_name: str | None, settings_overrides: dict[str, Any] | None
 ) -> FleetSettings:
     overrides = dict(settings_overrides or {})
-    if deployment_name:
+    if deployment_name is not None:  # "" is refused by the settings, not read as "default"
         overrides["deployment_name"] = deployment_name
     return FleetSettings(**overrides)
 
@@ -66,13 +67,18 @@ def teardown_task(
 def teardown(
     deployment_name: str | None = None,
     delete_secrets: bool = False,
+    keep_local_state: bool = False,
     settings_overrides: dict[str, Any] | None = None,
 ) -> TeardownReport:
-    """Remove every resource tagged for the deployment (the settings' one by default).
+    """Remove every resource tagged for the deployment (the settings' one by default), then
+    its local state (generated private key, known_hosts, inventory) once nothing is left
+    that it describes; what is kept is in the report, with the reason.
 
     Args:
         deployment_name: The deployment to remove (default: TOMCAT_FLEET_DEPLOYMENT_NAME / .env).
         delete_secrets: Also delete the Prefect Secret block holding the RDS password.
+        keep_local_state: Keep the local key, known_hosts and inventory (default: removed
+            after a teardown that left nothing behind; kept when it left something).
         settings_overrides: FleetSettings fields to override for this run.
     """
     logger = get_run_logger()
@@ -80,6 +86,12 @@ def teardown(
     deployment = settings.deployment_name
     poll_s = 0.5 if settings.aws_endpoint_url else 2.0  # a sandbox answers at once
     report = teardown_task(settings, delete_secrets, 1200.0, poll_s)
+    local = remove_local_state(settings, clean=not report.errors, keep=keep_local_state)
+    report.local_removed, report.local_kept = local.removed, local.kept
+    for path in local.removed:
+        logger.info("removed local %s", path)
+    for path, why in local.kept.items():
+        logger.info("kept local %s: %s", path, why)
     for kind, ids in report.removed.items():
         if ids:
             logger.info("removed %d %s: %s", len(ids), kind, ", ".join(ids))
@@ -116,6 +128,8 @@ def publish(report: TeardownReport, deployment: str) -> None:
             f"# teardown of `{deployment}`\n\n"
             f"{report.total_removed} resource(s) removed in {report.seconds:.1f}s.\n\n"
             "| kind | count | ids |\n|---|---|---|\n" + "\n".join(rows) + "\n\n"
-            f"## Errors\n{errors}\n"
+            f"## Errors\n{errors}\n\n## Local state\n"
+            + "".join(f"- removed `{p}`\n" for p in report.local_removed)
+            + "".join(f"- kept `{p}`: {why}\n" for p, why in report.local_kept.items())
         ),
     )

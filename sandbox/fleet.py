@@ -219,6 +219,9 @@ class Fleet:
 
     def _apply_databases(self, dbs: list[DatabaseInfo]) -> None:
         self.databases = {db.address.lower(): db for db in dbs}
+        # a DB deleted and created again under the same identifier (a deployment's next
+        # life) is new: forget the ids that are gone
+        self.db_seen &= {db.id for db in dbs}
         for db in dbs:
             if db.id not in self.db_seen and db.status == "creating":
                 self.db_seen.add(db.id)

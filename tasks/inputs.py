@@ -53,7 +53,8 @@ def validate_install(
 
 
 def parse_stages(spec: str | list[int]) -> list[int]:
-    """ "1-11", "1-5", "1,2,5", [1, 2] -> sorted stage numbers, prerequisites included."""
+    """ "1-11", "1-5", "1,2,5", [1, 2] -> the sorted stage numbers named, exactly those
+    (`with_prerequisites` gives the stages they depend on as well)."""
     last = max(NAMES)
     if isinstance(spec, list):
         bad = [n for n in spec if isinstance(n, bool) or not isinstance(n, int)]
@@ -78,8 +79,13 @@ def parse_stages(spec: str | list[int]) -> list[int]:
         raise PlanError(
             "stages", f"stages={spec!r}: unknown stage(s) {unknown or 'none'}; stages are 1-11"
         )
+    return sorted(wanted)
+
+
+def with_prerequisites(stages: list[int]) -> list[int]:
+    """The stages and every stage they depend on (NEEDS), sorted."""
     todo: set[int] = set()
-    stack = list(wanted)
+    stack = list(stages)
     while stack:
         n = stack.pop()
         if n not in todo:
@@ -104,10 +110,54 @@ def check_shape(instances: int, install: dict[str, Any]) -> None:
 
 
 def check_deploy_request(
-    instances: int, stages: str, install: dict[str, Any], allow_failures: str
+    instances: int,
+    stages: str,
+    install: dict[str, Any],
+    allow_failures: str,
+    runner: str = "process",
 ) -> list[int]:
     """Every check of a deploy request that needs no network: the CLI runs it before any
-    server starts. Returns the stages to run."""
+    server starts, the flow before anything is created. Returns the stages to run."""
+    if isinstance(instances, bool) or not isinstance(instances, int):
+        raise PlanError("instances", f"instances={instances!r} is not a whole number")
     check_shape(instances, install)
-    parse_allow_failures(allow_failures)
+    parse_allow_failures(str(allow_failures))
+    if runner not in ("process", "thread"):
+        raise PlanError(
+            "runner",
+            f"runner={runner!r}: deploy installs with process or thread (dask needs "
+            "dask_address: use install-tomcat --runner dask)",
+        )
     return parse_stages(stages)
+
+
+def check_benchmark_request(
+    repeat: int,
+    target: str,
+    install_latency: float,
+    throttle_rate: float,
+    public_ip_cidr: str,
+    service_ip_cidr: str,
+) -> None:
+    """The benchmark's scalar inputs (the matrix is checked by `load_matrix`)."""
+    import ipaddress
+    import math
+
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise PlanError("repeat", f"repeat={repeat!r} must be a whole number of at least 1")
+    if target not in ("sandbox", "aws"):
+        raise PlanError("target", f"target={target!r} is not one of sandbox, aws")
+    if not (isinstance(install_latency, int | float) and math.isfinite(install_latency)) or (
+        install_latency < 0
+    ):
+        raise PlanError("install_latency", f"install_latency={install_latency!r} must be >= 0")
+    if not (isinstance(throttle_rate, int | float) and 0 <= throttle_rate <= 1):
+        raise PlanError("throttle_rate", f"throttle_rate={throttle_rate!r} must be in 0..1")
+    for field, cidr in (("public_ip_cidr", public_ip_cidr), ("service_ip_cidr", service_ip_cidr)):
+        try:
+            net = ipaddress.ip_network(cidr)
+        except ValueError:
+            msg = f"{field}={cidr!r} is not a network, e.g. 127.140.0.0/16"
+            raise PlanError(field, msg) from None
+        if target == "sandbox" and not net.is_loopback:
+            raise PlanError(field, f"{field}={cidr!r} must be a loopback range (127.0.0.0/8)")

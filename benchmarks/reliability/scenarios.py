@@ -72,7 +72,11 @@ def throttle_experiment(cfg: Config) -> list[dict[str, Any]]:
                     done = (
                         run.rc == 0
                         and bool(stages)
-                        and all(s["status"] in ("completed", "skipped") for s in stages.values())
+                        and all(
+                            s["status"] == "completed"
+                            for k, s in stages.items()
+                            if int(k) in _stage_list(cfg.deploy_stages)
+                        )
                     )
                     client_retries = None
                 rows.append(

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from blocks.settings import FleetSettings
 from tasks.aws.cleanup import TAG_KEY, Cleanup, StageError, dns, is_gone
 from tasks.aws.client import Aws
-from tasks.aws.ec2 import deployment_tags
+from tasks.aws.ec2 import deployment_tags, life_id
 from tasks.aws.route53 import fqdn
 
 ALL_KEY_TYPES = [
@@ -79,10 +79,13 @@ _LIVE_STATUSES = ["PENDING_VALIDATION", "ISSUED"]
 _DEAD_STATUSES = {"FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE"}
 
 
-def idempotency_token(settings: FleetSettings, domains: list[str]) -> str:
-    """Alphanumeric, at most 32: the deployment name and a digest of what is requested."""
+def idempotency_token(settings: FleetSettings, domains: list[str], life: str = "") -> str:
+    """Alphanumeric, at most 32: the deployment name and a digest of what is requested in
+    which life of the deployment (ACM remembers a token for an hour: after a teardown the
+    same token would name the deleted certificate)."""
     stem = re.sub(r"[^A-Za-z0-9]", "", settings.deployment_name)[:20]
-    digest = hashlib.sha256("|".join([settings.deployment_name, *domains]).encode()).hexdigest()
+    raw = "|".join([settings.deployment_name, life, *domains])
+    digest = hashlib.sha256(raw.encode()).hexdigest()
     return (stem + digest)[:32]
 
 
@@ -123,7 +126,7 @@ def ensure_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) ->
             DomainName=domains[0],
             SubjectAlternativeNames=domains,
             ValidationMethod="DNS",
-            IdempotencyToken=idempotency_token(settings, domains),
+            IdempotencyToken=idempotency_token(settings, domains, life_id(aws, settings)),
             Options={"CertificateTransparencyLoggingPreference": "ENABLED"},
             Tags=deployment_tags(settings, "cert"),
         )["CertificateArn"]

@@ -58,6 +58,8 @@ class TeardownReport(BaseModel):
     removed: dict[str, list[str]] = Field(default_factory=dict)
     seconds: float = 0.0
     errors: list[str] = Field(default_factory=list)
+    local_removed: list[str] = Field(default_factory=list)  # the deployment's local files
+    local_kept: dict[str, str] = Field(default_factory=dict)  # path -> why it was kept
 
     @property
     def total_removed(self) -> int:

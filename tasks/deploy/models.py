@@ -16,8 +16,9 @@ class LaunchResult(BaseModel):
 
 class InventoryResult(BaseModel):
     path: str
-    instances: list[Instance]
+    instances: list[Instance]  # the installed hosts: what the stages after 3 use
     security_group_ids: list[str]
+    status: dict[str, str] = Field(default_factory=dict)  # every launched host's install status
 
 
 class AlbResult(BaseModel):

@@ -51,7 +51,12 @@ def deploy_json(report: Any, state: Any, seconds: float) -> str:
             "state": state.type.value,
             "seconds": round(seconds, 2),
             "stages": {
-                str(r.stage): {"name": r.name, "status": r.status, "seconds": r.seconds}
+                str(r.stage): {
+                    "name": r.name,
+                    "status": r.status,
+                    "seconds": r.seconds,
+                    **({"detail": r.detail} if r.detail else {}),
+                }
                 for r in report.stages
             },
             "urls": report.urls,

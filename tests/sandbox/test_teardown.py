@@ -64,6 +64,8 @@ def sb() -> Any:
         boot_delay=0.2,
         eb_launch_seconds=0.3,
         rds_create_seconds=0.3,
+        # the fixture populates with plain boto3 (no retries) faster than Route 53's 5/s
+        token_buckets=False,
     )
     with pytest.MonkeyPatch.context() as mp:
         # moto attaches AWS managed policies only when it loads them; real IAM has them

@@ -36,7 +36,7 @@ from tasks.aws.retry import (
     botocore_config,
     call_with_backoff,
 )
-from tasks.inputs import NAMES, NEEDS, parse_stages
+from tasks.inputs import NAMES, NEEDS, parse_stages, with_prerequisites
 from tasks.inputs import validate_install as validate
 from tasks.models import Instance
 from tasks.planning import (
@@ -267,16 +267,19 @@ def test_parse_stages_names_the_field(spec: Any) -> None:
         assert names_field(exc, "stages")
         return
     assert todo == sorted(set(todo)) and all(type(n) is int and n in NAMES for n in todo)
-    assert all(set(NEEDS[n]) <= set(todo) for n in todo)  # prerequisites included
+    full = with_prerequisites(todo)
+    assert all(set(NEEDS[n]) <= set(full) for n in full)  # prerequisites included
     if isinstance(spec, list):
-        assert set(spec) <= set(todo)
+        assert set(spec) == set(todo)  # exactly the stages named
 
 
 def test_parse_stages_ranges_are_bounded_before_expanding() -> None:
     with pytest.raises(PlanError, match="stages"):
         parse_stages("1-999999")
-    assert parse_stages("3") == [1, 2, 3]
-    assert parse_stages("9") == [1, 2, 3, 4, 5, 8, 9]
+    assert parse_stages("3") == [3]  # exactly the stages named
+    assert parse_stages("1,2,5") == [1, 2, 5]
+    assert with_prerequisites(parse_stages("3")) == [1, 2, 3]
+    assert with_prerequisites(parse_stages("9")) == [1, 2, 3, 4, 5, 8, 9]
 
 
 # -- the deploy's pre-network checks: instance counts and knobs -------------------------
