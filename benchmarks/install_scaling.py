@@ -30,13 +30,12 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tasks.bench.run import last_json
+from tasks.bench.child import last_json, shape_command
 from tasks.resources import PeakTreeRss
 
 
@@ -54,46 +53,22 @@ def run_shape(
     if shape == "flow-spawn":
         env["TOMCAT_FLEET_POOL_START_METHOD"] = "spawn"
     if shape.startswith("flow"):
-        cmd = [
-            sys.executable,
-            "-m",
-            "flows",
-            "install",
-            "--inventory",
-            str(inventory),
-            "--host-key-policy",
-            "insecure",
-            "--state-dir",
-            settings_json["state_dir"],
-            "--log-dir",
-            str(workdir / "logs"),
-        ]
-        if flow_shape:  # chunk size, threads, processes instead of the defaults
-            cmd += ["--chunk-size", str(flow_shape[0]), "--max-workers", str(flow_shape[1])]
-            cmd += ["--desired-count", str(flow_shape[2])]
+        knobs = flow_shape  # None: the flow chooses its default shape
     elif shape == "bare":  # the flow's default shape on the seed child's fork pool
         from tasks.planning import default_shape
 
-        chunk, threads, procs = flow_shape or default_shape(len(rows), os.cpu_count() or 2)
-        cmd = [
-            sys.executable, "-m", "flows", "bench-child", "seed",
-            "--inventory", str(inventory),
-            "--chunk-size", str(chunk),
-            "--max-workers", str(threads),
-            "--desired-count", str(procs),
-            "--deployment-name", settings_json["deployment_name"],
-            "--state-dir", settings_json["state_dir"],
-        ]  # fmt: skip
+        knobs = flow_shape or default_shape(len(rows), os.cpu_count() or 2)
     else:  # the same seed/floor child the benchmark flow uses (no Prefect in it)
-        cmd = [
-            sys.executable, "-m", "flows", "bench-child", shape,
-            "--inventory", str(inventory),
-            "--chunk-size", "2",
-            "--max-workers", "2" if shape == "seed" else str(min(len(rows), 500)),
-            "--desired-count", str(seed_processes),
-            "--deployment-name", settings_json["deployment_name"],
-            "--state-dir", settings_json["state_dir"],
-        ]  # fmt: skip
+        knobs = (2, 2 if shape == "seed" else min(len(rows), 500), seed_processes)
+    cmd = shape_command(
+        "flow" if shape.startswith("flow") else shape,
+        inventory,
+        knobs,
+        deployment=settings_json["deployment_name"],
+        state_dir=settings_json["state_dir"],
+        host_key_policy="insecure",
+        log_dir=workdir / "logs",
+    )
     started = time.monotonic()
     with (
         subprocess.Popen(
@@ -113,6 +88,7 @@ def run_shape(
             f"x {result['max_workers']} threads"
         )
     elif shape == "bare":
+        chunk, threads, procs = knobs or (None, None, None)
         result["shape"] = f"{procs} procs x chunk {chunk} x {threads} threads (fork)"
     elif shape == "seed":
         result["shape"] = f"{min(seed_processes, len(rows) // 2)} procs x chunk 2 x 2 threads"

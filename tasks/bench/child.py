@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,3 +74,50 @@ def child(
 
 
 # ---------------------------------------------------------------- the run
+
+
+def shape_command(
+    shape: str,
+    inventory: Path,
+    knobs: tuple[int | None, int | None, int | None] | None,
+    *,
+    deployment: str,
+    state_dir: str,
+    host_key_policy: str = "tofu",
+    log_dir: Path | None = None,
+) -> list[str]:
+    """The command that installs on `inventory` with one shape: `flow` (the install flow),
+    `bare` (the flow's shape on the seed child's fork pool, no Prefect), `seed` or `floor`;
+    `knobs` are chunk size, threads and processes (None for one: the flow's default)."""
+    names = ("--chunk-size", "--max-workers", "--desired-count")
+    knob_args = [
+        a
+        for n, v in zip(names, knobs or (None,) * 3, strict=True)
+        if v is not None
+        for a in (n, str(v))
+    ]
+    common = ["--host-key-policy", host_key_policy, "--deployment-name", deployment]
+    common += ["--state-dir", state_dir]
+    if shape == "flow":
+        logs = ["--log-dir", str(log_dir)] if log_dir is not None else []
+        return [
+            *(sys.executable, "-m", "flows", "install", "--inventory", str(inventory)),
+            *knob_args,
+            *("--allow-failures", "100%"),
+            *common,
+            *logs,
+        ]
+    child = "seed" if shape == "bare" else shape
+    return [
+        *(sys.executable, "-m", "flows", "bench-child", child, "--inventory", str(inventory)),
+        *knob_args,
+        *common,
+    ]
+
+
+def last_json(out: str) -> dict[str, Any]:
+    """The last JSON object line a child printed (its result)."""
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    raise RuntimeError(f"no JSON line in the child's output: {out[-500:]!r}")

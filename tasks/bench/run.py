@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -16,6 +15,7 @@ from typing import Any, Literal
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from tasks.bench.child import last_json, shape_command
 from tasks.bench.matrix import Planned
 from tasks.resources import PeakTreeRss
 
@@ -165,14 +165,6 @@ def terminate(settings: Any, ids: list[str]) -> None:
             get_run_logger().warning("terminate %d instances: %s", len(ids[i : i + 500]), exc)
 
 
-def last_json(out: str) -> dict[str, Any]:
-    """The last JSON object line a child printed (its result)."""
-    for line in reversed(out.strip().splitlines()):
-        if line.startswith("{"):
-            return dict(json.loads(line))
-    raise RuntimeError(f"no JSON line in the child's output: {out[-500:]!r}")
-
-
 def child_command(
     p: Planned,
     inventory: Path,
@@ -182,50 +174,15 @@ def child_command(
 ) -> list[str]:
     """The child's command line for the scenario's shape, with `host_key_policy`."""
     sc = p.scenario
-    knobs = [
-        "--chunk-size",
-        str(sc.chunk_size),
-        "--max-workers",
-        str(sc.max_workers),
-        "--desired-count",
-        str(sc.desired_count),
-    ]
-    if sc.shape == "flow":
-        return [
-            sys.executable,
-            "-m",
-            "flows",
-            "install",
-            "--inventory",
-            str(inventory),
-            *knobs,
-            "--host-key-policy",
-            host_key_policy,
-            "--allow-failures",
-            "100%",
-            "--deployment-name",
-            DEPLOYMENT,
-            "--state-dir",
-            state_dir,
-            "--log-dir",
-            str(workdir / "logs"),
-        ]
-    return [
-        sys.executable,
-        "-m",
-        "flows",
-        "bench-child",
-        "seed" if sc.shape == "bare" else sc.shape,  # bare: the seed's fork pool
-        "--inventory",
-        str(inventory),
-        *knobs,
-        "--host-key-policy",
-        host_key_policy,
-        "--deployment-name",
-        DEPLOYMENT,
-        "--state-dir",
-        state_dir,
-    ]
+    return shape_command(
+        sc.shape,
+        inventory,
+        (sc.chunk_size, sc.max_workers, sc.desired_count),
+        deployment=DEPLOYMENT,
+        state_dir=state_dir,
+        host_key_policy=host_key_policy,
+        log_dir=workdir / "logs",
+    )
 
 
 def run_child(cmd: list[str], env: dict[str, str]) -> tuple[dict[str, Any], float, float, float]:
