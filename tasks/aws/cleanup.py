@@ -144,10 +144,7 @@ class Cleanup:
                 if done(*args, **kw):
                     return True
             except Exception as exc:
-                if not is_gone(exc):
-                    self.error(f"waiting for {what}", exc)
-                    return False
-                return True
+                return self._gone_while_waiting(what, exc)
             if self.remaining <= 0:
                 self.error(
                     f"waiting for {what}", f"not done within the {self.timeout_s:.0f}s deadline"
@@ -170,10 +167,15 @@ class Cleanup:
             self.error(f"waiting for {what}", str(exc).split(": ", 1)[-1])
             return False
         except Exception as exc:
-            if not is_gone(exc):
-                self.error(f"waiting for {what}", exc)
-                return False
+            return self._gone_while_waiting(what, exc)
         return True
+
+    def _gone_while_waiting(self, what: str, exc: Exception) -> bool:
+        """A wait that raised: the thing being gone is success, anything else an error."""
+        if is_gone(exc):
+            return True
+        self.error(f"waiting for {what}", exc)
+        return False
 
     def retrying(self, codes: set[str], fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """`fn(*args, **kw)`, retrying the given error codes (a resource still in use, a
