@@ -508,6 +508,5 @@ def deploy(
     if failed:
         first = min(failed)
         message = f"stage {first} ({NAMES[first]}) failed: {failed[first]}"
-        logger.error(message)
-        return failed_with_report(message, report)  # type: ignore[return-value]
+        return failed_with_report(message, report, logger)  # type: ignore[return-value]
     return report

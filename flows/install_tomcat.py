@@ -314,8 +314,7 @@ def install_tomcat(
             f"{summary.failed} of {summary.hosts} hosts failed, more than "
             f"allow_failures={allow_failures}; first: {first.instance_id}: {first.reason}"
         )
-        logger.error(message)
-        return failed_with_report(message, summary)  # type: ignore[return-value]
+        return failed_with_report(message, summary, logger)  # type: ignore[return-value]
     return summary
 
 

@@ -108,8 +108,7 @@ def teardown(
             f"teardown of {deployment}: {len(report.errors)} resource(s) could not be removed; "
             f"first: {report.errors[0]}"
         )
-        logger.error(message)
-        return failed_with_report(message, report)  # type: ignore[return-value]
+        return failed_with_report(message, report, logger)  # type: ignore[return-value]
     return report
 
 

@@ -16,7 +16,11 @@ class FlowFailed(RuntimeError):
         self.data = data
 
 
-def failed_with_report(message: str, data: Any) -> State[Any]:
+def failed_with_report(message: str, data: Any, logger: Any = None) -> State[Any]:
+    """The Failed state a flow returns, carrying `data`; `message` is also logged as the
+    run's error when a `logger` is given."""
+    if logger is not None:
+        logger.error(message)
     return Failed(message=message, data=FlowFailed(message, data))
 
 
