@@ -229,7 +229,7 @@ def create_environment(
             time.sleep(5.0)  # IAM is eventually consistent: a new profile/role is not seen yet
 
 
-def _load_balancer(aws: Aws, env_id: str) -> str | None:
+def environment_load_balancer(aws: Aws, env_id: str) -> str | None:
     res = aws.client("elasticbeanstalk").describe_environment_resources(EnvironmentId=env_id)
     lbs = res.get("EnvironmentResources", {}).get("LoadBalancers", [])
     return str(lbs[0]["Name"]) if lbs and lbs[0].get("Name") else None
@@ -249,7 +249,7 @@ def wait_environment_ready(
         if status in _GONE:
             raise StageError(f"Beanstalk environment {name} ({env_id}) is {status}")
         if status == "Ready":
-            lb = _load_balancer(aws, env_id)
+            lb = environment_load_balancer(aws, env_id)
             if lb:
                 return env, lb
         if time.monotonic() > deadline:

@@ -200,7 +200,7 @@ _HEALTH = {
 }
 
 
-def _by_name(describe: Any, key: str, name: str, missing: str) -> list[dict[str, Any]]:
+def find_by_name(describe: Any, key: str, name: str, missing: str) -> list[dict[str, Any]]:
     """The resources called `name` (describe_target_groups / describe_load_balancers), or
     [] when ELB answers `missing` (it refuses an unknown name rather than listing none)."""
     try:
@@ -214,7 +214,7 @@ def _by_name(describe: Any, key: str, name: str, missing: str) -> list[dict[str,
 def ensure_target_group(aws: Aws, settings: FleetSettings, vpc_id: str) -> str:
     elb = aws.client("elbv2")
     name = elb_name(settings, "tg")
-    found = _by_name(elb.describe_target_groups, "TargetGroups", name, "TargetGroupNotFound")
+    found = find_by_name(elb.describe_target_groups, "TargetGroups", name, "TargetGroupNotFound")
     if found:
         tg = found[0]
         arn = str(tg["TargetGroupArn"])
@@ -272,7 +272,7 @@ def ensure_load_balancer(
 ) -> dict[str, Any]:
     elb = aws.client("elbv2")
     name = elb_name(settings, "alb")
-    found = _by_name(elb.describe_load_balancers, "LoadBalancers", name, "LoadBalancerNotFound")
+    found = find_by_name(elb.describe_load_balancers, "LoadBalancers", name, "LoadBalancerNotFound")
     if found:
         lb: dict[str, Any] = found[0]
         _check_owner(elb, lb["LoadBalancerArn"], f"load balancer {name}", settings)

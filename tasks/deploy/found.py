@@ -5,18 +5,15 @@ Nothing here creates anything."""
 
 from __future__ import annotations
 
-from botocore.exceptions import ClientError
-
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.acm import find_certificate
-from tasks.aws.beanstalk import _load_balancer, application_name, environment_name
+from tasks.aws.beanstalk import application_name, environment_load_balancer, environment_name
 from tasks.aws.beanstalk import find_environment as find_eb_environment
 from tasks.aws.ec2 import StageError, find_instances
-from tasks.aws.elbv2 import HTTPS_PORT, elb_name, find_listener
+from tasks.aws.elbv2 import HTTPS_PORT, elb_name, find_by_name, find_listener
 from tasks.aws.iam import profile_name, role_name
 from tasks.aws.rds import DB_PORT, db_instance_id, describe_db
-from tasks.aws.retry import error_code
 from tasks.aws.route53 import find_hosted_zone
 from tasks.deploy.dag import NAMES
 from tasks.deploy.inventory import load_inventory
@@ -68,13 +65,13 @@ def alb(aws: Aws, settings: FleetSettings, stage: int) -> AlbResult:
     """Stage 4's load balancer, target group and HTTP listener, found by name."""
     elb = aws.client("elbv2")
     name = elb_name(settings, "alb")
-    try:
-        lb = elb.describe_load_balancers(Names=[name])["LoadBalancers"][0]
-        tg = elb.describe_target_groups(Names=[elb_name(settings, "tg")])["TargetGroups"][0]
-    except ClientError as exc:
-        if error_code(exc) in ("LoadBalancerNotFound", "TargetGroupNotFound"):
-            raise MissingStage(stage, 4, "load balancer", f"{name} not found") from None
-        raise
+    lbs = find_by_name(elb.describe_load_balancers, "LoadBalancers", name, "LoadBalancerNotFound")
+    tgs = find_by_name(
+        elb.describe_target_groups, "TargetGroups", elb_name(settings, "tg"), "TargetGroupNotFound"
+    )
+    if not lbs or not tgs:
+        raise MissingStage(stage, 4, "load balancer", f"{name} not found")
+    lb, tg = lbs[0], tgs[0]
     http = find_listener(aws, lb["LoadBalancerArn"], 80)
     if http is None:
         raise MissingStage(stage, 4, "load balancer", f"{name} has no HTTP listener")
@@ -118,7 +115,7 @@ def beanstalk(aws: Aws, settings: FleetSettings, stage: int) -> BeanstalkResult:
     if env is None or env.get("Status") != "Ready":
         state = "not found" if env is None else f"status {env.get('Status')}"
         raise MissingStage(stage, 7, "Beanstalk environment", f"{name} {state}")
-    lb = _load_balancer(aws, str(env["EnvironmentId"]))
+    lb = environment_load_balancer(aws, str(env["EnvironmentId"]))
     if lb is None:
         raise MissingStage(stage, 7, "Beanstalk environment", f"{name} has no load balancer")
     return BeanstalkResult(
