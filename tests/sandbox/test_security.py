@@ -19,7 +19,6 @@ import contextlib
 import difflib
 import json
 import logging
-import os
 import stat
 import sys
 import time
@@ -84,6 +83,7 @@ class Run:
     operations: frozenset[str]
     secrets: dict[str, str]
     key_path: Path
+    key_mode: int  # the private key file's mode while the deployment lived
     evidence: dict[str, Any]
     repaired: dict[str, Any] = field(default_factory=dict)  # the estate after the re-run
     sources: dict[str, str] = field(default_factory=dict)  # where -> text scanned
@@ -411,6 +411,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
             settings = FleetSettings(**overrides)
             key_path = settings.key_file_path()
+            key_mode = stat.S_IMODE(key_path.stat().st_mode)  # teardown removes the file
             aws_secret = sb.env()["AWS_SECRET_ACCESS_KEY"]
             creds = boto3.Session().get_credentials()
             assert creds is not None and creds.secret_key == aws_secret  # the key in use
@@ -421,13 +422,13 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             }
 
             # the paths a clean deploy does not take, on the same estate (no new full
-            # deploy): drift of the ALB's pieces, repaired by a stage-subset re-run with
-            # strict host keys; then cross-group egress and an inline role policy, which
-            # the teardown must remove
+            # deploy): drift of the ALB's pieces, repaired by a stage-subset re-run whose
+            # install (stage 2, every host already serving) checks host keys strictly; then
+            # cross-group egress and an inline role policy, which the teardown must remove
             drift = make_drift(sb, report)
             rerun = deploy(
                 instances=N,
-                stages="4",
+                stages="2-4",
                 chunk_size=2,
                 desired_count=2,
                 settings_overrides={**overrides, "host_key_policy": "strict"},
@@ -471,6 +472,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         operations=operations,
         secrets=secrets,
         key_path=key_path,
+        key_mode=key_mode,
         evidence=evidence,
         repaired=repaired,
         counts=counts,
@@ -502,7 +504,7 @@ def test_deploy_and_teardown_completed(run: Run) -> None:
 
 
 def test_rerun_repaired_the_drift(run: Run) -> None:
-    """Stage 4 re-run (with strict host keys) put back what was changed behind its back."""
+    """The stages 2-4 re-run (strict host keys) put back what was changed behind its back."""
     r = run.repaired
     assert r["health_path"] == "/"
     assert sorted(run.report.resources["instances"]) == r["targets"]
@@ -618,7 +620,8 @@ def test_secrets_are_real_and_searchable(run: Run) -> None:
                 f"{name} in planted"
             ]
     # the private key on disk is readable by its owner only
-    assert stat.S_IMODE(os.stat(run.key_path).st_mode) == 0o600
+    assert run.key_mode == 0o600
+    assert not run.key_path.exists()  # a clean teardown removed the local key
 
 
 def test_scan_covered_every_kind_of_output(run: Run) -> None:
