@@ -84,7 +84,9 @@ class FleetSettings(BaseSettings):
         "https://checkip.amazonaws.com",
         description="URL answering with this machine's public IP (the default ingress CIDR)",
     )
-    aws_retries: int = Field(8, ge=0, le=100, description="retries per AWS call (throttling, 5xx, dropped connections)")
+    aws_retries: int = Field(
+        8, ge=0, le=100, description="retries per AWS call (throttling, 5xx, dropped connections)"
+    )
     aws_backoff_base_s: float = Field(
         0.5, gt=0, allow_inf_nan=False, description="first back-off sleep (seconds), doubling"
     )
