@@ -224,7 +224,10 @@ def hostile_experiment(cfg: Config) -> dict[str, Any]:
             if inv_path.exists()
             else {"instances": [], "failed": []}
         )
-        ok_ids = {i["instance_id"] for i in inventory["instances"]}
+        # the inventory lists every launched host; `installed` names the ones installed
+        ok_ids = set(
+            inventory.get("installed") or [i["instance_id"] for i in inventory["instances"]]
+        )
         dep_failed = {f["instance_id"] for f in inventory["failed"]}
         registered = target_group_ids(sb, name) if deploy.rc == 0 else set()
         mine = {
