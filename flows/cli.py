@@ -17,7 +17,9 @@ Prefect server, started on first use under `.tomcat-fleet/prefect` and reused by
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -28,10 +30,10 @@ from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
 
 from tasks.bench.child import child as bench_child  # no Prefect in it
-from tasks.forkserver import start_early  # no Prefect in it
-from tasks.runtime.cli_support import import_in_background, side_by_side  # nor here
+from tasks.forkserver import fork_here, start_early  # no Prefect in it
+from tasks.runtime.cli_support import side_by_side  # nor here
 from tasks.runtime.prefect_api import LocalServer, flush_prefect
-from tasks.runtime.sandbox_child import Peak, SandboxOptions, maybe_sandbox
+from tasks.runtime.sandbox_child import Peak, SandboxOptions, maybe_sandbox, start_sandbox
 
 FaultProfile = Literal["clean", "flaky", "hostile"]
 
@@ -184,7 +186,7 @@ def prefect_server() -> Iterator[int | None]:
     planned = PLANNED.get("url")
     pid = None
     if planned:
-        url, server_pid, started = LocalServer().ensure(planned)
+        url, server_pid, started = _local_server().ensure(planned)
         pid = server_pid if started else None
         base = url.removesuffix("/api")
         how = "started" if started else "reused"
@@ -201,6 +203,46 @@ def prefect_server() -> Iterator[int | None]:
 
 
 PLANNED: dict[str, str] = {}
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (interpreter start-up and the CLI's imports)."""
+    try:  # both since boot, to the clock tick (psutil's create_time rounds boot time)
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+        with open("/proc/uptime") as f:
+            return max(0.0, float(f.read().split()[0]) - started)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+_LOCAL: dict[str, LocalServer] = {}
+
+
+def _local_server() -> LocalServer:
+    return _LOCAL.setdefault("server", LocalServer())
+
+
+def start_run(module: str, sb: SandboxOptions, pool: bool) -> Any:
+    """Begin a flow command. The local Prefect server (if this run uses ours and it is
+    down) and the sandbox child start first, without waiting and without a thread; the
+    flow module (Prefect: seconds of CPU) is imported here meanwhile; then, for the process
+    pool, the pool's fork server is forked from this very process (`fork_here`: nothing
+    imported twice, module pages shared), or spawned if a thread already runs. Returns the
+    started sandbox, for `maybe_sandbox` to wait for."""
+    planned = PLANNED.get("url")
+    if planned:
+        _local_server().launch(planned)
+    sandbox = start_sandbox(sb)
+    try:
+        importlib.import_module(module)
+    except BaseException:
+        if sandbox is not None:
+            sandbox.__exit__(None, None, None)
+        raise
+    if pool and not fork_here():
+        start_early()
+    return sandbox
 
 
 # ---------------------------------------------------------------- deploy
@@ -221,11 +263,9 @@ def build_deploy() -> Callable[..., int]:
         except PlanError as exc:
             raise InputError(str(exc)) from None
         t0 = time.monotonic()
-        if kw["runner"] == "process" and 2 in parse_stages(kw["stages"]):
-            start_early()  # the install's pool, as for install
-        importing = import_in_background("flows.deploy")
-        with side_by_side(prefect_server(), maybe_sandbox(sb)):
-            importing.join()
+        pool = kw["runner"] == "process" and 2 in parse_stages(kw["stages"])
+        started = start_run("flows.deploy", sb, pool)
+        with side_by_side(prefect_server(), maybe_sandbox(sb, started)):
             from flows.deploy import DeployReport, deploy
             from tasks.runtime.cli_support import deploy_json
             from tasks.runtime.outcome import outcome_of
@@ -280,11 +320,14 @@ def build_install() -> Callable[..., int]:
             raise InputError(str(exc).splitlines()[0]) from None
         _settings(ov)
         t0 = time.monotonic()
-        if kw["runner"] == "process":  # its imports overlap ours and the server's start
-            start_early()
-        importing = import_in_background("flows.install_tomcat")
-        with side_by_side(prefect_server(), maybe_sandbox(sb)) as (server_pid, sandbox_pid):
-            importing.join()
+        marks = {"process_start": -_process_age_s()}
+        started = start_run("flows.install_tomcat", sb, kw["runner"] == "process")
+        marks["imported"] = time.monotonic() - t0
+        with side_by_side(prefect_server(), maybe_sandbox(sb, started)) as (
+            server_pid,
+            sandbox_pid,
+        ):
+            marks["services_up"] = time.monotonic() - t0
             peak = Peak([p for p in (sandbox_pid, server_pid) if p])
             from flows.install_tomcat import install_tomcat
             from tasks.models import InstallSummary
@@ -295,16 +338,20 @@ def build_install() -> Callable[..., int]:
             try:
                 if count is not None:
                     hosts, api_calls, retries = launch(count, ov)
+                    marks["launched"] = time.monotonic() - t0
                 state = install_tomcat(hosts, **kw, settings_overrides=ov, return_state=True)
+                marks["flow_done"] = time.monotonic() - t0
             except (PlanError, RuntimeError, ValueError) as exc:
                 print(f"install: {exc}", file=sys.stderr)
                 return 2
             summary = outcome_of(state)
             peak.stop.set()
+        marks["flushed"] = time.monotonic() - t0
         if not isinstance(summary, InstallSummary):
             print(f"install: flow ended {state.type.value}: {state.message}", file=sys.stderr)
             return 1
-        print(install_json(summary, state, time.monotonic() - t0, peak.peak, api_calls, retries))
+        wall = time.monotonic() - t0
+        print(install_json(summary, state, wall, peak.peak, api_calls, retries, marks))
         return 0 if state.is_completed() else 1
 
     return flow_command(

@@ -4,8 +4,8 @@ accounted for.
 Order of work: validate the shape and the inputs (nothing touched yet), check the SSH key
 (the chunk tasks read it themselves, from the Secret block or key file, in their workers:
 it is never a task argument), open security-group ingress once per group, then map the
-chunks onto the chosen task runner (`process`, `thread` or `dask`) in the subflow
-`install-chunks`, and finally report: one row per host in a table artifact, a progress
+chunks onto the chosen task runner (`process`, `thread` or `dask`) as task runs of this
+flow run, and finally report: one row per host in a table artifact, a progress
 artifact updated as chunks finish, the seed's orchestration lines and resource samples in
 the run log, one aggregated log file.
 
@@ -37,6 +37,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from prefect.utilities.callables import get_call_parameters
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
@@ -139,36 +140,42 @@ def wait_fingerprints(
         time.sleep(2.0)
 
 
-@flow(name="install-chunks", log_prints=False)
-def install_chunks(
+def run_chunks(
+    task_runner: TaskRunner[Any],
     chunks: list[list[Instance]],
     cfg: HostInstallConfig,
     max_workers: int,
     log_dir: str,
     progress_key: str | None = None,
 ) -> list[ChunkResult | str]:
-    """Map chunks onto this flow's task runner; a chunk that fails yields its error text."""
+    """Map the chunks onto `task_runner` as task runs of this flow run; a chunk that fails
+    yields its error text. The runner is entered here, not given to a subflow: a flow run
+    costs API round trips and, at its end, waits for its heartbeat thread (up to 1 s)."""
     logger = get_run_logger()
     progress: UUID = create_progress_artifact(  # type: ignore[assignment]
         0.0, key=progress_key, description=f"chunks finished of {len(chunks)}"
     )
-    futures = {}
-    for index, chunk in enumerate(chunks):
-        label = (
-            f"chunk-{index:03d} {chunk[0].instance_id}..{chunk[-1].instance_id} "
-            f"({len(chunk)} hosts)"
-        )
-        fut = install_chunk.submit(label, index, chunk, cfg, max_workers, log_dir)
-        futures[fut.task_run_id] = (index, fut)
     out: list[ChunkResult | str] = ["pending"] * len(chunks)
-    for done, fut in enumerate(as_completed([f for _, f in futures.values()]), start=1):
-        index, _ = futures[fut.task_run_id]
-        try:
-            out[index] = fut.result()
-        except Exception as exc:  # a crashed worker must not lose its hosts
-            out[index] = f"chunk task failed: {type(exc).__name__}: {exc}"
-            logger.error("chunk %d failed: %s", index, exc)
-        update_progress_artifact(progress, 100.0 * done / len(chunks))
+    with task_runner:
+        futures = {}
+        for index, chunk in enumerate(chunks):
+            label = (
+                f"chunk-{index:03d} {chunk[0].instance_id}..{chunk[-1].instance_id} "
+                f"({len(chunk)} hosts)"
+            )
+            params = get_call_parameters(
+                install_chunk.fn, (label, index, chunk, cfg, max_workers, log_dir), {}
+            )
+            fut = task_runner.submit(install_chunk, params)
+            futures[fut.task_run_id] = (index, fut)
+        for done, fut in enumerate(as_completed([f for _, f in futures.values()]), start=1):
+            index, _ = futures[fut.task_run_id]
+            try:
+                out[index] = fut.result()
+            except Exception as exc:  # a crashed worker must not lose its hosts
+                out[index] = f"chunk task failed: {type(exc).__name__}: {exc}"
+                logger.error("chunk %d failed: %s", index, exc)
+            update_progress_artifact(progress, 100.0 * done / len(chunks))
     return out
 
 
@@ -262,10 +269,8 @@ def install_tomcat(
     log_dir = str(Path(settings.log_dir) / f"install-{int(time.time())}-{os.getpid()}")
     chunks = chunked(instances, plan.chunk_size)
     t_install = time.monotonic()
-    outcome = install_chunks.with_options(
-        task_runner=task_runner,
-        flow_run_name=f"install-chunks-{plan.notation.replace('/', '-')}",
-    )(
+    outcome = run_chunks(
+        task_runner,
         chunks,
         cfg,
         plan.max_workers,
@@ -274,7 +279,7 @@ def install_tomcat(
     )
     install_s = time.monotonic() - t_install
     if isinstance(task_runner, PreloadedProcessPoolTaskRunner):
-        task_runner.shutdown()  # a no-op once the subflow adopted the pool
+        task_runner.shutdown()  # a no-op once run_chunks adopted the pool
 
     results = account_for_every_host(instances, chunks, outcome)
     sampler.stop()

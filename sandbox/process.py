@@ -22,16 +22,25 @@ class SandboxProcess:
         self.args = args or []
         self.proc: subprocess.Popen[str] | None = None
         self.env: dict[str, str] = {}
+        self._env_file = ""
+
+    def start(self) -> SandboxProcess:
+        """Start the child without waiting for it (no thread): `__enter__` waits."""
+        if self.proc is None:
+            fd, self._env_file = tempfile.mkstemp(suffix=".sandbox.env")
+            os.close(fd)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sandbox", "--env-file", self._env_file, *self.args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        return self
 
     def __enter__(self) -> SandboxProcess:
-        fd, env_file = tempfile.mkstemp(suffix=".sandbox.env")
-        os.close(fd)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sandbox", "--env-file", env_file, *self.args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        self.start()
+        assert self.proc is not None
+        env_file = self._env_file
         assert self.proc.stdout is not None and self.proc.stderr is not None
         line = self.proc.stdout.readline()
         if not line.startswith("SANDBOX READY"):

@@ -34,6 +34,8 @@ wins for the life of the process (`multiprocessing` semantics).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import multiprocessing
 import os
 import threading
@@ -44,6 +46,7 @@ from typing import Any
 from prefect.task_runners import ProcessPoolTaskRunner, _initialize_process_pool_worker
 
 from tasks.forkserver import BASE_PRELOAD, preload_list
+from tasks.prefect_tls import share_api_tls_context
 
 _WARM: dict[tuple[Any, ...], _WarmPool] = {}
 _WARM_LOCK = threading.Lock()
@@ -56,21 +59,32 @@ def _worker_init(
     """Runs in each worker after Prefect's own initialiser (event/log forwarding)."""
     global _WORKER_BARRIER
     _WORKER_BARRIER = barrier
+    share_api_tls_context()  # two API clients per task run: one CA-bundle parse per worker
     if initializer is not None:
         initializer(*initargs)
 
 
-def _warm_worker(env: dict[str, str], settings_context: dict[str, Any] | None) -> int:
+def settings_digest(serialized: dict[str, Any]) -> str:
+    """A digest of a serialized `SettingsContext` (profile and settings values), as
+    `prefect.context.serialize_context` ships it to a worker."""
+    text = json.dumps(serialized, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _warm_worker(env: dict[str, str], settings_context: dict[str, Any] | None) -> tuple[int, str]:
     """One per worker at warm-up: set up what the first task run would otherwise set up
     on the critical path (settings, the sync API client + its once-per-process version
     check, the events worker that forwards to the parent), then wait until every worker
-    has done the same, so each warm-up job lands in its own process."""
+    has done the same, so each warm-up job lands in its own process. Returns the pid and
+    the digest of the worker's own (process-wide) settings."""
     import threading as _threading
 
     from prefect.context import SettingsContext, SyncClientContext
     from prefect.events.worker import EventsWorker
     from prefect.settings.context import get_current_settings
 
+    own = SettingsContext.get()  # the worker's process-wide settings (no run context yet)
+    digest = settings_digest(own.serialize()) if own is not None else ""
     original = os.environ.copy()
     os.environ.update(env)
     try:
@@ -87,7 +101,7 @@ def _warm_worker(env: dict[str, str], settings_context: dict[str, Any] | None) -
     if _WORKER_BARRIER is not None:
         with contextlib.suppress(_threading.BrokenBarrierError):
             _WORKER_BARRIER.wait(timeout=15)  # bounded: a lost worker cannot hold the rest
-    return os.getpid()
+    return os.getpid(), digest
 
 
 class _WarmPool:
@@ -105,7 +119,7 @@ class _WarmPool:
         self.settings_context = serialize_context().get("settings_context")
         self.ready = threading.Event()
         self.error: BaseException | None = None
-        self.warmups: list[Future[int]] = []
+        self.warmups: list[Future[tuple[int, str]]] = []
         self.thread = threading.Thread(target=self._start, name="warm-process-pool", daemon=True)
 
     def _start(self) -> None:
@@ -159,6 +173,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         self._freeze_gc = freeze_gc
         self._warm: _WarmPool | None = None
         self._owns_pool = False
+        self._worker_settings: str | None = None  # digest all warm workers share
 
     # -- configuration ----------------------------------------------------------------
     def _key(self) -> tuple[Any, ...]:
@@ -205,6 +220,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         state["_started"] = False
         state["_owns_pool"] = False
         state["_cached_env"] = None
+        state["_worker_settings"] = None
         state["_cached_env_settings"] = None
         return state
 
@@ -254,7 +270,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
 
     def _submit_warmups(
         self, env: dict[str, str], settings_context: dict[str, Any] | None
-    ) -> list[Future[int]]:
+    ) -> list[Future[tuple[int, str]]]:
         assert self._executor is not None
         return [
             self._executor.submit(_warm_worker, env, settings_context)
@@ -282,7 +298,7 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         self._warm.ready.wait(timeout)
         if self._warm.error is not None:
             raise self._warm.error
-        return [f.result(timeout) for f in self._warm.warmups]
+        return [f.result(timeout)[0] for f in self._warm.warmups]
 
     def shutdown(self) -> None:
         """Release the pool `warm_up()` started unless a run adopted it."""
@@ -303,6 +319,13 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
         if warm.error is not None or not warm.owner._owns_pool:
             return  # start our own at first submit
         src = warm.owner
+        digests = set()
+        for fut in warm.warmups:
+            try:
+                digests.add(fut.result(timeout=60)[1])
+            except Exception:  # a worker that did not warm up: settings are shipped as usual
+                digests.add("")
+        self._worker_settings = digests.pop() if len(digests) == 1 else None
         self._executor = src._executor
         self._resolver_executor = src._resolver_executor
         self._subprocess_message_queue = src._subprocess_message_queue
@@ -330,6 +353,27 @@ class PreloadedProcessPoolTaskRunner(ProcessPoolTaskRunner):
                 if self._executor is None:
                     self._start_pool()
         return super().submit(task, parameters, wait_for, dependencies)
+
+    def _resolve_futures_and_submit(
+        self,
+        task: Any,
+        task_run_id: Any,
+        parameters: Any,
+        wait_for: Any,
+        dependencies: Any,
+        context: dict[str, Any],
+        env: dict[str, str],
+    ) -> Any:
+        """Prefect's hand-off to the pool, minus the settings when every worker already
+        holds equal ones (by digest, against what each worker reported at warm-up):
+        rebuilding `Settings` from the shipped dict (~50 nested pydantic-settings models)
+        is the largest part of a task run's start in a worker."""
+        shipped = context.get("settings_context")
+        if shipped and self._worker_settings == settings_digest(shipped):
+            context = {k: v for k, v in context.items() if k != "settings_context"}
+        return super()._resolve_futures_and_submit(
+            task, task_run_id, parameters, wait_for, dependencies, context, env
+        )
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         super().__exit__(exc_type, exc_value, traceback)

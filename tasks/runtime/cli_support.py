@@ -4,7 +4,6 @@ standalone install, reading an inventory file, and the JSON lines they print."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import threading
 import uuid
@@ -66,8 +65,16 @@ def deploy_json(report: Any, state: Any, seconds: float) -> str:
 
 
 def install_json(
-    summary: Any, state: Any, wall_s: float, peak_mb: float, api_calls: int, retries: int
+    summary: Any,
+    state: Any,
+    wall_s: float,
+    peak_mb: float,
+    api_calls: int,
+    retries: int,
+    marks: dict[str, float] | None = None,
 ) -> str:
+    """The install command's one JSON line. `marks`: seconds from the run's start (after
+    argument checks) to each step it reached; `process_start` is negative (start-up)."""
     return json.dumps(
         {
             "hosts": summary.hosts,
@@ -84,6 +91,7 @@ def install_json(
             "api_calls": api_calls + summary.api_calls,
             "throttle_retries": retries + summary.throttle_retries,
             "flow_state": state.type.value,
+            "marks_s": {k: round(v, 2) for k, v in (marks or {}).items()},
         }
     )
 
@@ -100,20 +108,6 @@ def benchmark_json(result: dict[str, Any]) -> str:
             "rows": [{k: r.get(k) for k in keys} for r in result["rows"]],
         }
     )
-
-
-def import_in_background(module: str) -> threading.Thread:
-    """Import a flow module (Prefect: seconds of CPU) in a thread, so it overlaps the local
-    server's and the sandbox's start, which the main thread only waits for. Call after
-    `LocalServer().plan()` (Prefect reads its settings at import); join before use."""
-
-    def run() -> None:
-        with contextlib.suppress(Exception):  # the real import afterwards reports errors
-            importlib.import_module(module)
-
-    thread = threading.Thread(target=run, name=f"import-{module}", daemon=True)
-    thread.start()
-    return thread
 
 
 @contextlib.contextmanager

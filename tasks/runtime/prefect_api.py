@@ -136,6 +136,7 @@ class LocalServer:
         self.home = Path(home or default).resolve()
         self.file = self.home / "server.json"
         self.log = self.home / "server.log"
+        self._launched: subprocess.Popen[bytes] | None = None
 
     def _record(self) -> dict[str, int | str]:
         try:
@@ -173,16 +174,30 @@ class LocalServer:
         os.environ["PREFECT_API_URL"] = url
         return url
 
-    def ensure(self, url: str, timeout_s: float = 120.0) -> tuple[str, int, bool]:
-        """Our server at `url` (planned), started if it is not up: (url, pid, started)."""
+    def launch(self, url: str) -> subprocess.Popen[bytes] | None:
+        """Start our server at `url` (planned) unless it is up, without waiting for it
+        (no thread either): the caller goes on with its own start while the server
+        starts (a new home migrates its database). `ensure` waits for it."""
+        if self._launched is not None:
+            return self._launched
         up = self.running()
         if up and up[0] == url:
-            return url, up[1], False
+            return None
         self.home.mkdir(parents=True, exist_ok=True)
         port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
         with open(self.log, "ab") as log:
             proc = _start(port, str(self.home), log.fileno())
         self.file.write_text(json.dumps({"url": url, "pid": proc.pid, "port": port}))
+        self._launched = proc
+        return proc
+
+    def ensure(self, url: str, timeout_s: float = 120.0) -> tuple[str, int, bool]:
+        """Our server at `url` (planned), started if it is not up: (url, pid, started)."""
+        proc = self.launch(url)
+        if proc is None:
+            up = self.running()
+            assert up is not None
+            return url, up[1], False
         _wait_healthy(url, proc, timeout_s, str(self.log))
         return url, proc.pid, True
 

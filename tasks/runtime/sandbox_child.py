@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -41,14 +42,25 @@ def sandbox_args(o: SandboxOptions) -> list[str]:
     ]
 
 
+def start_sandbox(o: SandboxOptions) -> Any:
+    """The run's sandbox child, started (not yet waited for) when `o.enabled`, else None."""
+    if not o.enabled:
+        return None
+    from sandbox.process import SandboxProcess
+
+    return SandboxProcess(sandbox_args(o)).start()
+
+
 @contextlib.contextmanager
-def maybe_sandbox(o: SandboxOptions) -> Iterator[int | None]:
+def maybe_sandbox(o: SandboxOptions, started: Any = None) -> Iterator[int | None]:
+    """Wait for the run's sandbox (`started` by `start_sandbox`, else started here) and put
+    its settings in the environment; stop it on exit."""
     if not o.enabled:
         yield None
         return
     from sandbox.process import SandboxProcess
 
-    with SandboxProcess(sandbox_args(o)) as sb:
+    with started or SandboxProcess(sandbox_args(o)) as sb:
         os.environ.update(sb.env)
         yield sb.pid
 

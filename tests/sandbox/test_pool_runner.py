@@ -94,3 +94,43 @@ def test_runner_pickles_without_its_pool_and_duplicates_its_config() -> None:
         clone = pickle.loads(pickle.dumps(runner))
     assert clone == runner and clone._executor is None and not clone._started
     assert PreloadedProcessPoolTaskRunner(max_workers=2) != runner
+
+
+def test_settings_are_shipped_only_when_the_workers_lack_them() -> None:
+    """Warm workers report their settings; a task run whose caller runs with the same
+    settings uses the worker's own (no `Settings` rebuilt per task run), one whose caller
+    changed them gets the caller's."""
+    from prefect import flow, task
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+    from prefect.settings.context import get_current_settings
+
+    from tasks.pool_runner import PreloadedProcessPoolTaskRunner
+
+    @task
+    def probe() -> tuple[bool, int]:
+        # imported here: names from the test's scope would be pickled by value
+        from prefect import context
+        from prefect.settings.context import get_current_settings
+
+        process_wide = context.SettingsContext.get() is context.GLOBAL_SETTINGS_CONTEXT
+        return process_wide, get_current_settings().client.max_retries
+
+    @flow
+    def probe_flow() -> tuple[tuple[bool, int], tuple[bool, int]]:
+        same = probe.submit().result()
+        with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 7}):
+            changed = probe.submit().result()
+        return same, changed
+
+    def make() -> PreloadedProcessPoolTaskRunner:
+        return PreloadedProcessPoolTaskRunner(max_workers=1, preload=PRELOAD)
+
+    default = get_current_settings().client.max_retries
+    warm = make().warm_up()
+    try:
+        warm.wait_warm(timeout=120)
+        same, changed = probe_flow.with_options(task_runner=make())()  # type: ignore[arg-type]
+    finally:
+        warm.shutdown()
+    assert same == (True, default)
+    assert changed == (False, 7)
