@@ -236,6 +236,9 @@ def start_run(module: str, sb: SandboxOptions, pool: bool) -> Any:
     sandbox = start_sandbox(sb)
     try:
         importlib.import_module(module)
+        from tasks.prefect_tls import share_api_tls_context
+
+        share_api_tls_context()  # this process's API clients: one CA-bundle parse, not ~10
     except BaseException:
         if sandbox is not None:
             sandbox.__exit__(None, None, None)

@@ -238,8 +238,9 @@ def install_tomcat(
             "the Prefect Secret block instead",
             settings.key_file_path(),
         )
-    preflight(Aws(settings))
-    bad = not_running(Aws(settings), instances)  # before any ingress rule or SSH session
+    aws = Aws(settings)
+    preflight(aws)
+    bad = not_running(aws, instances)  # before any ingress rule or SSH session
     if bad:
         raise PlanError(
             "instances",

@@ -257,10 +257,8 @@ def collect_prefect(
         "flow_runs": len(runs),
         "logs": len(logs),
         "artifacts": len(artifacts),
-        # what the chunk tasks logged from their pool workers
-        "chunk_task_logs": sum(
-            1 for log in logs if log.task_run_id and log.message.startswith("chunk-")
-        ),
+        # what the chunk tasks logged from their pool workers (only they log "chunk-...")
+        "chunk_task_logs": sum(1 for log in logs if log.message.startswith("chunk-")),
     }
     return sources, counts, sorted({a.key for a in artifacts if a.key})
 
