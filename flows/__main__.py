@@ -1,5 +1,5 @@
 """`python -m flows ...`: the same as the `tomcat-fleet` command (see flows/cli.py)."""
 
-from flows.cli import main
+from flows.cli import run
 
-raise SystemExit(main())
+run()
