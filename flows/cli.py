@@ -17,12 +17,11 @@ Prefect server, started on first use under `.tomcat-fleet/prefect` and reused by
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,10 +29,10 @@ from cyclopts import App, Parameter
 from cyclopts.exceptions import CycloptsError
 
 from tasks.bench.child import child as bench_child  # no Prefect in it
-from tasks.forkserver import fork_here, start_early  # no Prefect in it
+from tasks.runtime import run_start  # no Prefect in it
 from tasks.runtime.cli_support import side_by_side  # nor here
-from tasks.runtime.prefect_api import LocalServer, flush_prefect
-from tasks.runtime.sandbox_child import Peak, SandboxOptions, maybe_sandbox, start_sandbox
+from tasks.runtime.prefect_api import LocalServer
+from tasks.runtime.sandbox_child import Peak, SandboxOptions, maybe_sandbox
 
 FaultProfile = Literal["clean", "flaky", "hostile"]
 
@@ -178,74 +177,15 @@ def _settings(overrides: dict[str, Any]) -> Any:
         raise InputError(f"invalid settings: {where}: {err.get('msg')}") from None
 
 
-@contextlib.contextmanager
-def prefect_server() -> Iterator[int | None]:
-    """The API this run reports to: PREFECT_API_URL if set, else our reusable server
-    (started if it is not up). Yields the pid of a server we started, else None; flushes
-    Prefect's log and event workers before leaving."""
-    planned = PLANNED.get("url")
-    pid = None
-    if planned:
-        url, server_pid, started = _local_server().ensure(planned)
-        pid = server_pid if started else None
-        base = url.removesuffix("/api")
-        how = "started" if started else "reused"
-        print(
-            f"tomcat-fleet: using Prefect server at {base} ({how}); "
-            "stop with `tomcat-fleet server stop`",
-            file=sys.stderr,
-            flush=True,
-        )
-    try:
-        yield pid
-    finally:
-        flush_prefect()
+PLANNED: dict[str, str] = {}  # the API URL `main` fixed before Prefect was imported
 
 
-PLANNED: dict[str, str] = {}
-
-
-def _process_age_s() -> float:
-    """Seconds since this process started (interpreter start-up and the CLI's imports)."""
-    try:  # both since boot, to the clock tick (psutil's create_time rounds boot time)
-        with open("/proc/self/stat") as f:
-            started = int(f.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
-        with open("/proc/uptime") as f:
-            return max(0.0, float(f.read().split()[0]) - started)
-    except (OSError, ValueError, IndexError):
-        return 0.0
-
-
-_LOCAL: dict[str, LocalServer] = {}
-
-
-def _local_server() -> LocalServer:
-    return _LOCAL.setdefault("server", LocalServer())
+def prefect_server() -> contextlib.AbstractContextManager[int | None]:
+    return run_start.prefect_server(PLANNED.get("url"))
 
 
 def start_run(module: str, sb: SandboxOptions, pool: bool) -> Any:
-    """Begin a flow command. The local Prefect server (if this run uses ours and it is
-    down) and the sandbox child start first, without waiting and without a thread; the
-    flow module (Prefect: seconds of CPU) is imported here meanwhile; then, for the process
-    pool, the pool's fork server is forked from this very process (`fork_here`: nothing
-    imported twice, module pages shared), or spawned if a thread already runs. Returns the
-    started sandbox, for `maybe_sandbox` to wait for."""
-    planned = PLANNED.get("url")
-    if planned:
-        _local_server().launch(planned)
-    sandbox = start_sandbox(sb)
-    try:
-        importlib.import_module(module)
-        from tasks.prefect_tls import share_api_tls_context
-
-        share_api_tls_context()  # this process's API clients: one CA-bundle parse, not ~10
-    except BaseException:
-        if sandbox is not None:
-            sandbox.__exit__(None, None, None)
-        raise
-    if pool and not fork_here():
-        start_early()
-    return sandbox
+    return run_start.start_run(module, sb, pool, PLANNED.get("url"))
 
 
 # ---------------------------------------------------------------- deploy
@@ -323,7 +263,7 @@ def build_install() -> Callable[..., int]:
             raise InputError(str(exc).splitlines()[0]) from None
         _settings(ov)
         t0 = time.monotonic()
-        marks = {"process_start": -_process_age_s()}
+        marks = {"process_start": -run_start.process_age_s()}
         started = start_run("flows.install_tomcat", sb, kw["runner"] == "process")
         marks["imported"] = time.monotonic() - t0
         with side_by_side(prefect_server(), maybe_sandbox(sb, started)) as (
@@ -561,7 +501,6 @@ def local_up(
         detach: Return once up; the services keep running until `local stop`.
         watch_timeout: Seconds to follow the run.
     """
-    import os
 
     from tasks.runtime.local.start import Options, run_up
 
@@ -585,7 +524,6 @@ def local_up(
 
 
 def _resolve_local_dir(state_dir: Path | None) -> Path:
-    import os
 
     env = os.environ.get("TOMCAT_FLEET_LOCAL_DIR")
     return Path(state_dir or env or _local_dir()).resolve()
@@ -641,19 +579,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The console entry (`tomcat-fleet`, `python -m flows`): `main`, then exit without
-    tearing the interpreter down. Prefect, boto3 and pydantic leave ~2000 modules whose
-    finalisation took ~0.5 s of every run's wall time; nothing in it is needed once the
-    exit handlers (Prefect's log and event drains, logging's flush) have run. Threads that
-    are not daemons are waited for first, as a normal exit would."""
-    rc = main()
-    import atexit
-    import threading
-
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(rc)
+    """The console entry (`tomcat-fleet`, `python -m flows`): `main`, then a fast exit."""
+    run_start.exit_now(main())
