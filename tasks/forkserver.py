@@ -88,7 +88,9 @@ def fork_here(freeze_gc: bool = True) -> bool:
     requests with the standard library's own loop (`multiprocessing.forkserver.main`); it
     exits when this process does. Returns False, changing nothing, when a fork server
     already runs, when the pool would not use one, or when another thread exists (then
-    `start_early` is the fallback)."""
+    `start_early` is the fallback). The workers see `__main__` as it was at the fork:
+    a function defined there afterwards reaches them only if pickled by value (Prefect
+    pickles tasks by value)."""
     if os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver") != "forkserver":
         return False
     if "forkserver" not in multiprocessing.get_all_start_methods() or not _single_threaded():
