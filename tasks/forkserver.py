@@ -16,7 +16,6 @@ physical pages (copy-on-write), which a spawned server can never share with its 
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import socket
@@ -117,7 +116,6 @@ def fork_here(freeze_gc: bool = True) -> bool:
                 server._lock = threading.Lock()  # held by the caller at the fork
                 if freeze_gc:
                     __import__(FREEZE_MODULE)
-                gc.enable()
                 forkserver.main(listener.fileno(), alive_r, [])
             except SystemExit:
                 pass
@@ -127,7 +125,6 @@ def fork_here(freeze_gc: bool = True) -> bool:
                 os._exit(code)
         os.close(alive_r)
         listener.close()
-        gc.enable()
         server._forkserver_address = address
         server._forkserver_alive_fd = alive_w
         server._forkserver_pid = pid
