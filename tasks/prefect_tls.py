@@ -4,12 +4,14 @@ Prefect builds a new `ssl.SSLContext` for every API client it creates, and loads
 CA bundle into it (`ssl.create_default_context(cafile=certifi.where())`). A task run in a
 process-pool worker creates two clients (the hydrated context's and the engine's): in a
 profile of twelve workers starting a task each on 2 cores, loading the bundle took 92 ms
-per client, the second largest part of a task run's start.
+per client, the second largest part of a task run's start. The events client's server
+version check builds one more, once per process (about 0.1 s of the CLI's main thread in
+py-spy samples of two runs).
 
-`share_api_tls_context()` makes Prefect's client module build that verified context once
+`share_api_tls_context()` makes Prefect's client modules build that verified context once
 per CA file and hand the same context to every client: an `SSLContext` is made to be
 shared by many connections, and the verified path never changes the context it gets.
-Only that module is affected, and only the verified path with a CA file: the insecure
+Only those modules are affected, and only the verified path with a CA file: the insecure
 path (`PREFECT_API_TLS_INSECURE_SKIP_VERIFY`) mutates its context and keeps a fresh one.
 The place to fix this for good is Prefect's client (cache the context per CA file).
 """
@@ -52,15 +54,26 @@ class _SharedDefaultContext:
             return ctx
 
 
-def share_api_tls_context() -> bool:
-    """Install the shared context in Prefect's client module (idempotent). False when that
-    module no longer builds its context the way this expects (nothing is changed)."""
-    from prefect.client import orchestration
+_SHARED = _SharedDefaultContext(ssl)
+API_TLS_MODULES = ("prefect.client.orchestration", "prefect._internal.version_checking")
+"""Prefect's modules that build a verified context per client: the API clients, and the
+server version check each events client runs first (once per process)."""
 
-    current = getattr(orchestration, "ssl", None)
-    if isinstance(current, _SharedDefaultContext):
-        return True
-    if current is not ssl:
-        return False
-    orchestration.ssl = _SharedDefaultContext(ssl)  # type: ignore[assignment]
-    return True
+
+def share_api_tls_context() -> bool:
+    """Install the one shared context in Prefect's client modules (idempotent). False when
+    one of them no longer builds its context the way this expects (that one is left
+    unchanged)."""
+    import importlib
+
+    done = True
+    for name in API_TLS_MODULES:
+        module = importlib.import_module(name)
+        current = getattr(module, "ssl", None)
+        if current is _SHARED:
+            continue
+        if current is not ssl:
+            done = False
+            continue
+        module.ssl = _SHARED  # type: ignore[attr-defined]
+    return done

@@ -407,3 +407,26 @@ def test_paginator_page_throttle_is_retried() -> None:
         got = [r["ReservationId"] for r in client.pages("describe_instances", "Reservations")]
     assert got == ["r-1", "r-2"]
     assert client._stats.retries == 1
+
+
+def test_sessions_share_one_data_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `Aws` of a process parses a service model once: a second session's client
+    reuses the first one's parsed JSON (no network: client creation only)."""
+    from blocks.settings import FleetSettings
+    from tasks.aws.client import Aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example")
+    settings = FleetSettings(aws_endpoint_url="http://127.0.0.1:9")
+    one, two = Aws(settings), Aws(settings)
+    assert one.session is not two.session
+    loader = one.session._session.get_component("data_loader")
+    assert two.session._session.get_component("data_loader") is loader
+    one.client("ec2")
+    cached = {key for key in loader._cache if "ec2" in key}
+    assert cached  # EC2's model parsed once ...
+    two.client("ec2")
+    assert {key for key in loader._cache if "ec2" in key} == cached  # ... and reused
+    model_one = one.client("ec2").meta.service_model
+    model_two = two.client("ec2").meta.service_model
+    assert model_one._service_description is model_two._service_description

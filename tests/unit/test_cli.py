@@ -136,6 +136,10 @@ def test_signature_read_from_source_matches_the_flow() -> None:
             assert q.default == p.default, (name, p.name)
             if not isinstance(q.annotation, str):
                 assert q.annotation == p.annotation, (name, p.name)
+        # the aliases the CLI's choices come from resolve (imported ones too: `Runner`)
+        for param in ("runner", "target", "fault_profile", "host_key_policy"):
+            if param in read.parameters:
+                assert read.parameters[param].annotation == real.parameters[param].annotation
 
 
 def test_server_status_and_stop_without_a_server(tmp_path: Path) -> None:

@@ -45,3 +45,15 @@ def test_prefect_clients_get_the_one_context() -> None:
     finally:
         ssl.SSLContext.load_verify_locations = real  # type: ignore[method-assign]
     assert len(built) <= 1  # at most the first client parsed the CA bundle
+
+
+def test_the_version_check_uses_the_same_context() -> None:
+    from prefect._internal import version_checking
+    from prefect.client import orchestration
+
+    from tasks.prefect_tls import share_api_tls_context
+
+    assert share_api_tls_context() is True
+    assert version_checking.ssl is orchestration.ssl
+    first = orchestration.ssl.create_default_context(cafile=certifi.where())
+    assert version_checking.ssl.create_default_context(cafile=certifi.where()) is first
