@@ -501,7 +501,6 @@ def local_up(
         detach: Return once up; the services keep running until `local stop`.
         watch_timeout: Seconds to follow the run.
     """
-
     from tasks.runtime.local.start import Options, run_up
 
     env_instances = os.environ.get("INSTANCES")
@@ -524,7 +523,6 @@ def local_up(
 
 
 def _resolve_local_dir(state_dir: Path | None) -> Path:
-
     env = os.environ.get("TOMCAT_FLEET_LOCAL_DIR")
     return Path(state_dir or env or _local_dir()).resolve()
 
