@@ -13,11 +13,11 @@ A call outside the operator's policy fails as on AWS: `AccessDenied` / `Unauthor
 naming the action. The sandbox's own work (fleet reconcile, seeding, snapshots) reads moto's
 backends in-process and is not subject to it.
 
-What moto checks: the action, and the resource where moto knows it (IAM role operations:
-the role's ARN; S3: the bucket/object ARN). For the other services moto authorises a call
-against the resource `*`, which matches any statement's Resource here (the patch below), and
-moto ignores condition keys it has no value for (aws:RequestTag, aws:ResourceTag,
-iam:PassedToService): those are proven by the policy linters (docs/iam.md), not here.
+moto checks the signature; `sandbox.authz` authorizes: every resource the call touches, the
+condition keys AWS evaluates (request and resource tags, create actions, passed roles, ...),
+the checks the call implies (tags on create, iam:PassRole, service-linked roles), all as the
+Service Authorization Reference defines them. A policy the sandbox cannot evaluate is
+refused when the users are created.
 """
 
 from __future__ import annotations
@@ -26,11 +26,16 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from xml.sax.saxutils import escape
 
 from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
-from moto.iam.access_control import IAMPolicyStatement, IAMRequest, IAMRequestBase, S3IAMRequest
+from moto.iam.access_control import IAMRequestBase
 from moto.iam.models import iam_backends
+
+from .authz import request as authz_request
+from .authz.authorizer import Denied, authorize, documents, policy_problems
 
 POLICY_PATH = Path(__file__).resolve().parents[1] / "docs" / "iam-policy.json"
 ADMIN_USER = "sandbox-admin"
@@ -49,11 +54,15 @@ class UserKeys:
     secret_access_key: str
 
 
+class PolicyError(ValueError):
+    """A policy the sandbox cannot evaluate (it would have to guess)."""
+
+
 def enforce(on: bool) -> None:
-    """Turn moto's IAM access control on (every call) or off (no call), process-wide."""
+    """Turn IAM access control on (every call) or off (no call), process-wide."""
     moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0 if on else float("inf")
     ActionAuthenticatorMixin.request_count = 0
-    _patch_unknown_resource()
+    _install()
 
 
 def _create_user(account: str, name: str, document: dict[str, Any]) -> UserKeys:
@@ -65,86 +74,82 @@ def _create_user(account: str, name: str, document: dict[str, Any]) -> UserKeys:
 
 
 def create_users(account: str, policy_path: Path = POLICY_PATH) -> tuple[UserKeys, UserKeys]:
-    """(admin, operator): the operator holds exactly the policy file at `policy_path`."""
+    """(admin, operator): the operator holds exactly the policy file at `policy_path`.
+    PolicyError when the sandbox cannot evaluate that policy."""
     operator_policy = json.loads(policy_path.read_text())
+    problems = policy_problems(operator_policy)
+    if problems:
+        raise PolicyError(
+            f"{policy_path}: the sandbox cannot evaluate {'; '.join(problems)} "
+            "(it refuses rather than allow what it cannot judge)"
+        )
     return (
         _create_user(account, ADMIN_USER, ADMIN_POLICY),
         _create_user(account, OPERATOR_USER, operator_policy),
     )
 
 
-# moto names S3 calls by its own table (HeadBucket, PutPublicAccessBlock, a PUT ?encryption
-# as CreateBucket, ...); AWS authorises them as these IAM actions (method, subresource)
-_S3_BUCKET_ACTIONS = {
-    ("HEAD", ""): "ListBucket",
-    ("GET", ""): "ListBucket",
-    ("GET", "versions"): "ListBucketVersions",
-    ("GET", "tagging"): "GetBucketTagging",
-    ("GET", "encryption"): "GetEncryptionConfiguration",
-    ("GET", "publicAccessBlock"): "GetBucketPublicAccessBlock",
-    ("GET", "ownershipControls"): "GetBucketOwnershipControls",
-    ("GET", "policy"): "GetBucketPolicy",
-    ("GET", "acl"): "GetBucketAcl",
-    ("GET", "location"): "GetBucketLocation",
-    ("PUT", ""): "CreateBucket",
-    ("PUT", "tagging"): "PutBucketTagging",
-    ("PUT", "encryption"): "PutEncryptionConfiguration",
-    ("PUT", "publicAccessBlock"): "PutBucketPublicAccessBlock",
-    ("PUT", "ownershipControls"): "PutBucketOwnershipControls",
-    ("PUT", "policy"): "PutBucketPolicy",
-    ("PUT", "acl"): "PutBucketAcl",
-    ("DELETE", ""): "DeleteBucket",
-    ("DELETE", "tagging"): "PutBucketTagging",
-    ("DELETE", "policy"): "DeleteBucketPolicy",
-    ("POST", "delete"): "DeleteObject",  # DeleteObjects: authorised per object
-}
-_S3_OBJECT_ACTIONS = {
-    ("HEAD", ""): "GetObject",
-    ("GET", ""): "GetObject",
-    ("PUT", ""): "PutObject",
-    ("DELETE", ""): "DeleteObject",
-    ("DELETE", "versionId"): "DeleteObjectVersion",
-}
+_installed = False
 
 
-def s3_action(method: str, path: str) -> tuple[str, bool] | None:
-    """(the IAM action of an S3 request, whether it acts on objects), None if not known."""
-    where, _, query = path.partition("?")
-    keys = [q.split("=", 1)[0] for q in query.split("&") if q]
-    parts = where.lstrip("/").split("/", 1)
-    if not parts[0]:
-        return ("ListAllMyBuckets", False) if method == "GET" else None
-    table = _S3_OBJECT_ACTIONS if len(parts) == 2 and parts[1] else _S3_BUCKET_ACTIONS
-    for sub in [*keys, ""]:
-        action = table.get((method, sub))
-        if action:
-            return action, table is _S3_OBJECT_ACTIONS or (method, sub) == ("POST", "delete")
-    return None
+def _error(call: authz_request.Call, message: str) -> Exception:
+    """AccessDenied in the shape the service answers it."""
+    from moto.core.exceptions import JsonRESTError, _RESTError
+
+    class Forbidden(_RESTError):
+        code = 403
+
+    if call.prefix == "ec2":
+        return Forbidden(
+            "UnauthorizedOperation", f"You are not authorized to perform this operation. {message}"
+        )
+    if call.prefix == "s3":  # S3 answers a bare <Error> document
+        err = Forbidden("AccessDenied", message)
+        err.description = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+            f"<Message>{escape(message)}</Message></Error>"
+        )
+        return err
+    if call.prefix in ("acm", "ssm", "logs"):
+        json_err = JsonRESTError("AccessDeniedException", message)
+        json_err.code = 400
+        return json_err
+    return Forbidden("AccessDenied", message)
 
 
-# moto authorises any IAM call that names a RoleName on the role's ARN; AWS authorises
-# these on the instance profile they change
-_ON_INSTANCE_PROFILE = {"iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile"}
-
-_patched = False
-
-
-def _patch_unknown_resource() -> None:
-    """moto authorises most calls against the resource `*` (it does not derive the ARN of
-    what the call touches): let `*` match any statement Resource, so a statement scoped to
-    ARNs grants its actions there, and only the action is checked. A known resource (IAM
-    roles, S3 buckets and objects) is still matched against the statement's ARNs."""
-    global _patched
-    if _patched:
+def _install() -> None:
+    """Authorize every call with `sandbox.authz` (moto still checks the signature)."""
+    global _installed
+    if _installed:
         return
-    original = IAMPolicyStatement._check_element_matches
 
-    def check(self: IAMPolicyStatement, element: Any, value: str) -> bool:
-        if element == "Resource" and value == "*":
-            return True
-        return bool(original(self, element, value))
+    def authenticate_and_authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        if ActionAuthenticatorMixin.request_count < moto_settings.INITIAL_NO_AUTH_ACTION_COUNT:
+            ActionAuthenticatorMixin.request_count += 1
+            return
+        if self.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
+            return
+        parsed = urlparse(self.uri)
+        path = self.raw_path + ("?" + parsed.query if parsed.query else "")
+        iam_request = iam_request_cls(
+            account_id=self.current_account,
+            method=self.method,
+            path=path,
+            data=self.data,
+            body=self.raw_body,
+            headers=self.headers,
+            action=self._get_action(),
+        )
+        iam_request.check_signature()
+        call = authz_request.from_moto(self, iam_request, resource)
+        try:
+            checks = authorize(call, documents(iam_request._access_key.collect_policies()))
+        except Denied as denied:
+            raise _error(call, denied.message) from None
+        for after in checks.after:
+            after()
 
-    IAMPolicyStatement._check_element_matches = check  # type: ignore[method-assign,assignment]
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate_and_authorize  # type: ignore[method-assign]
 
     # moto re-signs a REST GET (Route 53's ListHostedZonesByName?dnsname=...) with the
     # parsed query as its body, so the signature never matches: a GET/HEAD/DELETE is
@@ -161,32 +166,4 @@ def _patch_unknown_resource() -> None:
         return original_request(self)
 
     IAMRequestBase._create_aws_request = create_aws_request  # type: ignore[method-assign]
-    original_check = S3IAMRequest.check_action_permitted
-
-    def check_s3(self: S3IAMRequest, resource: str) -> None:
-        found = s3_action(self._method, self._path)
-        if found is not None:
-            action, on_objects = found
-            self._action = f"s3:{action}"
-            if on_objects and resource.count("/") == 0 and resource != "*":
-                resource += "/*"  # DeleteObjects names the bucket; AWS checks each object
-        original_check(self, resource)
-
-    original_iam_check = IAMRequest.check_action_permitted
-
-    def check_iam(self: IAMRequest, resource: str) -> None:
-        def arn(kind: str, param: str) -> str | None:
-            value = self._data.get(param)
-            name = value[0] if isinstance(value, list) else value
-            return f"arn:aws:iam::{self.account_id}:{kind}/{name}" if name else None
-
-        profile, role = arn("instance-profile", "InstanceProfileName"), arn("role", "RoleName")
-        if self._action in _ON_INSTANCE_PROFILE and profile:
-            resource = profile
-        elif resource == "*":  # moto names a role only once it exists: CreateRole, ...
-            resource = role or profile or resource
-        original_iam_check(self, resource)
-
-    IAMRequest.check_action_permitted = check_iam  # type: ignore[method-assign,assignment]
-    S3IAMRequest.check_action_permitted = check_s3  # type: ignore[method-assign,assignment]
-    _patched = True
+    _installed = True

@@ -12,6 +12,7 @@ consult one registered `Hooks` object (the running sandbox):
 - a Route53 change is PENDING until it has propagated (GetChange reports INSYNC after
   `ROUTE53_PROPAGATION_S`), as on AWS; the records themselves apply at once;
 - an RDS instance is `creating` until the sandbox's create delay has passed;
+- Elastic Beanstalk applications keep their tags (moto tags environments only);
 - Elastic Beanstalk environments get a CNAME, a launch phase, DescribeEnvironmentResources
   and TerminateEnvironment (moto lacks the last two); CreateEnvironment needs an existing
   service role that trusts Elastic Beanstalk (InvalidParameterValue otherwise).
@@ -231,6 +232,34 @@ def _install() -> None:
         return _orig_create_env(self)
 
     EBResponse.create_environment = create_environment  # type: ignore[method-assign]
+    _patch_eb_application_tags()
+
+
+def _patch_eb_application_tags() -> None:
+    """Applications keep the tags they were created with, and ListTagsForResource /
+    UpdateTagsForResource work on their ARNs too (moto tags environments only)."""
+    from moto.elasticbeanstalk.models import EBBackend
+
+    _orig_create_app = EBResponse.create_application
+
+    def create_application(self: EBResponse) -> ActionResult:
+        result = _orig_create_app(self)
+        app = self.elasticbeanstalk_backend.applications[self._get_param("ApplicationName")]
+        app.tags = {t["Key"]: t.get("Value", "") for t in self._get_param("Tags") or []}  # type: ignore[attr-defined]
+        return result
+
+    _orig_find = EBBackend._find_environment_by_arn
+
+    def find_by_arn(self: EBBackend, arn: str) -> Any:
+        for app in self.applications.values():
+            if app.arn == arn:
+                if not hasattr(app, "tags"):
+                    app.tags = {}  # type: ignore[attr-defined]
+                return app
+        return _orig_find(self, arn)
+
+    EBResponse.create_application = create_application  # type: ignore[method-assign]
+    EBBackend._find_environment_by_arn = find_by_arn  # type: ignore[method-assign]
 
 
 def _get_console_output(self: General) -> ActionResult:

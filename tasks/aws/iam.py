@@ -103,12 +103,11 @@ def trust_policy(service: str, **condition: Any) -> dict[str, Any]:
 EC2_TRUST_POLICY = trust_policy("ec2.amazonaws.com")
 
 
-# the service role: AWS's own EB service role (aws-elasticbeanstalk-service-role) holds
-# these two; the first lives under the /service-role/ path
-EB_SERVICE_POLICIES = (
-    "arn:aws:iam::aws:policy/service-role/AWSElasticBeanstalkEnhancedHealth",
-    "arn:aws:iam::aws:policy/AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy",
-)
+# the service role: enhanced health reporting. AWS's console role also holds
+# AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy, for managed platform updates, which
+# the flows do not turn on; leaving it out keeps that broad policy out of the operator's
+# reach (the shipped policy lets it attach only this one to the service role)
+EB_SERVICE_POLICIES = ("arn:aws:iam::aws:policy/service-role/AWSElasticBeanstalkEnhancedHealth",)
 
 EB_SERVICE_TRUST_POLICY = trust_policy(
     "elasticbeanstalk.amazonaws.com",
@@ -157,9 +156,8 @@ def ensure_instance_role(aws: Aws, settings: FleetSettings) -> str:
 
 
 def ensure_service_role(aws: Aws, settings: FleetSettings) -> str:
-    """The role Elastic Beanstalk itself assumes for the environment (health reporting,
-    managed updates): trusts elasticbeanstalk.amazonaws.com, holds the two AWS-managed
-    policies AWS requires of an EB service role."""
+    """The role Elastic Beanstalk itself assumes for the environment (health reporting):
+    trusts elasticbeanstalk.amazonaws.com, holds AWSElasticBeanstalkEnhancedHealth."""
     return _ensure_role(
         aws,
         settings,

@@ -173,6 +173,7 @@ def build_estate(sb: Sandbox) -> dict[str, Any]:
         Protocol="HTTP",
         Port=80,
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+        Tags=tags(D, "http"),
     )
     s3 = client(sb, "s3")
     bucket = f"{D}-alb-logs-{ACCOUNT}"
@@ -217,6 +218,7 @@ def build_estate(sb: Sandbox) -> dict[str, Any]:
         Port=443,
         Certificates=[{"CertificateArn": cert}],
         DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+        Tags=tags(D, "https"),
     )
     upsert(
         sb,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.iamauth import s3_action
+from sandbox.authz.models.s3 import s3_action
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,117 @@
+"""Elastic Load Balancing (v2): load balancers, target groups, listeners, tags.
+
+Tags given at creation need `elasticloadbalancing:AddTags` with
+`elasticloadbalancing:CreateAction`; the first load balancer or target group of an account
+needs the ELB service-linked role (`sandbox.authz.slr`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..checks import Checks, tags_of
+from ..slr import need_service_linked_role
+
+_LB_TYPES = {"application": "app", "network": "net", "gateway": "gwy"}
+
+
+def _backend(c: Checks) -> Any:
+    from moto.elbv2.models import elbv2_backends
+
+    return elbv2_backends[c.call.account][c.call.region]
+
+
+def resource_tags(c: Checks, arn: str) -> dict[str, str]:
+    return tags_of(_backend(c).tagging_service.get_tag_dict_for_resource(arn))
+
+
+def rtype_of(arn: str) -> str:
+    """The reference's resource type of an ELB ARN (loadbalancer/app/, listener/app, ...)."""
+    res = arn.split(":", 5)[-1]
+    kind, _, rest = res.partition("/")
+    if kind == "targetgroup":
+        return "targetgroup"
+    lb = rest.split("/", 1)[0]
+    if kind == "loadbalancer":
+        return f"loadbalancer/{lb}/"
+    return f"{kind}/{lb}"  # listener/app, listener-rule/app
+
+
+def _existing(c: Checks, arn: str, request_tags: dict[str, str] | None = None) -> None:
+    c.add(rtype_of(arn), arn, resource_tags=resource_tags(c, arn), request_tags=request_tags)
+
+
+def _tag_on_create(c: Checks, rtype: str, arn: str, tags: dict[str, str]) -> None:
+    if tags:
+        c.add(
+            rtype,
+            arn,
+            action="elasticloadbalancing:AddTags",
+            request_tags=tags,
+            keys={"elasticloadbalancing:CreateAction": [c.call.action]},
+            why="tags on create",
+        )
+
+
+def create_load_balancer(c: Checks) -> None:
+    p = c.call.params
+    kind = _LB_TYPES.get(p.get("Type") or "application", "app")
+    rtype = f"loadbalancer/{kind}/"
+    arn = c.arn(rtype, LoadBalancerName=p.get("Name", "*"))
+    tags = c.call.tags()
+    c.add(rtype, arn, request_tags=tags)
+    _tag_on_create(c, rtype, arn, tags)
+    need_service_linked_role(c, "elasticloadbalancing.amazonaws.com")
+
+
+def create_target_group(c: Checks) -> None:
+    arn = c.arn("targetgroup", TargetGroupName=c.call.params.get("Name", "*"))
+    tags = c.call.tags()
+    c.add("targetgroup", arn, request_tags=tags)
+    _tag_on_create(c, "targetgroup", arn, tags)
+    need_service_linked_role(c, "elasticloadbalancing.amazonaws.com")
+
+
+def create_listener(c: Checks) -> None:
+    lb = c.call.params.get("LoadBalancerArn", "")
+    tags = c.call.tags()
+    _existing(c, lb, request_tags=tags)
+    kind = rtype_of(lb).split("/")[1]
+    listener = lb.replace(":loadbalancer/", ":listener/", 1) + "/*"
+    _tag_on_create(c, f"listener/{kind}", listener, tags)
+
+
+def by_param(param: str) -> Any:
+    def model(c: Checks) -> None:
+        value = c.call.params.get(param)
+        for arn in value if isinstance(value, list) else [value]:
+            if arn:
+                _existing(c, arn)
+
+    return model
+
+
+def add_tags(c: Checks) -> None:
+    tags = c.call.tags()
+    for arn in c.call.params.get("ResourceArns") or []:
+        c.add(rtype_of(arn), arn, request_tags=tags, resource_tags=resource_tags(c, arn))
+
+
+MODELS = {
+    "CreateLoadBalancer": create_load_balancer,
+    "CreateTargetGroup": create_target_group,
+    "CreateListener": create_listener,
+    "DeleteLoadBalancer": by_param("LoadBalancerArn"),
+    "ModifyLoadBalancerAttributes": by_param("LoadBalancerArn"),
+    "SetSecurityGroups": by_param("LoadBalancerArn"),
+    "SetSubnets": by_param("LoadBalancerArn"),
+    "DeleteTargetGroup": by_param("TargetGroupArn"),
+    "ModifyTargetGroup": by_param("TargetGroupArn"),
+    "ModifyTargetGroupAttributes": by_param("TargetGroupArn"),
+    "RegisterTargets": by_param("TargetGroupArn"),
+    "DeregisterTargets": by_param("TargetGroupArn"),
+    "DeleteListener": by_param("ListenerArn"),
+    "ModifyListener": by_param("ListenerArn"),
+    "AddTags": add_tags,
+    "RemoveTags": by_param("ResourceArns"),
+}
