@@ -439,6 +439,25 @@ def sandbox_command(
 app.command(bench_child, name="bench-child", show=False)  # the benchmark's seed/floor child
 
 
+@app.command(name="iam-policy")
+def iam_policy(
+    *,
+    partition: Literal["aws", "aws-cn", "aws-us-gov"] = "aws",
+    domain: Annotated[str | None, Parameter(show_default=False)] = None,
+    eb_domain: Annotated[str | None, Parameter(show_default=False)] = None,
+) -> int:
+    """Print the IAM policy the flows need, for a partition and your DNS names.
+
+    Args:
+        partition: the AWS partition whose ARNs the policy names.
+        domain: the load balancer's HTTPS name (default: www.ZONE, any zone).
+        eb_domain: the Beanstalk environment's HTTPS name (default: eb.ZONE, any zone).
+    """
+    from tasks.aws.policy import print_policy
+
+    return print_policy(partition, domain, eb_domain)
+
+
 @server_app.command(name="status")
 def server_status() -> int:
     """Print the reusable server's URL and pid (exit 1 if it is not running)."""

@@ -114,26 +114,21 @@ def new_life_id() -> str:
 def life_id(aws: Aws, settings: FleetSettings) -> str:
     """The id of the deployment's current life: created once with its key pair (stage 1)
     and deleted with it by teardown, so every deploy after a teardown gets a new one. A key
-    pair made before lives were tagged gets one now (a racing caller's tag wins: it is read
-    back)."""
+    pair made before lives were tagged is read as it is: its KeyPairId, which EC2 gives
+    each key pair it creates, is that life's id (nothing is tagged after the fact, which
+    the shipped policy does not allow)."""
     ec2 = aws.client("ec2")
-    for _ in range(2):
-        try:
-            pairs = ec2.describe_key_pairs(KeyNames=[settings.key_name])["KeyPairs"]
-        except ClientError as exc:
-            if error_code(exc) != "InvalidKeyPair.NotFound":
-                raise
-            raise StageError(
-                f"key pair {settings.key_name!r} does not exist: run stage 1 "
-                "(launch-instances) first, it creates the deployment's key pair"
-            ) from None
-        tags = {t["Key"]: t["Value"] for t in pairs[0].get("Tags", [])}
-        if LIFE_TAG in tags:
-            return str(tags[LIFE_TAG])
-        ec2.create_tags(
-            Resources=[pairs[0]["KeyPairId"]], Tags=[{"Key": LIFE_TAG, "Value": new_life_id()}]
-        )
-    raise StageError(f"key pair {settings.key_name!r} does not keep its {LIFE_TAG} tag")
+    try:
+        pairs = ec2.describe_key_pairs(KeyNames=[settings.key_name])["KeyPairs"]
+    except ClientError as exc:
+        if error_code(exc) != "InvalidKeyPair.NotFound":
+            raise
+        raise StageError(
+            f"key pair {settings.key_name!r} does not exist: run stage 1 "
+            "(launch-instances) first, it creates the deployment's key pair"
+        ) from None
+    tags = {t["Key"]: t["Value"] for t in pairs[0].get("Tags", [])}
+    return str(tags.get(LIFE_TAG) or pairs[0]["KeyPairId"])
 
 
 def client_token(settings: FleetSettings, life: str, role: str, *parts: object) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 TAG = "tomcat-fleet:deployment"  # tasks.aws.cleanup.TAG_KEY, every resource the flows create
-LIFE_TAG = "tomcat-fleet:life"  # tasks.aws.ec2.LIFE_TAG, on the key pair
 REQUEST_TAGGED = {"Null": {f"aws:RequestTag/{TAG}": "false"}}
 RESOURCE_TAGGED = {"Null": {f"aws:ResourceTag/{TAG}": "false"}}
 # tag a resource being created (it carries no deployment tag yet), with the deployment tag
@@ -198,17 +197,6 @@ _scope(
                 "RunInstances",
             ]
         }
-    },
-    "ec2:CreateTags",
-)
-# a key pair made before lives were recorded gets its life tag: only the deployment's own
-# key pair, only that one tag key
-_scope(
-    "Ec2KeyPairLife",
-    _ec2("key-pair"),
-    {
-        **RESOURCE_TAGGED,
-        "ForAllValues:StringEquals": {"aws:TagKeys": [LIFE_TAG]},
     },
     "ec2:CreateTags",
 )

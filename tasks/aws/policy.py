@@ -143,6 +143,13 @@ def read_operations(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def print_policy(partition: str, domain: str | None, eb_domain: str | None) -> int:
+    """`tomcat-fleet iam-policy`: the policy for `partition` and the deployment's names."""
+    domains = (domain or DEFAULT_DOMAINS[0], eb_domain or DEFAULT_DOMAINS[1])
+    sys.stdout.write(render(shipped_operations(), partition=partition, domains=domains))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m tasks.aws.policy", description=__doc__.split("\n\n")[0] if __doc__ else ""

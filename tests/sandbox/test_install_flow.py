@@ -25,7 +25,7 @@ from tasks.aws.ec2 import (
 from tasks.models import InstallSummary, Instance
 from tasks.runtime.outcome import outcome_of
 
-from ..support import make_sandbox
+from ..support import client, make_sandbox
 
 N = 60
 
@@ -122,9 +122,7 @@ def test_artifacts_are_in_the_api(fleet: list[Instance], overrides: dict[str, An
 def test_wrong_key_fails_every_host_quickly(
     sb: Sandbox, fleet: list[Instance], overrides: dict[str, Any], tmp_path: Path
 ) -> None:
-    import boto3
-
-    other = boto3.client("ec2").create_key_pair(KeyName="not-the-fleets")["KeyMaterial"]
+    other = client(sb, "ec2").create_key_pair(KeyName="not-the-fleets")["KeyMaterial"]
     (tmp_path / "wrong.pem").write_text(other)
     started = time.monotonic()
     state = install_tomcat(

@@ -37,18 +37,15 @@ from flows.teardown import teardown
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws.client import recorded_operations, reset_operations
 from tasks.aws.ec2 import TAG_KEY
+from tasks.aws.grants import IAM_PROFILES, IAM_ROLES, LINKED_SERVICES, SCOPES
 from tasks.aws.policy import (
-    IAM_PROFILES,
-    IAM_ROLES,
-    PASSED_TO,
     POLICY_PATH,
-    SCOPES,
     actions_for,
     load_policy,
     policy_actions,
     render,
+    shipped_operations,
 )
-from tasks.aws.ssm import public_parameter_arn
 from tasks.aws.teardown import TeardownReport
 
 from ..support import client, make_sandbox
@@ -550,27 +547,35 @@ def test_iam_policy_grants_exactly_the_actions_called(run: Run, tmp_path: Path) 
 def check_statement_shape(st: dict[str, Any]) -> None:
     """Least privilege where AWS allows it: `Resource: "*"` only for actions AWS does not
     scope to a resource (or, for those, only under a tag condition); IAM only on the
-    deployment's role/profile ARNs; iam:PassRole only to the services named."""
+    deployment's role/profile ARNs and the service-linked roles; each role passed only to
+    the one service that assumes it."""
     sid, actions = st["Sid"], st["Action"]
     if st["Resource"] == "*":
         for action in actions:
             scopes = SCOPES.get(action, [])
             assert all(r == ["*"] for _, r, _ in scopes), f"{sid}: {action} on '*'"
             assert not scopes or "Condition" in st, f"{sid}: {action} on '*' unconditioned"
-            assert not action.startswith("iam:") or action in {
-                "iam:ListRoles",
-                "iam:ListInstanceProfiles",
-            }, f"{sid}: {action} on '*'"
+            assert not action.startswith("iam:"), f"{sid}: {action} on '*'"
         return
     assert isinstance(st["Resource"], list) and st["Resource"], sid
     assert all(r.startswith("arn:aws:") for r in st["Resource"]), sid
     if any(a.startswith("iam:") for a in actions):
-        assert set(st["Resource"]) <= set(IAM_ROLES) | set(IAM_PROFILES), sid
+        linked = {
+            f"arn:aws:iam::*:role/aws-service-role/{svc}/{role}"
+            for svc, role in LINKED_SERVICES.items()
+        }
+        allowed = {r.format(P="aws") for r in IAM_ROLES + IAM_PROFILES} | linked
+        assert set(st["Resource"]) <= allowed, sid
     if "iam:PassRole" in actions:
         assert actions == ["iam:PassRole"], sid
-        assert st["Condition"] == {"StringEquals": {"iam:PassedToService": PASSED_TO}}, sid
-    if sid == "SsmAmiParameter":
-        assert st["Resource"] == [public_parameter_arn()]
+        services = st["Condition"]["StringEquals"]["iam:PassedToService"]
+        assert len(services) == 1 and len(st["Resource"]) == 1, sid
+
+
+def test_iam_operations_file_is_what_the_flows_called(run: Run) -> None:
+    """docs/iam-operations.json (what docs/iam-policy.json is generated from) is exactly
+    the set of operations this run's flows called."""
+    assert set(shipped_operations()) == set(run.operations)
 
 
 def test_iam_policy_file_is_what_the_generator_writes(run: Run) -> None:

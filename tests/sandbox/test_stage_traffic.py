@@ -222,12 +222,16 @@ def web(env: dict[str, Any]) -> dict[str, Any]:
 def eb(env: dict[str, Any]) -> BeanstalkResult:
     sb = env["sb"]
     ebc = client(sb, "elasticbeanstalk")
-    ebc.create_application(ApplicationName="traffictest-app")
+    # tagged as the flows tag them: Beanstalk passes the tags on to its load balancer, which
+    # is what lets the operator add the HTTPS listener to it
+    tags = [{"Key": TAG_KEY, "Value": env["settings"].deployment_name}]
+    ebc.create_application(ApplicationName="traffictest-app", Tags=tags)
     ebc.create_environment(
         ApplicationName="traffictest-app",
         EnvironmentName="traffictest-env",
         SolutionStackName=STACK,
         OptionSettings=eb_service_role(client(sb, "iam")),
+        Tags=tags,
     )
 
     def ready() -> dict[str, Any] | None:

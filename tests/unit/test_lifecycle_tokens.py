@@ -84,3 +84,21 @@ def test_role_instances_are_fresh_after_teardown_and_reused_within_a_life(aws: A
     assert jump2.instance_id != jump.instance_id and gen2.instance_id != gen.instance_id
     assert len(tokens) == 6 and set(tokens[3:]).isdisjoint(first_life)
     _teardown(aws)
+
+
+def test_a_key_pair_without_a_life_tag_is_read_not_tagged(aws: Any) -> None:
+    """A key pair made before lives were tagged: its KeyPairId is its life, read the same
+    every time, and nothing is tagged after the fact (no standalone ec2:CreateTags)."""
+    from tasks.aws.cleanup import TAG_KEY
+    from tasks.aws.ec2 import LIFE_TAG, life_id
+
+    ec2 = aws.client("ec2")
+    made = ec2.create_key_pair(
+        KeyName="lifetest",
+        TagSpecifications=[
+            {"ResourceType": "key-pair", "Tags": [{"Key": TAG_KEY, "Value": "lifetest"}]}
+        ],
+    )
+    assert life_id(aws, aws.settings) == made["KeyPairId"] == life_id(aws, aws.settings)
+    pair = ec2.describe_key_pairs(KeyNames=["lifetest"])["KeyPairs"][0]
+    assert LIFE_TAG not in {t["Key"] for t in pair.get("Tags", [])}
