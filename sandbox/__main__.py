@@ -35,6 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fault-profile", default="clean", help="/".join(FAULT_PROFILES))
     p.add_argument(
+        "--account-profile",
+        default="fresh",
+        help="what the account holds at start: fresh (empty) or busy (SSO roles, "
+        "OrganizationAccountAccessRole, another deployment's estate, foreign IAM roles, "
+        "instances, security groups, a second hosted zone and foreign records)",
+    )
+    p.add_argument(
         "--throttle-rate",
         type=float,
         default=0.0,
@@ -100,6 +107,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         cloud_init_seconds=args.cloud_init_seconds,
         seed=args.seed,
         fault_profile=args.fault_profile,
+        account_profile=args.account_profile,
         throttle_rate=args.throttle_rate,
         token_buckets=args.token_buckets,
         enforce_iam=args.enforce_iam,

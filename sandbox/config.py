@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from . import accounts
+
 FAULT_PROFILES: dict[str, dict[str, float]] = {
     # rates are probabilities; slow_factor multiplies install latency on slow hosts
     "clean": {
@@ -111,6 +113,12 @@ class SandboxConfig(BaseModel):
         description="IAM access control: the env file's keys are an operator user holding "
         "exactly docs/iam-policy.json; False allows every call (--no-enforce-iam)",
     )
+    account_profile: str = Field(
+        "fresh",
+        description="what the account holds at start: fresh (empty) or busy (SSO roles, "
+        "another deployment's estate, foreign IAM, instances, zones and records; "
+        "sandbox/accounts.py)",
+    )
     state_dir: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 
@@ -119,6 +127,11 @@ class SandboxConfig(BaseModel):
     def _known_profile(cls, v: str) -> str:
         FaultRates.profile(v)
         return v
+
+    @field_validator("account_profile")
+    @classmethod
+    def _known_account_profile(cls, v: str) -> str:
+        return accounts.check(v)
 
     @field_validator("public_ip_cidr", "service_ip_cidr")
     @classmethod

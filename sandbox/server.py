@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+import sandbox.accounts as accounts
 import sandbox.iamauth as iamauth
 import sandbox.moto_patches as moto_patches
 import sandbox.snapshot as snapshot
@@ -115,6 +116,11 @@ class Sandbox:
         self.api.start()
         self._seed_route53()
         self._locked(lambda: ssm_seed.seed(moto_patches.ACCOUNT, self.cfg.region))
+        self._locked(
+            lambda: accounts.apply(
+                cfg.account_profile, moto_patches.ACCOUNT, cfg.region, cfg.hosted_zone
+            )
+        )
         self.admin, self.operator = self._locked(lambda: iamauth.create_users(moto_patches.ACCOUNT))
         iamauth.enforce(cfg.enforce_iam)
         self.started_at = time.monotonic()

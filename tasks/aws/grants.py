@@ -281,7 +281,6 @@ _scope(
     "iam:ListAttachedRolePolicies",
     "iam:ListInstanceProfilesForRole",
     "iam:ListRolePolicies",
-    "iam:ListRoleTags",
 )
 _scope(
     "IamChangeTaggedRoles",

@@ -48,38 +48,37 @@ def delete_role(c: Cleanup, name: str) -> None:
     iam.delete_role(RoleName=name)
 
 
+def _own(c: Cleanup, kind: str, name: str, found: dict[str, Any]) -> dict[str, Any]:
+    """`found` (read by name) when its tags say it is the deployment's; another owner's
+    is left alone: StageError naming it."""
+    if not c.mine(found.get("Tags")):
+        raise not_ours(kind, name, c.settings)
+    return found
+
+
 def delete_profiles_and_roles(c: Cleanup) -> None:
+    """The deployment's instance profile, then its two roles, each read by the name the
+    flows give it (`profile_name`, `role_name`, `service_role_name`) and deleted only when
+    its tags say it is the deployment's. Nothing is listed: on a real account the shipped
+    policy denies reading other owners' roles and profiles (SSO roles,
+    OrganizationAccountAccessRole, ...), so a list-then-filter teardown fails there.
+    NoSuchEntity on the read means gone (skipped by `attempt`); a same-named entity of
+    another owner is left in place and recorded as an error."""
     iam = c.aws.client("iam")
-    profiles = []
-    for p in iam.pages("list_instance_profiles", "InstanceProfiles"):
-        tags = p.get("Tags")
-        if tags is None:  # AWS lists profiles without their tags
-            try:
-                tags = iam.get_instance_profile(InstanceProfileName=p["InstanceProfileName"])[
-                    "InstanceProfile"
-                ].get("Tags", [])
-            except ClientError as exc:
-                if is_gone(exc):
-                    continue
-                raise
-        if c.mine(tags):
-            profiles.append(p)
-    for p in profiles:
-        c.attempt("instance-profile", p["InstanceProfileName"], _delete_profile, c, p)
-    roles = []
-    for role in iam.pages("list_roles", "Roles"):
-        if role.get("Path", "/").startswith("/aws-service-role/"):
-            continue
-        try:
-            tags = iam.list_role_tags(RoleName=role["RoleName"]).get("Tags", [])
-        except ClientError as exc:
-            if is_gone(exc):
-                continue
-            raise
-        if c.mine(tags):
-            roles.append(role["RoleName"])
-    for name in roles:
-        c.attempt("iam-role", name, delete_role, c, name)
+    profile = profile_name(c.settings)
+
+    def delete_profile() -> None:
+        found = iam.get_instance_profile(InstanceProfileName=profile)["InstanceProfile"]
+        _delete_profile(c, _own(c, "instance profile", profile, found))
+
+    c.attempt("instance-profile", profile, delete_profile)
+    for name in (role_name(c.settings), service_role_name(c.settings)):
+
+        def delete(name: str = name) -> None:
+            _own(c, "IAM role", name, iam.get_role(RoleName=name)["Role"])
+            delete_role(c, name)
+
+        c.attempt("iam-role", name, delete)
 
 
 EB_POLICIES = (

@@ -11,12 +11,15 @@
     instances' role and the Beanstalk service role, after the environments are gone) ->
     key pairs -> the RDS password Secret block (only with ``delete_secrets=True``).
 
-Nothing is found by name alone: a resource is removed only when its tags say it belongs to
+Nothing is removed by name alone: a resource is removed only when its tags say it belongs to
 the deployment (Route53 records cannot be tagged: a record is removed only when it is a
 DNS-validation CNAME of one of the deployment's certificates or points at one of its load
-balancers or Beanstalk environments). Things already gone are skipped silently, so a second
-teardown removes nothing and succeeds. An error on one resource is recorded and the teardown
-goes on; every wait is bounded by one overall deadline.
+balancers or Beanstalk environments). IAM roles and the instance profile are not listed but
+read by the names the flows give them, then checked by tag: the shipped policy may not read
+other owners' IAM entities (a same-named one of another owner is reported, never removed).
+Things already gone are skipped silently, so a second teardown removes nothing and succeeds.
+An error on one resource is recorded and the teardown goes on; every wait is bounded by one
+overall deadline.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ def _run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str
     ("args", "needle"),
     [
         (["--fault-profile", "nope"], "fault-profile"),
+        (["--account-profile", "crowded"], "account-profile"),
         (["--install-latency", "-1"], "install-latency"),
         (["--throttle-rate", "2"], "throttle-rate"),
     ],

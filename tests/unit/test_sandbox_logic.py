@@ -111,3 +111,13 @@ def test_config_rejects_bad_values() -> None:
         SandboxConfig(install_latency=-1)
     with pytest.raises(ValidationError, match="loopback"):
         SandboxConfig(public_ip_cidr="10.0.0.0/16")
+
+
+def test_account_profile_option() -> None:
+    from sandbox.__main__ import build_parser, config_from_args
+
+    assert SandboxConfig().account_profile == "fresh"
+    busy = config_from_args(build_parser().parse_args(["--account-profile", "busy"]))
+    assert busy.account_profile == "busy"
+    with pytest.raises(ValidationError, match="account profile"):
+        SandboxConfig(account_profile="crowded")
