@@ -111,6 +111,11 @@ class SandboxConfig(BaseModel):
         description="IAM access control: the env file's keys are an operator user holding "
         "exactly docs/iam-policy.json; False allows every call (--no-enforce-iam)",
     )
+    operator_policy_path: str | None = Field(
+        None,
+        description="the IAM policy file the operator user holds; None: the shipped "
+        "docs/iam-policy.json (tests give a narrower one to see what AWS would refuse)",
+    )
     state_dir: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 

@@ -228,6 +228,9 @@ def eb(env: dict[str, Any]) -> BeanstalkResult:
         EnvironmentName="traffictest-env",
         SolutionStackName=STACK,
         OptionSettings=eb_service_role(client(sb, "iam")),
+        # as stage 7 tags it: Beanstalk propagates the tags to the balancer and its group,
+        # which stage 11 (as the operator) may change only when they carry them
+        Tags=[{"Key": TAG_KEY, "Value": "traffictest"}],
     )
 
     def ready() -> dict[str, Any] | None:
