@@ -119,6 +119,11 @@ class SandboxConfig(BaseModel):
         "another deployment's estate, foreign IAM, instances, zones and records; "
         "sandbox/accounts.py)",
     )
+    operator_policy_path: str | None = Field(
+        None,
+        description="the IAM policy file the operator user holds; None: the shipped "
+        "docs/iam-policy.json (tests give a narrower one to see what AWS would refuse)",
+    )
     state_dir: str | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "warning"
 

@@ -271,27 +271,19 @@ class Fleet:
         env.lb_arn, env.tg_arn = lb_arn, tg_arn
 
     def eb_resources(self, env: Any) -> dict[str, Any]:
-        local = self.environments.get(env.environment_name)
-        return {
-            "EnvironmentName": env.environment_name,
-            "AutoScalingGroups": [],
-            "Instances": [],
-            "LaunchConfigurations": [],
-            "LaunchTemplates": [],
-            "LoadBalancers": [{"Name": local.lb_arn}] if local and local.lb_arn else [],
-            "Triggers": [],
-            "Queues": [],
-        }
+        """Called under the API lock: what Beanstalk built for the environment."""
+        from .beanstalk import describe
+
+        return describe(self.cfg.region, env)
 
     def eb_terminate(self, env: Any) -> None:
-        """Called under the API lock: drop the environment's balancer, mark it terminated."""
+        """Called under the API lock: remove what Beanstalk built, mark it terminated."""
         from .beanstalk import release_environment
 
         local = self.environments.pop(env.environment_name, None)
-        if local:
-            release_environment(self.cfg.region, local.lb_arn, local.tg_arn)
-            if local.app_server:
-                self.loop.call_soon_threadsafe(local.app_server.close)
+        release_environment(self.cfg.region, env.environment_id)
+        if local and local.app_server:
+            self.loop.call_soon_threadsafe(local.app_server.close)
         env.status = "Terminated"
 
     # -- names ----------------------------------------------------------------------------

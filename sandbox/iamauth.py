@@ -6,12 +6,15 @@ the key's secret) and authorised against the caller's IAM policies by moto's acc
 sandbox creates two users in moto's IAM:
 
 * `sandbox-admin`, allowed everything: tests inspect the estate with it;
-* `tomcat-fleet-operator`, holding exactly `docs/iam-policy.json` as an inline policy: the
-  env file's AWS credentials, what the flows, the local start and the benchmarks run as.
+* `tomcat-fleet-operator`, holding exactly `docs/iam-policy.json` as an inline policy (or
+  `SandboxConfig.operator_policy_path`): the env file's AWS credentials, what the flows, the
+  local start and the benchmarks run as.
 
 A call outside the operator's policy fails as on AWS: `AccessDenied` / `UnauthorizedOperation`
-naming the action. The sandbox's own work (fleet reconcile, seeding, snapshots) reads moto's
-backends in-process and is not subject to it.
+naming the action; what Elastic Beanstalk would do with the caller's rights and may not,
+`InsufficientPrivilegesException`. The sandbox's own work (fleet reconcile, seeding,
+snapshots, what Beanstalk builds) reads and writes moto's backends in-process and is not
+subject to it.
 
 moto checks the signature; `sandbox.authz` authorizes: every resource the call touches, the
 condition keys AWS evaluates (request and resource tags, create actions, passed roles, ...),
@@ -36,6 +39,7 @@ from moto.iam.models import iam_backends
 
 from .authz import request as authz_request
 from .authz.authorizer import Denied, authorize, documents, policy_problems
+from .authz.models.eb_caller import is_caller_check
 
 POLICY_PATH = Path(__file__).resolve().parents[1] / "docs" / "iam-policy.json"
 ADMIN_USER = "sandbox-admin"
@@ -92,13 +96,21 @@ def create_users(account: str, policy_path: Path = POLICY_PATH) -> tuple[UserKey
 _installed = False
 
 
-def _error(call: authz_request.Call, message: str) -> Exception:
-    """AccessDenied in the shape the service answers it."""
+def _error(call: authz_request.Call, denied: Denied) -> Exception:
+    """AccessDenied in the shape the service answers it; what Elastic Beanstalk was refused
+    acting with the caller's rights, as InsufficientPrivilegesException (HTTP 403)."""
     from moto.core.exceptions import JsonRESTError, _RESTError
 
     class Forbidden(_RESTError):
         code = 403
 
+    message = denied.message
+    if denied.check is not None and is_caller_check(denied.check.why):
+        return Forbidden(
+            "InsufficientPrivilegesException",
+            f"{message} ({denied.check.why}). Elastic Beanstalk creates, reads and deletes "
+            "an environment's resources with your permissions.",
+        )
     if call.prefix == "ec2":
         return Forbidden(
             "UnauthorizedOperation", f"You are not authorized to perform this operation. {message}"
@@ -145,7 +157,7 @@ def _install() -> None:
         try:
             checks = authorize(call, documents(iam_request._access_key.collect_policies()))
         except Denied as denied:
-            raise _error(call, denied.message) from None
+            raise _error(call, denied) from None
         for after in checks.after:
             after()
 

@@ -41,6 +41,8 @@ from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 from moto.rds.models import DBInstance, rds_backends
 from moto.route53.responses import Route53
 
+from .eb_names import environment_id
+
 ACCOUNT = DEFAULT_ACCOUNT_ID
 ROUTE53_PROPAGATION_S = 0.3
 _changes: dict[str, float] = {}  # change id -> when it was submitted (monotonic)
@@ -197,7 +199,8 @@ def _install() -> None:
         self.endpoint_url = self.cname
         self.status = "Launching"
         self.health = "Grey"
-        self.environment_id = f"e-{abs(hash(self.environment_arn)) % 10**10:010d}"
+        # from the ARN: the authorizer names the stack and its resources before creation
+        self.environment_id = environment_id(self.environment_arn)
 
     Environment.__init__ = env_init  # type: ignore[method-assign]
 
@@ -228,8 +231,14 @@ def _install() -> None:
     def create_environment(self: EBResponse) -> ActionResult:
         from .eb_roles import check_service_role
 
-        check_service_role(self.current_account, self._get_param("OptionSettings"))
-        return _orig_create_env(self)
+        options = self._get_param("OptionSettings") or []
+        check_service_role(self.current_account, options)
+        result = _orig_create_env(self)
+        # kept on the environment: the sandbox builds its launch template from them
+        for env in self.elasticbeanstalk_backend.describe_environments():
+            if env.environment_name == self._get_param("EnvironmentName"):
+                env.option_settings = options  # type: ignore[attr-defined]
+        return result
 
     EBResponse.create_environment = create_environment  # type: ignore[method-assign]
     _patch_eb_application_tags()

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
@@ -121,7 +122,10 @@ class Sandbox:
                 cfg.account_profile, moto_patches.ACCOUNT, cfg.region, cfg.hosted_zone
             )
         )
-        self.admin, self.operator = self._locked(lambda: iamauth.create_users(moto_patches.ACCOUNT))
+        policy = Path(cfg.operator_policy_path) if cfg.operator_policy_path else iamauth.POLICY_PATH
+        self.admin, self.operator = self._locked(
+            lambda: iamauth.create_users(moto_patches.ACCOUNT, policy)
+        )
         iamauth.enforce(cfg.enforce_iam)
         self.started_at = time.monotonic()
         return self

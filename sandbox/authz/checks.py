@@ -7,11 +7,19 @@ AWS puts there, and only those: the global keys, and the keys the Service Author
 Reference lists for the action, for the (action, resource type) row and for the resource
 type. A key a policy tests that is not there is absent, as on AWS (`Null` is true, a
 plain `StringEquals` false).
+
+A check a service makes with the caller's credentials on the caller's behalf (Elastic
+Beanstalk, and CloudFormation for it) carries that in its context: `via=` on `add`, or every
+check added inside `with c.on_behalf(via, why):`. `aws:ViaAWSService` is then true, and
+`aws:CalledVia` lists the services IAM records there (CloudFormation is one, Elastic
+Beanstalk is not).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .evaluate import Check
@@ -27,6 +35,7 @@ SUPPORTED_KEYS = (
     "ec2:ResourceTag/${TagKey}",
     "elasticloadbalancing:ResourceTag/${TagKey}",
     "iam:ResourceTag/${TagKey}",
+    "autoscaling:ResourceTag/${TagKey}",
     "ec2:CreateAction",
     "elasticloadbalancing:CreateAction",
     "iam:PassedToService",
@@ -59,11 +68,36 @@ class ModelError(LookupError):
     """The sandbox cannot say which resources a call touches: it refuses the call."""
 
 
+@dataclass(frozen=True)
+class Via:
+    """A request an AWS service makes with the caller's credentials: `aws:ViaAWSService`
+    is true; `services` is `aws:CalledVia`, first to last (empty for a service IAM does not
+    record there)."""
+
+    services: tuple[str, ...] = ()
+
+
+BY_SERVICE = Via()  # e.g. Elastic Beanstalk itself: ViaAWSService, no CalledVia
+VIA_CLOUDFORMATION = Via(("cloudformation.amazonaws.com",))
+
+
 class Checks:
     def __init__(self, call: Call) -> None:
         self.call = call
         self.items: list[Check] = []
         self.after: list[Callable[[], None]] = []  # run once every check allowed the call
+        self._via: Via | None = None  # set by on_behalf: the default of `add`
+        self._why = ""
+
+    @contextlib.contextmanager
+    def on_behalf(self, via: Via, why: str) -> Iterator[None]:
+        """Every check added inside is made `via` a service, its `why` prefixed by `why`."""
+        saved = self._via, self._why
+        self._via, self._why = via, why
+        try:
+            yield
+        finally:
+            self._via, self._why = saved
 
     # -- ARNs ----------------------------------------------------------------------------
     def arn(self, resource_type: str, prefix: str | None = None, **parts: str) -> str:
@@ -88,12 +122,17 @@ class Checks:
         resource_tags: Mapping[str, str] | None = None,
         keys: Mapping[str, Sequence[str]] | None = None,
         why: str = "",
+        via: Via | None = None,
     ) -> None:
         """A check of `action` (default: the call's) on each of `arns` of `resource_type`
-        ('' with arns '*': an action authorized against no resource)."""
+        ('' with arns '*': an action authorized against no resource). `via`: made by a
+        service on the caller's behalf (default: as `on_behalf` says, else as the call)."""
         name = action or self.call.name
+        via = via if via is not None else self._via
+        if self._why:
+            why = f"{self._why}: {why}" if why else self._why
         for arn in [arns] if isinstance(arns, str) else list(arns):
-            context = self._context(name, resource_type, request_tags, resource_tags, keys)
+            context = self._context(name, resource_type, request_tags, resource_tags, keys, via)
             self.items.append(Check(name, arn, context, why))
 
     def unscoped(self, action: str | None = None, **kw: Any) -> None:
@@ -106,6 +145,7 @@ class Checks:
         request_tags: Mapping[str, str] | None,
         resource_tags: Mapping[str, str] | None,
         keys: Mapping[str, Sequence[str]] | None,
+        via: Via | None = None,
     ) -> dict[str, tuple[str, ...]]:
         prefix, _, name = action.partition(":")
         ref = reference()
@@ -125,10 +165,12 @@ class Checks:
             "aws:username": (c.principal.rsplit("/", 1)[-1],),
             "aws:RequestedRegion": (c.requested_region,),
         }
-        if c.called_via:
-            values["aws:CalledVia"] = c.called_via
-            values["aws:CalledViaFirst"] = (c.called_via[0],)
-            values["aws:CalledViaLast"] = (c.called_via[-1],)
+        called_via = via.services if via is not None else c.called_via
+        if called_via:
+            values["aws:CalledVia"] = called_via
+            values["aws:CalledViaFirst"] = (called_via[0],)
+            values["aws:CalledViaLast"] = (called_via[-1],)
+        if called_via or via is not None:
             values["aws:ViaAWSService"] = ("true",)
         if request_tags is not None and request_tags:
             for k, v in request_tags.items():

@@ -13,6 +13,8 @@ from typing import Any
 
 # IAM's global services: their calls are authorized in us-east-1 whatever the endpoint
 _GLOBAL = {"iam", "route53", "sts"}
+# services whose signing name (what moto knows the request by) is not their IAM prefix
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
 
 
 @dataclass
@@ -73,7 +75,7 @@ def _parse_params(response: Any, action: str) -> dict[str, Any]:
 def from_moto(response: Any, iam_request: Any, resource: str) -> Call:
     """The call moto is about to serve (`response`: its BaseResponse; `iam_request`: the
     IAMRequest whose signature it checked)."""
-    prefix = iam_request._service
+    prefix = _IAM_PREFIX.get(iam_request._service, iam_request._service)
     action = iam_request._action.split(":", 1)[1]
     params: dict[str, Any] = {}
     if prefix != "s3":  # S3's REST names are moto's own; sandbox.authz.models.s3 reads them

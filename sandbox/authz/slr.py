@@ -4,7 +4,9 @@ On AWS an account starts without them; the first load balancer or target group c
 AWSServiceRoleForElasticLoadBalancing, the first DB instance AWSServiceRoleForRDS, the first
 Auto Scaling group AWSServiceRoleForAutoScaling. The service creates the role with the
 caller's rights: the call also needs `iam:CreateServiceLinkedRole` on the role, with
-`iam:AWSServiceName` the service's principal. Once the role exists no call needs it.
+`iam:AWSServiceName` the service's principal. Once the role exists no call needs it. Inside
+`Checks.on_behalf` the check is made as that says (CloudFormation creating Elastic
+Beanstalk's Auto Scaling group carries `aws:CalledVia`).
 """
 
 from __future__ import annotations

@@ -414,6 +414,15 @@ _scope(
     "cloudwatch:PutMetricAlarm",
     "cloudwatch:DeleteAlarms",
 )
+# ... and its balancer's listener: CloudFormation cannot tag a listener, so the one on
+# Beanstalk's balancer (awseb-AWSEB-...) carries no deployment tag; deleted through
+# CloudFormation only
+_scope(
+    "BeanstalkListeners",
+    ["arn:{P}:elasticloadbalancing:*:*:listener/app/awseb-*/*/*"],
+    VIA_CLOUDFORMATION,
+    "elasticloadbalancing:DeleteListener",
+)
 # -- Route 53: only the record names and types the flows write -----------------------------
 _scope(
     "Route53Records",

@@ -41,44 +41,67 @@ def _existing(c: Checks, arn: str, request_tags: dict[str, str] | None = None) -
     c.add(rtype_of(arn), arn, resource_tags=resource_tags(c, arn), request_tags=request_tags)
 
 
-def _tag_on_create(c: Checks, rtype: str, arn: str, tags: dict[str, str]) -> None:
+def tag_on_create(c: Checks, rtype: str, arn: str, tags: dict[str, str], create: str) -> None:
+    """elasticloadbalancing:AddTags of the tags `create` (CreateLoadBalancer, ...) gives."""
     if tags:
         c.add(
             rtype,
             arn,
             action="elasticloadbalancing:AddTags",
             request_tags=tags,
-            keys={"elasticloadbalancing:CreateAction": [c.call.action]},
+            keys={"elasticloadbalancing:CreateAction": [create]},
             why="tags on create",
         )
+
+
+def load_balancer_checks(c: Checks, name: str, tags: dict[str, str], kind: str = "app") -> str:
+    """The checks of CreateLoadBalancer `name` with `tags` (whoever calls it); its ARN."""
+    rtype = f"loadbalancer/{kind}/"
+    arn = c.arn(rtype, "elasticloadbalancing", LoadBalancerName=name)
+    c.add(rtype, arn, action="elasticloadbalancing:CreateLoadBalancer", request_tags=tags)
+    tag_on_create(c, rtype, arn, tags, "CreateLoadBalancer")
+    need_service_linked_role(c, "elasticloadbalancing.amazonaws.com")
+    return arn
+
+
+def target_group_checks(c: Checks, name: str, tags: dict[str, str]) -> str:
+    """The checks of CreateTargetGroup `name` with `tags`; its ARN."""
+    arn = c.arn("targetgroup", "elasticloadbalancing", TargetGroupName=name)
+    c.add("targetgroup", arn, action="elasticloadbalancing:CreateTargetGroup", request_tags=tags)
+    tag_on_create(c, "targetgroup", arn, tags, "CreateTargetGroup")
+    need_service_linked_role(c, "elasticloadbalancing.amazonaws.com")
+    return arn
+
+
+def listener_checks(
+    c: Checks, lb: str, tags: dict[str, str], lb_tags: dict[str, str] | None = None
+) -> None:
+    """The checks of CreateListener on balancer `lb` (its tags: moto's unless given)."""
+    current = resource_tags(c, lb) if lb_tags is None else lb_tags
+    c.add(
+        rtype_of(lb),
+        lb,
+        action="elasticloadbalancing:CreateListener",
+        request_tags=tags or None,
+        resource_tags=current,
+    )
+    kind = rtype_of(lb).split("/")[1]
+    listener = lb.replace(":loadbalancer/", ":listener/", 1) + "/*"
+    tag_on_create(c, f"listener/{kind}", listener, tags, "CreateListener")
 
 
 def create_load_balancer(c: Checks) -> None:
     p = c.call.params
     kind = _LB_TYPES.get(p.get("Type") or "application", "app")
-    rtype = f"loadbalancer/{kind}/"
-    arn = c.arn(rtype, LoadBalancerName=p.get("Name", "*"))
-    tags = c.call.tags()
-    c.add(rtype, arn, request_tags=tags)
-    _tag_on_create(c, rtype, arn, tags)
-    need_service_linked_role(c, "elasticloadbalancing.amazonaws.com")
+    load_balancer_checks(c, p.get("Name", "*"), c.call.tags(), kind)
 
 
 def create_target_group(c: Checks) -> None:
-    arn = c.arn("targetgroup", TargetGroupName=c.call.params.get("Name", "*"))
-    tags = c.call.tags()
-    c.add("targetgroup", arn, request_tags=tags)
-    _tag_on_create(c, "targetgroup", arn, tags)
-    need_service_linked_role(c, "elasticloadbalancing.amazonaws.com")
+    target_group_checks(c, c.call.params.get("Name", "*"), c.call.tags())
 
 
 def create_listener(c: Checks) -> None:
-    lb = c.call.params.get("LoadBalancerArn", "")
-    tags = c.call.tags()
-    _existing(c, lb, request_tags=tags)
-    kind = rtype_of(lb).split("/")[1]
-    listener = lb.replace(":loadbalancer/", ":listener/", 1) + "/*"
-    _tag_on_create(c, f"listener/{kind}", listener, tags)
+    listener_checks(c, c.call.params.get("LoadBalancerArn", ""), c.call.tags())
 
 
 def by_param(param: str) -> Any:
