@@ -122,6 +122,14 @@ def _error(call: authz_request.Call, denied: Denied) -> Exception:
             f"<Message>{escape(message)}</Message></Error>"
         )
         return err
+    if call.prefix == "route53":  # REST-XML: one <Error> inside <ErrorResponse>
+        r53 = Forbidden("AccessDenied", message)
+        r53.description = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse xmlns="https://route53.'
+            'amazonaws.com/doc/2013-04-01/"><Error><Type>Sender</Type><Code>AccessDenied</Code>'
+            f"<Message>{escape(message)}</Message></Error></ErrorResponse>"
+        )
+        return r53
     if call.prefix in ("acm", "ssm", "logs"):
         json_err = JsonRESTError("AccessDeniedException", message)
         json_err.code = 400

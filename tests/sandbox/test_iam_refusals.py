@@ -97,28 +97,6 @@ def deploy_stages(tmp: Any, name: str, stages: str) -> tuple[DeployReport, str]:
     return report, str(state.message)
 
 
-def test_stage_4_needs_the_load_balancers_service_linked_role(tmp_path: Any) -> None:
-    """A fresh account holds no service-linked role: the first target group creates ELB's,
-    with the caller's rights. Without iam:CreateServiceLinkedRole, stage 4 stops, naming
-    the action and the role; with the shipped policy the role is created once."""
-    with make_sandbox(CFG, env=True) as sb:
-        assert service_linked_roles(sb) == set()
-        keys = user_with(sb, "no-slr", without(load_policy(), "ServiceLinkedRoles"))
-        with acting_as(keys):
-            report, message = deploy_stages(tmp_path / "a", "slr-refused", "1-4")
-        stage4 = next(r for r in report.stages if r.stage == 4)
-        assert stage4.status == "failed", report.stages
-        assert "not authorized to perform: iam:CreateServiceLinkedRole on resource: " in message
-        assert "AWSServiceRoleForElasticLoadBalancing" in message, message
-        assert service_linked_roles(sb) == set()
-        # the shipped policy: stage 4 completes and creates ELB's role, once
-        report, _ = deploy_stages(tmp_path / "b", "slr-allowed", "1-4")
-        assert {r.stage: r.status for r in report.stages if r.stage <= 4} == dict.fromkeys(
-            range(1, 5), "completed"
-        )
-        assert service_linked_roles(sb) == {"AWSServiceRoleForElasticLoadBalancing"}
-
-
 @pytest.fixture(scope="module")
 def sb() -> Iterator[Sandbox]:
     with make_sandbox(CFG) as s:
@@ -240,3 +218,63 @@ def test_a_policy_the_sandbox_cannot_evaluate_is_refused_not_guessed(sb: Sandbox
         as_user(sb, keys, "ec2").describe_vpcs()
     assert "cannot evaluate" in err.value.response["Error"]["Message"]
     assert "aws:SourceVpce" in err.value.response["Error"]["Message"]
+
+
+def test_the_beanstalk_roles_get_only_their_own_policies(sb: Sandbox) -> None:
+    """iam:AttachRolePolicy: the EC2 role only WebTier/WorkerTier, the service role only
+    EnhancedHealth, and only on roles carrying the deployment tag."""
+    iam = as_user(sb, user_with(sb, "roles", load_policy()), "iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    for name in ("rt-eb-ec2-role", "rt-eb-service-role"):
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust, Tags=tags("rt"))
+    attach = [
+        ("rt-eb-ec2-role", "AdministratorAccess", False),
+        ("rt-eb-ec2-role", "service-role/AWSElasticBeanstalkEnhancedHealth", False),
+        ("rt-eb-service-role", "AWSElasticBeanstalkWebTier", False),
+        ("rt-eb-service-role", "AWSElasticBeanstalkManagedUpdatesCustomerRolePolicy", False),
+        ("rt-eb-ec2-role", "AWSElasticBeanstalkWebTier", True),
+        ("rt-eb-service-role", "service-role/AWSElasticBeanstalkEnhancedHealth", True),
+    ]
+    for role, policy, allowed in attach:
+        arn = f"arn:aws:iam::aws:policy/{policy}"
+        if allowed:
+            iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+            continue
+        with pytest.raises(ClientError) as err:
+            iam.attach_role_policy(RoleName=role, PolicyArn=arn)
+        assert "iam:AttachRolePolicy on resource: " in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError):  # untagged: not created at all
+        iam.create_role(RoleName="x-eb-ec2-role", AssumeRolePolicyDocument=trust)
+
+
+def test_route53_changes_only_the_flows_record_names(sb: Sandbox) -> None:
+    zone = client(sb, "route53").list_hosted_zones()["HostedZones"][0]["Id"]
+    r53 = as_user(sb, user_with(sb, "dns", load_policy()), "route53")
+
+    def upsert(name: str, kind: str = "CNAME") -> None:
+        r53.change_resource_record_sets(
+            HostedZoneId=zone,
+            ChangeBatch={
+                "Changes": [
+                    {
+                        "Action": "UPSERT",
+                        "ResourceRecordSet": {
+                            "Name": name,
+                            "Type": kind,
+                            "TTL": 60,
+                            "ResourceRecords": [
+                                {"Value": "x.example.com" if kind != "TXT" else '"x"'}
+                            ],
+                        },
+                    }
+                ]
+            },
+        )
+
+    z = sb.cfg.hosted_zone
+    upsert(f"www.{z}.")
+    upsert(f"_0123abc.eb.{z}")
+    for name, kind in ((f"api.{z}", "CNAME"), (f"www.{z}", "TXT")):
+        with pytest.raises(ClientError) as err:
+            upsert(name, kind)
+        assert "route53:ChangeResourceRecordSets" in err.value.response["Error"]["Message"]

@@ -52,3 +52,24 @@ def test_cloudsplaining_finds_no_escalation_or_exposure() -> None:
     assert doc.permissions_management_without_constraints == []  # resource exposure
     assert doc.write_actions_without_constraints == []
     assert doc.allows_data_exfiltration_actions == []
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-cn", "aws-us-gov"])
+def test_the_policy_names_one_partition(partition: str) -> None:
+    """`tomcat-fleet iam-policy --partition P`: every ARN in P, China's EC2 principal."""
+    from tasks.aws.policy import policy_document, shipped_operations
+
+    doc = policy_document(
+        shipped_operations(), partition=partition, domains=("www.a.cn", "eb.a.cn")
+    )
+    text = json.dumps(doc)
+    arns = [a for a in text.split('"') if a.startswith("arn:")]
+    assert arns and all(a.startswith(f"arn:{partition}:") for a in arns), arns[:5]
+    principal = "ec2.amazonaws.com.cn" if partition == "aws-cn" else "ec2.amazonaws.com"
+    passed = next(s for s in doc["Statement"] if s["Sid"] == "IamPassEc2Role")
+    assert passed["Condition"]["StringEquals"]["iam:PassedToService"] == [principal]
+    records = next(s for s in doc["Statement"] if s["Sid"] == "Route53Records")
+    names = records["Condition"]["ForAllValues:StringLike"][
+        "route53:ChangeResourceRecordSetsNormalizedRecordNames"
+    ]
+    assert names == ["www.a.cn", "_*.www.a.cn", "eb.a.cn", "_*.eb.a.cn"]
