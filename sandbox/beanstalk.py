@@ -187,16 +187,17 @@ def provision_environment(region: str, env_name: str, address: str, port: int) -
         "ImageId": _image(ec2),
         "InstanceType": INSTANCE_TYPE,
         "SecurityGroupIds": [sg.id],
-        "MetadataOptions": {"HttpTokens": "required"},
     }
-    profile = next(
-        (
-            o.get("Value")
-            for o in getattr(env, "option_settings", None) or []
-            if o.get("OptionName") == "IamInstanceProfile"
-        ),
-        None,
-    )
+    options = {
+        o.get("OptionName"): o.get("Value") for o in getattr(env, "option_settings", None) or []
+    }
+    # DisableIMDSv1 (aws:autoscaling:launchconfiguration) makes the template require tokens
+    imdsv2 = str(options.get("DisableIMDSv1", "false")).lower() == "true"
+    data["MetadataOptions"] = {
+        "HttpTokens": "required" if imdsv2 else "optional",
+        "HttpEndpoint": "enabled",
+    }
+    profile = options.get("IamInstanceProfile")
     if profile:
         data["IamInstanceProfile"] = {"Name": profile}
     lt = ec2.create_launch_template(
@@ -234,6 +235,11 @@ def provision_environment(region: str, env_name: str, address: str, port: int) -
         termination_policies=[],
         tags=asg_tags,
     )
+    # moto's Auto Scaling launches without the template's metadata options; EC2 applies them
+    from moto.ec2.models.instances import MetadataOptions
+
+    for state in asg.instance_states:
+        state.instance.metadata_options = MetadataOptions(data["MetadataOptions"])
     elbv2 = elbv2_backends[ACCOUNT][region]
     lb = elbv2.create_load_balancer(
         name=names.balancer_name(env_id),

@@ -174,6 +174,11 @@ def _option_settings(profile: str, service_role: str) -> list[dict[str, str]]:
             "OptionName": "IamInstanceProfile",
             "Value": profile,
         },
+        {  # Beanstalk's instances answer instance metadata only with a session token
+            "Namespace": "aws:autoscaling:launchconfiguration",
+            "OptionName": "DisableIMDSv1",
+            "Value": "true",
+        },
         {
             "Namespace": "aws:elasticbeanstalk:environment",
             "OptionName": "ServiceRole",

@@ -223,6 +223,12 @@ def own(state: dict[str, Any], deployment: str = DEPLOYMENT) -> dict[str, list[s
             "key_pairs",
         )
     }
+    out["beanstalk_instances"] = sorted(
+        k
+        for k, v in state["instances"].items()
+        if _mine(_tagged(v))
+        and "elasticbeanstalk:environment-name" in {t["Key"] for t in _tagged(v) or []}
+    )
     out["roles"] = sorted(r for r in state["roles"] if r.startswith(prefix))
     out["profiles"] = sorted(p for p in state["profiles"] if p.startswith(prefix))
     out["beanstalk_environments"] = [
@@ -362,14 +368,23 @@ def test_teardown_without_errors_removes_everything_of_the_deployment(run: Run) 
     assert run.teardown.errors == []
     counts = run.teardown.counts()
     assert counts["iam-role"] == 2 and counts["instance-profile"] == 1, counts
-    assert counts["ec2-instance"] == len(run.during["instances"]), counts
+    # Elastic Beanstalk's own instance goes with its environment (terminated by Beanstalk)
+    assert len(run.during["beanstalk_instances"]) == 1, run.during
+    flows_instances = set(run.during["instances"]) - set(run.during["beanstalk_instances"])
+    assert counts["ec2-instance"] == len(flows_instances), counts
     assert all(not v for v in run.left.values()), run.left
     assert run.seconds["teardown"] < 120, run.seconds
 
 
 def test_foreign_resources_unchanged(run: Run) -> None:
+    # Elastic Beanstalk keeps one storage bucket per region and account, made by the first
+    # environment and shared by all of them: the environment's teardown leaves it, as AWS does
+    after = dict(run.after)
+    eb_bucket = f"elasticbeanstalk-{run.sb.cfg.region}-{run.sb.admin.arn.split(':')[4]}"
+    assert eb_bucket in after["buckets"] and eb_bucket not in run.before["buckets"]
+    after["buckets"] = {k: v for k, v in after["buckets"].items() if k != eb_bucket}
     for kind in run.before:
-        assert run.after[kind] == run.before[kind], kind
+        assert after[kind] == run.before[kind], kind
     # service-linked roles the deploy made are kept (AWS's, shared by the account)
     made = service_linked_roles(run.sb)
     assert set(made) <= set(SERVICE_LINKED_ROLES.values()), made

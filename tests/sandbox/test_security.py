@@ -129,6 +129,10 @@ def _drain_capture(capman: Any) -> str | None:
     return f"{out}\n{err}"
 
 
+def _tags(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
 def _tagged(name: str) -> list[dict[str, Any]]:
     return [{"Name": f"tag:{TAG_KEY}", "Values": [name]}]
 
@@ -146,6 +150,10 @@ def collect_evidence(sb: Sandbox, report: DeployReport) -> dict[str, Any]:
         )["Reservations"]
         for i in r["Instances"]
     ]
+    # Elastic Beanstalk's own instance carries the deployment tag too (it passes the
+    # environment's tags on); its launch template, not the flows, decides its volumes
+    beanstalk = [i for i in instances if "elasticbeanstalk:environment-name" in _tags(i)]
+    instances = [i for i in instances if i not in beanstalk]
     volume_ids = [m["Ebs"]["VolumeId"] for i in instances for m in i.get("BlockDeviceMappings", [])]
     bucket = report.resources["access_log_bucket"]
     db = rds.describe_db_instances(DBInstanceIdentifier=f"{DEPLOYMENT}-db")["DBInstances"][0]
@@ -153,6 +161,7 @@ def collect_evidence(sb: Sandbox, report: DeployReport) -> dict[str, Any]:
         "web_group": report.resources["web_security_group"],
         "groups": ec2.describe_security_groups(Filters=_tagged(DEPLOYMENT))["SecurityGroups"],
         "instances": instances,
+        "beanstalk_instances": beanstalk,
         "volumes": ec2.describe_volumes(VolumeIds=volume_ids)["Volumes"] if volume_ids else [],
         "db": db,
         "bucket": bucket,
@@ -683,7 +692,8 @@ def test_ssh_ingress_only_from_the_controller(run: Run) -> None:
 def test_instances_require_imdsv2(run: Run) -> None:
     instances = run.evidence["instances"]
     assert len(instances) == N + 2  # the web fleet, the jumphost, the traffic generator
-    for i in instances:
+    assert len(run.evidence["beanstalk_instances"]) == 1  # stage 7 asks it for IMDSv2 too
+    for i in instances + run.evidence["beanstalk_instances"]:
         meta = i.get("MetadataOptions") or {}
         assert meta.get("HttpTokens") == "required", (i["InstanceId"], meta)
         assert meta.get("HttpEndpoint") == "enabled", (i["InstanceId"], meta)
