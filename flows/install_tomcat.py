@@ -21,6 +21,7 @@ if __name__ == "__main__":  # `python -m flows.install_tomcat ...` is `tomcat-fl
     sys.argv[1:1] = ["install"]
     runpy.run_module("flows", run_name="__main__", alter_sys=True)
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ from tasks.remote.key_source import KeyUnavailable, read_key
 from tasks.resources import Sampler, format_sample
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import install_run_name
+from tasks.waiting import WaitTimeout, wait_until
 
 
 def saved_inventory(settings: FleetSettings) -> list[Instance]:
@@ -134,14 +136,15 @@ def wait_fingerprints(
 ) -> dict[str, list[str]]:
     """strict policy: wait until every instance's console shows its host keys."""
     aws = Aws(settings)
-    deadline = time.monotonic() + timeout_s
     found: dict[str, list[str]] = {}
-    while True:
-        missing = [i for i in ids if not found.get(i)]
-        found.update(console_fingerprints(aws, missing))
-        if all(found.get(i) for i in ids) or time.monotonic() > deadline:
-            return found
-        time.sleep(2.0)
+
+    def all_found() -> bool:
+        found.update(console_fingerprints(aws, [i for i in ids if not found.get(i)]))
+        return all(found.get(i) for i in ids)
+
+    with contextlib.suppress(WaitTimeout):  # the caller judges the hosts still missing
+        wait_until("host keys in the console output", all_found, timeout_s=timeout_s, poll_s=2.0)
+    return found
 
 
 def run_chunks(

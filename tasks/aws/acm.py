@@ -11,9 +11,10 @@ from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws.cleanup import TAG_KEY, Cleanup, StageError, dns, is_gone
-from tasks.aws.client import Aws
+from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.ec2 import deployment_tags, life_id
 from tasks.aws.route53 import fqdn
+from tasks.aws.waiters import CERTIFICATE_DEAD_STATUSES
 
 ALL_KEY_TYPES = [
     "RSA_1024",
@@ -76,7 +77,7 @@ def delete_certificates(c: Cleanup) -> None:
 _LIVE_STATUSES = ["PENDING_VALIDATION", "ISSUED"]
 
 
-_DEAD_STATUSES = {"FAILED", "VALIDATION_TIMED_OUT", "REVOKED", "EXPIRED", "INACTIVE"}
+_DEAD_STATUSES = frozenset(CERTIFICATE_DEAD_STATUSES)
 
 
 def idempotency_token(settings: FleetSettings, domains: list[str], life: str = "") -> str:
@@ -93,28 +94,22 @@ def find_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) -> s
     """A live certificate of this deployment for domains[0] covering every domain."""
     acm = aws.client("acm")
     want = {d.lower() for d in domains}
-    token: str | None = None
-    while True:
-        kwargs: dict[str, Any] = {"CertificateStatuses": _LIVE_STATUSES}
-        if token:
-            kwargs["NextToken"] = token
-        page = acm.list_certificates(**kwargs)
-        for summary in page.get("CertificateSummaryList", []):
-            if str(summary.get("DomainName", "")).lower() != domains[0].lower():
-                continue
-            arn = str(summary["CertificateArn"])
-            tags = {
-                t["Key"]: t.get("Value", "")
-                for t in acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
-            }
-            if tags.get(TAG_KEY) != settings.deployment_name:
-                continue
-            cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-            if want <= {s.lower() for s in cert.get("SubjectAlternativeNames", [])}:
-                return arn
-        token = page.get("NextToken")
-        if not token:
-            return None
+    for summary in acm.pages(
+        "list_certificates", "CertificateSummaryList", CertificateStatuses=_LIVE_STATUSES
+    ):
+        if str(summary.get("DomainName", "")).lower() != domains[0].lower():
+            continue
+        arn = str(summary["CertificateArn"])
+        tags = {
+            t["Key"]: t.get("Value", "")
+            for t in acm.list_tags_for_certificate(CertificateArn=arn).get("Tags", [])
+        }
+        if tags.get(TAG_KEY) != settings.deployment_name:
+            continue
+        cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+        if want <= {s.lower() for s in cert.get("SubjectAlternativeNames", [])}:
+            return arn
+    return None
 
 
 def ensure_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) -> str:
@@ -137,33 +132,45 @@ def record_text(rr: dict[str, Any]) -> str:
     return f"{rr['Name']} {rr['Type']} {rr['Value']}"
 
 
+def _all_records(cert: dict[str, Any]) -> bool:
+    options = cert.get("DomainValidationOptions") or []
+    return bool(options) and all(o.get("ResourceRecord") for o in options)
+
+
 def validation_records(
     aws: Aws, arn: str, deadline: float, timeout_s: float, poll_s: float
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The certificate and its DNS validation records, once ACM has issued them all."""
+    """The certificate and its DNS validation records, once ACM has issued them all (the
+    `certificate_validation_records` waiter, through the retrying client)."""
     acm = aws.client("acm")
-    while True:
+    try:
+        cert = acm.wait(
+            "certificate_validation_records",
+            what=f"DNS validation records of {arn}",
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            delay_s=poll_s,
+            CertificateArn=arn,
+        )["Certificate"]
+    except WaitTimeout:  # the certificate below says why
         cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-        if cert["Status"] in _DEAD_STATUSES:
-            raise StageError(
-                f"certificate {arn} is {cert['Status']}"
-                f"{': ' + cert['FailureReason'] if cert.get('FailureReason') else ''}; "
-                "delete it and run again"
-            )
-        options = cert.get("DomainValidationOptions") or []
-        if options and all(o.get("ResourceRecord") for o in options):
-            records: dict[tuple[str, str], dict[str, Any]] = {}
-            for o in options:
-                rr = o["ResourceRecord"]
-                records.setdefault((fqdn(rr["Name"]), rr["Type"]), rr)
-            return cert, list(records.values())
-        if time.monotonic() > deadline:
-            waiting = [o.get("DomainName", "?") for o in options if not o.get("ResourceRecord")]
-            raise StageError(
-                f"ACM gave no DNS validation record for {waiting or 'any domain'} of {arn} "
-                f"after {timeout_s:.0f}s (status {cert['Status']})"
-            )
-        time.sleep(poll_s)
+    if cert["Status"] in _DEAD_STATUSES:
+        raise StageError(
+            f"certificate {arn} is {cert['Status']}"
+            f"{': ' + cert['FailureReason'] if cert.get('FailureReason') else ''}; "
+            "delete it and run again"
+        )
+    options = cert.get("DomainValidationOptions") or []
+    if not _all_records(cert):
+        waiting = [o.get("DomainName", "?") for o in options if not o.get("ResourceRecord")]
+        raise StageError(
+            f"ACM gave no DNS validation record for {waiting or 'any domain'} of {arn} "
+            f"after {timeout_s:.0f}s (status {cert['Status']})"
+        )
+    records: dict[tuple[str, str], dict[str, Any]] = {}
+    for o in options:
+        rr = o["ResourceRecord"]
+        records.setdefault((fqdn(rr["Name"]), rr["Type"]), rr)
+    return cert, list(records.values())
 
 
 def wait_issued(
@@ -174,22 +181,33 @@ def wait_issued(
     timeout_s: float,
     poll_s: float,
 ) -> None:
+    """Until the certificate is ISSUED (the `certificate_issued` waiter, through the
+    retrying client), within `deadline`; StageError with each domain's validation status
+    and the records to check otherwise."""
     acm = aws.client("acm")
-    while True:
-        cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
-        status = cert["Status"]
-        if status == "ISSUED":
-            return
-        if status in _DEAD_STATUSES or time.monotonic() > deadline:
-            pending = [
-                f"{o.get('DomainName')}={o.get('ValidationStatus')}"
-                for o in cert.get("DomainValidationOptions") or []
-                if o.get("ValidationStatus") != "SUCCESS"
-            ]
-            why = "" if status in _DEAD_STATUSES else f" after {timeout_s:.0f}s"
-            raise StageError(
-                f"certificate {arn} is {status}{why} ({', '.join(pending) or 'no detail'}); "
-                f"validation records: {'; '.join(record_text(r) for r in records)} — check "
-                "they resolve publicly (the zone must be delegated to Route53)"
-            )
-        time.sleep(poll_s)
+    try:
+        acm.wait(
+            "certificate_issued",
+            what=f"certificate {arn} to be issued",
+            timeout_s=max(0.0, deadline - time.monotonic()),
+            delay_s=poll_s,
+            CertificateArn=arn,
+        )
+        return
+    except WaitTimeout:
+        pass  # the certificate below says why
+    cert = acm.describe_certificate(CertificateArn=arn)["Certificate"]
+    status = cert["Status"]
+    if status == "ISSUED":
+        return
+    pending = [
+        f"{o.get('DomainName')}={o.get('ValidationStatus')}"
+        for o in cert.get("DomainValidationOptions") or []
+        if o.get("ValidationStatus") != "SUCCESS"
+    ]
+    why = "" if status in _DEAD_STATUSES else f" after {timeout_s:.0f}s"
+    raise StageError(
+        f"certificate {arn} is {status}{why} ({', '.join(pending) or 'no detail'}); "
+        f"validation records: {'; '.join(record_text(r) for r in records)} — check "
+        "they resolve publicly (the zone must be delegated to Route53)"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -11,10 +12,11 @@ from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws.cleanup import Cleanup, Gone, StageError, is_gone
-from tasks.aws.client import Aws
+from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.ec2 import deployment_tags
 from tasks.aws.iam import _PROFILE_PROPAGATION_S
 from tasks.aws.retry import error_code
+from tasks.waiting import wait_until
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +209,8 @@ def create_environment(
     # Beanstalk sets `Name` itself (to the environment name) and rejects tag values equal
     # to the environment name, so the environment carries the other deployment tags.
     tags = [t for t in deployment_tags(settings, "env") if t["Key"] != "Name"]
-    deadline = time.monotonic() + _PROFILE_PROPAGATION_S
-    while True:
+
+    def create() -> dict[str, Any]:
         try:
             env = eb.create_environment(
                 ApplicationName=app,
@@ -217,21 +219,29 @@ def create_environment(
                 OptionSettings=_option_settings(profile, service_role),
                 Tags=tags,
             )
-            log.info("creating Beanstalk environment %s on %r", name, stack)
-            return dict(env)
         except ClientError as exc:
-            message = str(exc).lower()
-            if error_code(exc) != "InvalidParameterValue":
-                raise
-            if "already exists" in message:  # a racing caller created it
-                found = find_environment(aws, app, name)
+            if error_code(exc) == "InvalidParameterValue" and "already exists" in str(exc).lower():
+                found = find_environment(aws, app, name)  # a racing caller created it
                 if found is not None:
                     return found
-                raise
-            unseen = "instance profile" in message or "service role" in message
-            if not unseen or time.monotonic() > deadline:
-                raise
-            time.sleep(5.0)  # IAM is eventually consistent: a new profile/role is not seen yet
+            raise
+        log.info("creating Beanstalk environment %s on %r", name, stack)
+        return dict(env)
+
+    def unseen(exc: Exception) -> bool:
+        """IAM is eventually consistent: a new profile/role is not seen yet."""
+        message = str(exc).lower()
+        if error_code(exc) != "InvalidParameterValue" or "already exists" in message:
+            return False
+        return "instance profile" in message or "service role" in message
+
+    return wait_until(
+        f"Beanstalk to see instance profile {profile} and service role {service_role}",
+        create,
+        timeout_s=_PROFILE_PROPAGATION_S,
+        poll_s=5.0,
+        retry_on=unseen,
+    )
 
 
 def environment_load_balancer(aws: Aws, env_id: str) -> str | None:
@@ -243,24 +253,39 @@ def environment_load_balancer(aws: Aws, env_id: str) -> str | None:
 def wait_environment_ready(
     aws: Aws, app: str, name: str, env_id: str, timeout_s: float, poll_s: float
 ) -> tuple[dict[str, Any], str]:
-    """Poll until the environment is Ready and has its load balancer; (env, LB ARN)."""
+    """Until the environment is Ready (the `environment_ready` waiter, through the retrying
+    client) and has its load balancer; (env, LB ARN). StageError with its status otherwise."""
     deadline = time.monotonic() + timeout_s
-    status, lb = "unknown", None
-    while True:
-        env = find_environment(aws, app, name)
-        if env is None or env.get("EnvironmentId") != env_id:
-            raise StageError(f"Beanstalk environment {name} ({env_id}) disappeared while waiting")
-        status = str(env.get("Status"))
-        if status in _GONE:
-            raise StageError(f"Beanstalk environment {name} ({env_id}) is {status}")
-        if status == "Ready":
-            lb = environment_load_balancer(aws, env_id)
-            if lb:
-                return env, lb
-        if time.monotonic() > deadline:
-            what = f"status {status}" if status != "Ready" else "Ready but has no load balancer"
-            raise StageError(
-                f"Beanstalk environment {name} ({env_id}) not ready after {timeout_s:.0f}s "
-                f"({what}, health {env.get('Health', '?')}); see its events in the console"
+    with contextlib.suppress(WaitTimeout):  # the environment below says why
+        aws.client("elasticbeanstalk").wait(
+            "environment_ready",
+            what=f"Beanstalk environment {name} ({env_id}) to be Ready",
+            timeout_s=timeout_s,
+            delay_s=poll_s,
+            ApplicationName=app,
+            EnvironmentNames=[name],
+            EnvironmentIds=[env_id],
+            IncludeDeleted=False,
+        )
+    env = find_environment(aws, app, name)
+    if env is None or env.get("EnvironmentId") != env_id:
+        raise StageError(f"Beanstalk environment {name} ({env_id}) disappeared while waiting")
+    status = str(env.get("Status"))
+    if status in _GONE:
+        raise StageError(f"Beanstalk environment {name} ({env_id}) is {status}")
+    what = f"status {status}"
+    if status == "Ready":
+        try:
+            lb: str = wait_until(
+                f"the load balancer of Beanstalk environment {name}",
+                lambda: environment_load_balancer(aws, env_id),
+                deadline=deadline,
+                poll_s=poll_s,
             )
-        time.sleep(poll_s)
+            return env, lb
+        except WaitTimeout:
+            what = "Ready but has no load balancer"
+    raise StageError(
+        f"Beanstalk environment {name} ({env_id}) not ready after {timeout_s:.0f}s "
+        f"({what}, health {env.get('Health', '?')}); see its events in the console"
+    )

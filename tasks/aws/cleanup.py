@@ -15,8 +15,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-from tasks.aws.client import Aws, WaitTimeout
-from tasks.aws.retry import backoff_delay, error_code
+from tasks.aws.client import Aws
+from tasks.aws.retry import error_code
+from tasks.waiting import WaitTimeout, wait_until
 
 TAG_KEY = "tomcat-fleet:deployment"
 
@@ -139,18 +140,19 @@ class Cleanup:
 
     def wait(self, what: str, done: Callable[..., bool], *args: Any, **kw: Any) -> bool:
         """Poll `done(*args, **kw)` until True or the deadline; a timeout is an error."""
-        while True:
-            try:
-                if done(*args, **kw):
-                    return True
-            except Exception as exc:
-                return self._gone_while_waiting(what, exc)
-            if self.remaining <= 0:
-                self.error(
-                    f"waiting for {what}", f"not done within the {self.timeout_s:.0f}s deadline"
-                )
-                return False
-            time.sleep(min(self.poll_s, max(0.0, self.remaining)))
+        try:
+            wait_until(
+                f"waiting for {what}",
+                lambda: done(*args, **kw) or None,
+                deadline=self.deadline,
+                poll_s=self.poll_s,
+            )
+        except WaitTimeout:
+            self.error(f"waiting for {what}", f"not done within the {self.timeout_s:.0f}s deadline")
+            return False
+        except Exception as exc:
+            return self._gone_while_waiting(what, exc)
+        return True
 
     def waiter(self, what: str, service: str, name: str, **kwargs: Any) -> bool:
         """Run boto3 waiter `name` of `service` (through the retrying client) until the
@@ -180,23 +182,29 @@ class Cleanup:
     def retrying(self, codes: set[str], fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """`fn(*args, **kw)`, retrying the given error codes (a resource still in use, a
         dependency not yet gone) with bounded back-off: at most 30 retries, never past the
-        deadline. Throttling and 5xx are retried below, by the client."""
-        attempt = 0
-        while True:
-            try:
-                return fn(*args, **kw)
-            except ClientError as exc:
-                if error_code(exc) not in codes:
-                    raise
-                delay = self.delay(attempt)
-                if attempt >= 30 or self.remaining < delay:
-                    raise
-                attempt += 1
-                time.sleep(delay)
+        deadline; then the last such error is raised. Throttling and 5xx are retried
+        below, by the client."""
+        result = self.until(
+            f"{getattr(fn, '__name__', 'call')} to get past {', '.join(sorted(codes))}",
+            lambda: (fn(*args, **kw),),
+            retry_on=lambda exc: isinstance(exc, ClientError) and error_code(exc) in codes,
+            max_checks=31,
+        )
+        return result[0]
 
-    def delay(self, attempt: int) -> float:
-        """The back-off before re-trying a resource that is still in use."""
-        return backoff_delay(attempt, base=self.poll_s, cap=max(self.poll_s, 15.0))
+    def until(self, what: str, check: Callable[[], Any], **options: Any) -> Any:
+        """`wait_until(what, check)` with this teardown's deadline and its back-off for
+        re-trying a resource that is still in use (doubling from `poll_s` up to 15 s)."""
+        return wait_until(
+            what,
+            check,
+            deadline=self.deadline,
+            poll_s=self.poll_s,
+            backoff=2.0,
+            max_poll_s=max(self.poll_s, 15.0),
+            jitter=0.5,
+            **options,
+        )
 
 
 def tag_dict(tags: list[dict[str, str]]) -> dict[str, str]:

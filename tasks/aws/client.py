@@ -18,7 +18,7 @@ import boto3
 from botocore import xform_name
 from botocore.exceptions import WaiterError
 from botocore.loaders import Loader, create_loader
-from botocore.waiter import NormalizedOperationMethod
+from botocore.waiter import NormalizedOperationMethod, create_waiter_with_client
 
 from blocks.settings import FleetSettings
 from tasks.aws.retry import (
@@ -28,6 +28,8 @@ from tasks.aws.retry import (
     is_retryable,
     is_throttle,
 )
+from tasks.aws.waiters import custom_waiter
+from tasks.waiting import WaitTimeout
 
 _OPERATIONS: set[str] = set()
 _OPERATIONS_LOCK = threading.Lock()
@@ -65,10 +67,6 @@ class ApiCounter:
     def __call__(self, **_: Any) -> None:
         with self.lock:
             self.calls += 1
-
-
-class WaitTimeout(RuntimeError):
-    """A boto3 waiter did not reach its state within our deadline (or hit a failure state)."""
 
 
 class RetryingClient:
@@ -134,10 +132,16 @@ class RetryingClient:
         return self._retrying(method)
 
     def get_waiter(self, name: str) -> Any:
-        """The boto3 waiter whose every poll goes through the retry loop (errors the retry
-        loop gives up on propagate; other error responses reach the waiter's acceptors, as
-        boto3 does)."""
-        waiter = self._client.get_waiter(name)
+        """The boto3 waiter `name` (the project's own, `tasks.aws.waiters`, else botocore's)
+        whose every poll goes through the retry loop (errors the retry loop gives up on
+        propagate; other error responses reach the waiter's acceptors, as boto3 does)."""
+        custom = custom_waiter(self._client.meta.service_model.service_name, name)
+        waiter: Any
+        if custom is not None:
+            model, model_name = custom
+            waiter = create_waiter_with_client(model_name, model, self._client)
+        else:
+            waiter = self._client.get_waiter(name)
         operation = self._retrying(getattr(self._client, xform_name(waiter.config.operation)))
         waiter._operation_method = NormalizedOperationMethod(operation)
         return waiter
@@ -155,19 +159,32 @@ class RetryingClient:
 
     def wait(
         self, name: str, *, what: str, timeout_s: float, delay_s: float = 2.0, **kwargs: Any
-    ) -> None:
+    ) -> dict[str, Any]:
         """Run waiter `name` with our deadline: polls every `delay_s` for at most
-        `timeout_s`. Raises `WaitTimeout` naming `what`, the deadline and the last state."""
+        `timeout_s`; returns the response that matched the success state. Raises
+        `WaitTimeout` naming `what`, and the deadline (`not done within`) or the failure
+        state or error the waiter stopped on (`failed`)."""
         delay = max(0.01, delay_s)
         attempts = max(1, math.ceil(timeout_s / delay) + 1)
+        waiter = self.get_waiter(name)
+        poll = waiter._operation_method
+        last: dict[str, Any] = {}
+
+        def remember(**kw: Any) -> Any:
+            last["response"] = poll(**kw)
+            return last["response"]
+
+        waiter._operation_method = remember
         try:
-            self.get_waiter(name).wait(
-                WaiterConfig={"Delay": delay, "MaxAttempts": attempts}, **kwargs
-            )
+            waiter.wait(WaiterConfig={"Delay": delay, "MaxAttempts": attempts}, **kwargs)
         except WaiterError as exc:
-            last = exc.last_response or {}
-            detail = last.get("Error", {}).get("Code") or exc.kwargs.get("reason") or str(exc)
-            raise WaitTimeout(f"{what}: not done within {timeout_s:.0f}s ({detail})") from None
+            response = exc.last_response or {}
+            reason = str(exc.kwargs.get("reason") or "")
+            detail = response.get("Error", {}).get("Code") or reason or str(exc)
+            if reason.startswith("Max attempts exceeded"):
+                raise WaitTimeout(f"{what}: not done within {timeout_s:.0f}s ({detail})") from None
+            raise WaitTimeout(f"{what}: failed ({detail})") from None
+        return dict(last.get("response") or {})
 
 
 class Aws:

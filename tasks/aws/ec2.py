@@ -28,6 +28,7 @@ from tasks.aws.ssm import ubuntu_ami
 from tasks.models import Instance
 from tasks.planning import chunked
 from tasks.remote.host_keys import parse_console_fingerprints
+from tasks.waiting import wait_until
 
 LIFE_TAG = "tomcat-fleet:life"  # on the key pair: one id per life of the deployment
 BATCH = 100
@@ -308,17 +309,19 @@ def wait_running(
             f"{len(pending)} instance(s) not running with status ok after "
             f"{timeout_s:.0f}s: {pending[:5]}"
         ) from None
-    while True:
+    missing: list[str] = []
+
+    def with_public_ips() -> list[Instance] | None:
         described = describe(aws, ids)
-        missing = [d["InstanceId"] for d in described if not d.get("PublicIpAddress")]
-        if not missing:
-            return [_instance(d) for d in described]
-        if time.monotonic() > deadline:
-            raise StageError(
-                f"{len(missing)} instance(s) have no public IP after "
-                f"{timeout_s:.0f}s: {missing[:5]}"
-            )
-        time.sleep(poll_s)
+        missing[:] = [d["InstanceId"] for d in described if not d.get("PublicIpAddress")]
+        return None if missing else [_instance(d) for d in described]
+
+    try:
+        return wait_until("public IPs", with_public_ips, deadline=deadline, poll_s=poll_s)
+    except WaitTimeout:
+        raise StageError(
+            f"{len(missing)} instance(s) have no public IP after {timeout_s:.0f}s: {missing[:5]}"
+        ) from None
 
 
 def _not_ok(aws: Aws, ids: list[str]) -> list[str]:
@@ -529,9 +532,14 @@ def delete_security_groups(c: Cleanup) -> None:
     _revoke_cross_references(c, groups)
     names = {g["GroupId"]: f"{g['GroupId']} ({g.get('GroupName')})" for g in groups}
     pending = sorted(names)
-    attempt = 0
-    while pending:
-        blocked: list[tuple[str, ClientError]] = []
+    blocked: list[tuple[str, ClientError]] = []
+    rounds = 0
+
+    def delete_pending() -> bool:
+        """One round over the pending groups; True once none is blocked."""
+        nonlocal pending, blocked, rounds
+        rounds += 1
+        blocked = []
         for gid in pending:
             try:
                 ec2.delete_security_group(GroupId=gid)
@@ -545,16 +553,14 @@ def delete_security_groups(c: Cleanup) -> None:
                     c.error(f"security-group {names[gid]}", exc)
             except Exception as exc:
                 c.error(f"security-group {names[gid]}", exc)
-        if not blocked:
-            return
-        delay = c.delay(attempt)
-        if attempt >= 20 or c.remaining < delay:
-            for gid, err in blocked:
-                c.error(f"security-group {names[gid]} (after {attempt + 1} attempts)", err)
-            return
-        attempt += 1
-        time.sleep(delay)
         pending = [gid for gid, _ in blocked]
+        return not blocked
+
+    try:
+        c.until("security groups to be deletable", delete_pending, max_checks=21)
+    except WaitTimeout:
+        for gid, err in blocked:
+            c.error(f"security-group {names[gid]} (after {rounds} attempts)", err)
 
 
 def delete_key_pairs(c: Cleanup) -> None:

@@ -192,14 +192,10 @@ def _ensure_role(
             Tags=deployment_tags(settings, component),
         )["Role"],
     )
-    attached: set[str] = set()
-    kwargs: dict[str, Any] = {"RoleName": name}
-    while True:  # paged by hand so each page goes through the back-off wrapper
-        page = iam.list_attached_role_policies(**kwargs)
-        attached.update(p["PolicyArn"] for p in page.get("AttachedPolicies", []))
-        if not page.get("IsTruncated"):
-            break
-        kwargs["Marker"] = page["Marker"]
+    attached = {
+        p["PolicyArn"]
+        for p in iam.pages("list_attached_role_policies", "AttachedPolicies", RoleName=name)
+    }
     for arn in policy_arns(aws, policies):
         if arn not in attached:
             iam.attach_role_policy(RoleName=name, PolicyArn=arn)

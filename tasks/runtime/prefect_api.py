@@ -24,12 +24,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from sandbox.ports import free_port
+from tasks.waiting import WaitTimeout, wait_until
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -78,11 +78,19 @@ def _start(port: int, home: str, log: int) -> subprocess.Popen[bytes]:
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float, log: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not _healthy(url):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"local Prefect server did not start; see {log}")
-        time.sleep(0.3)
+    failed = f"local Prefect server did not start; see {log}"
+
+    def up() -> bool:
+        if _healthy(url):
+            return True
+        if proc.poll() is not None:
+            raise RuntimeError(failed)
+        return False
+
+    try:
+        wait_until("the local Prefect server", up, timeout_s=timeout_s, poll_s=0.3)
+    except WaitTimeout:
+        raise RuntimeError(failed) from None
 
 
 def flush_prefect(timeout_s: float = 10.0) -> None:
@@ -213,11 +221,14 @@ class LocalServer:
             return None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while self._alive(pid) and time.monotonic() < deadline:
+
+        def gone() -> bool:
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
-            time.sleep(0.2)
+            return not self._alive(pid)
+
+        with contextlib.suppress(WaitTimeout):  # then it is killed
+            wait_until(f"Prefect server {pid} to stop", gone, timeout_s=timeout_s, poll_s=0.2)
         if self._alive(pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)

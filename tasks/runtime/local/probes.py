@@ -9,7 +9,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.ports import port_problem
+from tasks import waiting
 from tasks.runtime.local.state import LocalError
 
 
@@ -50,16 +50,20 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def wait_until(pred: Any, timeout_s: float, what: str, proc: subprocess.Popen[Any]) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    """The first truthy `pred()`, polled while `proc` (the service started) runs."""
+
+    def ready() -> Any:
         value = pred()
         if value:
             return value
         if proc.poll() is not None:
             raise LocalError(f"{what} exited with status {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise LocalError(f"{what} not ready after {timeout_s:.0f}s")
-        time.sleep(0.3)
+        return None
+
+    try:
+        return waiting.wait_until(what, ready, timeout_s=timeout_s, poll_s=0.3)
+    except waiting.WaitTimeout:
+        raise LocalError(f"{what} not ready after {timeout_s:.0f}s") from None
 
 
 def tail(path: Path, lines: int = 15) -> str:

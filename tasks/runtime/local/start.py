@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from tasks import waiting
 from tasks.runtime.local.probes import (
     check_port,
     http_json,
@@ -420,17 +421,18 @@ class LocalStart:
 
     def wait(self) -> None:
         """Until Ctrl-C / SIGTERM / `stop`, or one of the services dies."""
-        while True:
-            for proc in self.children:
-                if proc.poll() is not None:
-                    entry = next(e for e in self.state.entries if e.pid == proc.pid)
-                    print(
-                        f"local: {entry.name} exited (status {proc.returncode}); "
-                        f"stopping the rest. Last lines of {entry.log}:\n{tail(Path(entry.log))}",
-                        flush=True,
-                    )
-                    return
-            time.sleep(1)
+        proc = waiting.wait_until(
+            "one of the services to exit",
+            lambda: next((p for p in self.children if p.poll() is not None), None),
+            timeout_s=math.inf,  # a supervisor: no deadline
+            poll_s=1.0,
+        )
+        entry = next(e for e in self.state.entries if e.pid == proc.pid)
+        print(
+            f"local: {entry.name} exited (status {proc.returncode}); "
+            f"stopping the rest. Last lines of {entry.log}:\n{tail(Path(entry.log))}",
+            flush=True,
+        )
 
 
 READY_RE = re.compile(r"SANDBOX READY endpoint=(\S+) ssh_port=(\d+)")
