@@ -9,7 +9,7 @@ flow run, and finally report: one row per host in a table artifact, a progress
 artifact updated as chunks finish, the seed's orchestration lines and resource samples in
 the run log, one aggregated log file.
 
-`tomcat-fleet install --help` runs it standalone (see `flows/cli.py`).
+`tomcat-fleet install --help` runs it standalone (see `tasks/cli/`).
 """
 
 from __future__ import annotations

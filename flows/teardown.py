@@ -5,7 +5,7 @@ removed per kind, writes a markdown artifact (`<deployment>-teardown`: kind, cou
 errors) and fails, with the report as its data, when any resource could not be removed.
 A second run removes nothing and completes.
 
-`tomcat-fleet teardown --help` runs it standalone (see `flows/cli.py`).
+`tomcat-fleet teardown --help` runs it standalone (see `tasks/cli/`).
 """
 
 from __future__ import annotations

@@ -152,6 +152,23 @@ def test_server_status_and_stop_without_a_server(tmp_path: Path) -> None:
 def test_sandbox_command_delegates_to_python_m_sandbox(tmp_path: Path) -> None:
     proc = cli(["sandbox", "--help"], tmp_path)
     assert proc.returncode == 0 and "--install-latency" in proc.stdout
+    bad = cli(["sandbox", "--no-such-option"], tmp_path)  # its exit status is passed through
+    assert bad.returncode == 2 and "python -m sandbox: error" in bad.stderr
+
+
+def test_the_cli_starts_without_prefect_boto3_or_the_sandbox() -> None:
+    """Importing the command tree loads none of them (a flow command imports its flow,
+    and so Prefect, only once its input is valid)."""
+    code = (
+        "import sys, tasks.cli.app; "
+        "print(sorted(m for m in ('prefect', 'boto3', 'botocore', 'paramiko', 'sandbox') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_one_local_server_is_reused_and_stoppable(tmp_path: Path, monkeypatch: Any) -> None:

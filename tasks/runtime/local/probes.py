@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sandbox.ports import port_problem
 from tasks.runtime.local.state import LocalError
+from tasks.runtime.ports import port_problem
 
 
 # -- small helpers -----------------------------------------------------------------------
