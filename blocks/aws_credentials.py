@@ -13,6 +13,8 @@ from typing import cast
 
 from prefect_aws import AwsClientParameters, AwsCredentials
 
+from blocks.fleet_error import FleetError
+
 DEFAULT_BLOCK_NAME = "tomcat-fleet-aws"
 
 
@@ -36,7 +38,7 @@ def credentials_from_env(
     )
 
 
-class BlockNotFound(LookupError):
+class BlockNotFound(FleetError, LookupError):
     """A named block is not on the Prefect API: one line saying how to create it."""
 
 

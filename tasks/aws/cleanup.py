@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from blocks.settings import FleetSettings
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.retry import backoff_delay, error_code
+from tasks.errors import FleetError
 
 TAG_KEY = "tomcat-fleet:deployment"
 
@@ -43,7 +44,7 @@ GONE_CODES: frozenset[str] = frozenset(
 )
 
 
-class Gone(Exception):
+class Gone(FleetError):
     """The resource no longer exists: nothing to do, nothing to report."""
 
 
@@ -216,5 +217,5 @@ def not_ours(kind: str, name: str, settings: FleetSettings) -> StageError:
     )
 
 
-class StageError(RuntimeError):
+class StageError(FleetError, RuntimeError):
     """A stage could not do its work; the message says what and how to fix it."""

@@ -28,6 +28,7 @@ from tasks.aws.retry import (
     is_retryable,
     is_throttle,
 )
+from tasks.errors import FleetError
 
 _OPERATIONS: set[str] = set()
 _OPERATIONS_LOCK = threading.Lock()
@@ -67,7 +68,7 @@ class ApiCounter:
             self.calls += 1
 
 
-class WaitTimeout(RuntimeError):
+class WaitTimeout(FleetError, RuntimeError):
     """A boto3 waiter did not reach its state within our deadline (or hit a failure state)."""
 
 

@@ -11,13 +11,14 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, Literal
 
+from tasks.errors import FleetError
 from tasks.runtime import run_start  # no Prefect in it
 from tasks.runtime.sandbox_child import SandboxOptions
 
 FaultProfile = Literal["clean", "flaky", "hostile"]
 
 
-class InputError(Exception):
+class InputError(FleetError):
     """Bad input found before anything started; the message is one line."""
 
 
