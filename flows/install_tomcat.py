@@ -39,7 +39,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.callables import get_call_parameters
 
-from blocks.settings import FleetSettings
+from blocks.settings import FleetSettings, RuntimeSettings
 from tasks.aws import Aws
 from tasks.aws.ec2 import (
     StageError,
@@ -95,7 +95,7 @@ def make_runner(runner: str, desired_count: int, dask_address: str | None) -> Ta
             max_workers=desired_count,
             preload=INSTALL_PRELOAD,
             # "spawn" = Prefect's stock ProcessPoolTaskRunner workers (benchmark comparison)
-            start_method=os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver"),
+            start_method=RuntimeSettings().pool_start_method,
         )
     if runner == "thread":
         return ThreadPoolTaskRunner(max_workers=desired_count)

@@ -15,11 +15,10 @@ from cyclopts.exceptions import CycloptsError
 from tasks.bench.child import child as bench_child  # no Prefect in it
 from tasks.cli import flow_options
 from tasks.cli.flow_commands import BUILDERS, FLOWS
-from tasks.cli.flow_options import InputError
+from tasks.cli.flow_options import InputError, local_server
 from tasks.cli.iam_policy import iam_policy
 from tasks.cli.local_commands import local_app, server_app
 from tasks.runtime import run_start  # no Prefect in it
-from tasks.runtime.prefect_api import LocalServer
 
 app = App(
     name="tomcat-fleet",
@@ -65,12 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     tokens = list(sys.argv[1:] if argv is None else argv)
     if tokens and tokens[0] == "sandbox":  # every option is the sandbox's own
         exec_sandbox(tokens[1:])
-    if tokens and tokens[0] in BUILDERS:
-        url = LocalServer().plan()  # before Prefect is imported: it reads settings once
-        if url:
-            flow_options.PLANNED["url"] = url
-        app[tokens[0]].default(BUILDERS[tokens[0]]())
     try:
+        if tokens and tokens[0] in BUILDERS:
+            url = local_server().plan()  # before Prefect is imported: it reads settings once
+            if url:
+                flow_options.PLANNED["url"] = url
+            app[tokens[0]].default(BUILDERS[tokens[0]]())
         result = app(tokens, exit_on_error=False, print_error=False, result_action="return_value")
     except CycloptsError as exc:
         lines = [ln for ln in str(exc).splitlines() if ln.strip()][:2]

@@ -8,14 +8,20 @@ import contextlib
 import importlib
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from tasks.errors import FleetError
 from tasks.runtime import run_start  # no Prefect in it
+from tasks.runtime.prefect_api import LocalServer
 from tasks.runtime.sandbox_child import SandboxOptions
 
+if TYPE_CHECKING:
+    from blocks.settings import FleetSettings, RuntimeSettings
+
 FaultProfile = Literal["clean", "flaky", "hostile"]
+T = TypeVar("T")
 
 
 class InputError(FleetError):
@@ -122,18 +128,37 @@ def pop_overrides(kw: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def fleet_settings(overrides: dict[str, Any]) -> Any:
-    """FleetSettings, or InputError with the first problem in one line."""
+def _settings(kind: Callable[..., T], overrides: dict[str, Any]) -> T:
+    """`kind(**overrides)` (a settings class), or InputError with the first problem in one
+    line."""
     from pydantic import ValidationError
 
-    from blocks.settings import FleetSettings
-
     try:
-        return FleetSettings(**overrides)
+        return kind(**overrides)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err.get("loc", ())) or "settings"
         raise InputError(f"invalid settings: {where}: {err.get('msg')}") from None
+
+
+def fleet_settings(overrides: dict[str, Any]) -> FleetSettings:
+    """FleetSettings with `overrides`, or InputError with the first problem in one line."""
+    from blocks.settings import FleetSettings
+
+    return _settings(FleetSettings, overrides)
+
+
+def runtime_settings() -> RuntimeSettings:
+    """RuntimeSettings (the CLI's server, the local start), or InputError in one line."""
+    from blocks.settings import RuntimeSettings
+
+    return _settings(RuntimeSettings, {})
+
+
+def local_server() -> LocalServer:
+    """The CLI's reusable Prefect server, its home from RuntimeSettings."""
+    home = runtime_settings().prefect_dir
+    return LocalServer(Path(home) if home else None)
 
 
 PLANNED: dict[str, str] = {}  # the API URL `app.main` fixed before Prefect was imported

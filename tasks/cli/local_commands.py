@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cyclopts import App
 
-from tasks.runtime.prefect_api import LocalServer
+from tasks.cli.flow_options import local_server, runtime_settings
 
 server_app = App(name="server", help="The CLI's reusable local Prefect server.")
 local_app = App(name="local", help="The one-command local start (what ./scripts/run.sh runs).")
@@ -17,7 +17,7 @@ local_app = App(name="local", help="The one-command local start (what ./scripts/
 @server_app.command(name="status")
 def server_status() -> int:
     """Print the reusable server's URL and pid (exit 1 if it is not running)."""
-    up = LocalServer().running()
+    up = local_server().running()
     print(f"Prefect server at {up[0]} (pid {up[1]})" if up else "no Prefect server running")
     return 0 if up else 1
 
@@ -25,24 +25,12 @@ def server_status() -> int:
 @server_app.command(name="stop")
 def server_stop() -> int:
     """Stop the reusable server (its database is kept)."""
-    pid = LocalServer().stop()
+    pid = local_server().stop()
     print(f"stopped the Prefect server (pid {pid})" if pid else "no Prefect server running")
     return 0
 
 
 # ---------------------------------------------------------------- local start
-def _local_dir() -> Path:
-    from tasks.runtime.local.state import PROJECT_DIR
-
-    return PROJECT_DIR / ".tomcat-fleet/local"
-
-
-def _env_default(name: str, default: int) -> int:
-    from tasks.runtime.local.state import _env_int
-
-    return _env_int(name, default)
-
-
 @local_app.default
 @local_app.command(name="up")
 def local_up(
@@ -78,12 +66,13 @@ def local_up(
     """
     from tasks.runtime.local.start import Options, run_up
 
-    env_instances = os.environ.get("INSTANCES")
+    rt = runtime_settings()
+    env_instances = os.environ.get("INSTANCES")  # the README's `INSTANCES=N ./scripts/run.sh`
     opts = Options(
         state_dir=_resolve_local_dir(state_dir),
-        prefect_port=prefect_port or _env_default("TOMCAT_FLEET_LOCAL_PREFECT_PORT", 4200),
-        sandbox_port=sandbox_port or _env_default("TOMCAT_FLEET_LOCAL_SANDBOX_PORT", 4566),
-        ssh_port=ssh_port or _env_default("TOMCAT_FLEET_LOCAL_SSH_PORT", 2222),
+        prefect_port=prefect_port or rt.local_prefect_port,
+        sandbox_port=sandbox_port or rt.local_sandbox_port,
+        ssh_port=ssh_port or rt.local_ssh_port,
         install_latency=install_latency,
         boot_delay=boot_delay,
         instances=instances
@@ -98,8 +87,11 @@ def local_up(
 
 
 def _resolve_local_dir(state_dir: Path | None) -> Path:
-    env = os.environ.get("TOMCAT_FLEET_LOCAL_DIR")
-    return Path(state_dir or env or _local_dir()).resolve()
+    """--state-dir, else TOMCAT_FLEET_LOCAL_DIR, else .tomcat-fleet/local in the project."""
+    from tasks.runtime.local.state import PROJECT_DIR
+
+    default = runtime_settings().local_dir or PROJECT_DIR / ".tomcat-fleet/local"
+    return Path(state_dir or default).resolve()
 
 
 @local_app.command(name="stop")

@@ -32,11 +32,6 @@ class LocalError(FleetError, RuntimeError):
     """The local start cannot go on; the message says why in one line."""
 
 
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
-
-
 # -- tracked processes -------------------------------------------------------------------
 @dataclass
 class Tracked:
