@@ -28,7 +28,7 @@ from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.teardown import TeardownReport
 from tasks.aws.teardown import teardown as teardown_resources
-from tasks.local_state import remove_local_state
+from tasks.deployment_files import remove_local_state
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
 

@@ -29,7 +29,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.runtime.ports import free_port
+from tasks.runtime.tcp_ports import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 

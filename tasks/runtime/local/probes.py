@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.runtime.local.state import LocalError
-from tasks.runtime.ports import port_problem
+from tasks.runtime.tcp_ports import port_problem
 
 
 # -- small helpers -----------------------------------------------------------------------
