@@ -50,7 +50,7 @@ def preload_list(preload: Iterable[str], freeze_gc: bool = True) -> list[str]:
 
 def _pool_forks() -> bool:
     """The process pool starts its workers from a fork server (RuntimeSettings)."""
-    from blocks.settings import RuntimeSettings  # imported by then: the flow modules use it
+    from blocks.settings import RuntimeSettings  # in the CLI: imported with the flow module
 
     return RuntimeSettings().pool_start_method == "forkserver"
 

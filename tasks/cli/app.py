@@ -15,7 +15,7 @@ from cyclopts.exceptions import CycloptsError
 from tasks.bench.child import child as bench_child  # no Prefect in it
 from tasks.cli import flow_options
 from tasks.cli.flow_commands import BUILDERS, FLOWS
-from tasks.cli.flow_options import InputError, local_server
+from tasks.cli.flow_options import InputError, reusable_server
 from tasks.cli.iam_policy import iam_policy
 from tasks.cli.local_commands import local_app, server_app
 from tasks.runtime import run_start  # no Prefect in it
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         exec_sandbox(tokens[1:])
     try:
         if tokens and tokens[0] in BUILDERS:
-            url = local_server().plan()  # before Prefect is imported: it reads settings once
+            url = reusable_server().plan()  # before Prefect is imported: it reads settings once
             if url:
                 flow_options.PLANNED["url"] = url
             app[tokens[0]].default(BUILDERS[tokens[0]]())

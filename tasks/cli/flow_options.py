@@ -155,7 +155,7 @@ def runtime_settings() -> RuntimeSettings:
     return _settings(RuntimeSettings, {})
 
 
-def local_server() -> LocalServer:
+def reusable_server() -> LocalServer:
     """The CLI's reusable Prefect server, its home from RuntimeSettings."""
     home = runtime_settings().prefect_dir
     return LocalServer(Path(home) if home else None)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cyclopts import App
 
-from tasks.cli.flow_options import local_server, runtime_settings
+from tasks.cli.flow_options import reusable_server, runtime_settings
 
 server_app = App(name="server", help="The CLI's reusable local Prefect server.")
 local_app = App(name="local", help="The one-command local start (what ./scripts/run.sh runs).")
@@ -17,7 +17,7 @@ local_app = App(name="local", help="The one-command local start (what ./scripts/
 @server_app.command(name="status")
 def server_status() -> int:
     """Print the reusable server's URL and pid (exit 1 if it is not running)."""
-    up = local_server().running()
+    up = reusable_server().running()
     print(f"Prefect server at {up[0]} (pid {up[1]})" if up else "no Prefect server running")
     return 0 if up else 1
 
@@ -25,7 +25,7 @@ def server_status() -> int:
 @server_app.command(name="stop")
 def server_stop() -> int:
     """Stop the reusable server (its database is kept)."""
-    pid = local_server().stop()
+    pid = reusable_server().stop()
     print(f"stopped the Prefect server (pid {pid})" if pid else "no Prefect server running")
     return 0
 

@@ -71,6 +71,26 @@ def test_bad_input_refused_fast_without_server(args: list[str], tmp_path: Path) 
     assert elapsed < 3.0, f"{elapsed:.1f}s"
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["server", "status"], {"TOMCAT_FLEET_POOL_START_METHOD": "bogus"}),
+        (["deploy", "--instances", "1"], {"TOMCAT_FLEET_LOCAL_SSH_PORT": "0"}),
+        (["local", "status"], {"TOMCAT_FLEET_LOCAL_PREFECT_PORT": "http"}),
+    ],
+)
+def test_bad_runtime_settings_refused_in_one_line(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    """RuntimeSettings (the CLI's and the local start's TOMCAT_FLEET_*) are checked as input
+    is: one line, exit 2, before any server is planned or started."""
+    proc = cli(args, tmp_path, **env)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "invalid settings:" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "prefect").exists()
+
+
 def test_help_shows_every_default(tmp_path: Path) -> None:
     for command in [*FLOWS, "local up", "local stop", "local status"]:
         proc = cli([*command.split(), "--help"], tmp_path)

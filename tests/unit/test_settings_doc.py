@@ -8,6 +8,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 from blocks.settings import FleetSettings, RuntimeSettings
 from blocks.settings_doc import render
 
@@ -33,6 +35,14 @@ def test_every_setting_has_a_description() -> None:
         if not f.description
     ]
     assert not missing, f"settings without a description: {missing}"
+
+
+def test_an_empty_runtime_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in RuntimeSettings.model_fields:
+        monkeypatch.setenv(f"TOMCAT_FLEET_{name.upper()}", "")
+    read = RuntimeSettings(_env_file=None)  # type: ignore[call-arg]
+    defaults = {n: f.default for n, f in RuntimeSettings.model_fields.items()}
+    assert read.model_dump() == defaults
 
 
 def test_the_two_classes_share_no_name() -> None:
