@@ -114,7 +114,7 @@ def main() -> int:
     args = ap.parse_args()
     t_start = time.monotonic()
 
-    from sandbox.process import SandboxProcess
+    from tasks.runtime.sandbox_process import SandboxProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="cli-overhead-"))
     prefect_dir = workdir / "prefect"

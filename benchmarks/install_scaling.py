@@ -135,8 +135,8 @@ def main() -> int:
     args = ap.parse_args()
     flow_shape = tuple(args.flow_shape) if args.flow_shape else None
 
-    from sandbox.process import SandboxProcess
     from tasks.runtime.prefect_api import prefect_api
+    from tasks.runtime.sandbox_process import SandboxProcess
 
     workdir = Path(tempfile.mkdtemp(prefix="install-scaling-"))
     sandbox_args = [

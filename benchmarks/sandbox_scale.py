@@ -23,7 +23,7 @@ import paramiko
 import psutil
 from botocore.config import Config
 
-from sandbox.process import SandboxProcess
+from tasks.runtime.sandbox_process import SandboxProcess
 
 INSTALL = (
     "sudo cloud-init status --wait && sudo apt-get update -q && "

@@ -13,30 +13,29 @@ from typing import cast
 
 from prefect_aws import AwsClientParameters, AwsCredentials
 
+from blocks.fleet_error import FleetError
+
 DEFAULT_BLOCK_NAME = "tomcat-fleet-aws"
 
 
 def credentials_from_env(
     env: Mapping[str, str] | None = None, region: str | None = None
 ) -> AwsCredentials:
-    """An unsaved AwsCredentials block from `env` (default: os.environ)."""
+    """An unsaved AwsCredentials block from `env` (default: os.environ), read as boto3 reads
+    it: AWS_* only (the settings' region and endpoint are the caller's: blocks.register)."""
     env = os.environ if env is None else env
-    endpoint = env.get("AWS_ENDPOINT_URL") or env.get("TOMCAT_FLEET_AWS_ENDPOINT_URL") or None
+    endpoint = env.get("AWS_ENDPOINT_URL") or None
     return AwsCredentials(
         aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
         aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
         aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
         profile_name=env.get("AWS_PROFILE") or None,
-        region_name=region
-        or env.get("AWS_REGION")
-        or env.get("AWS_DEFAULT_REGION")
-        or env.get("TOMCAT_FLEET_REGION")
-        or None,
+        region_name=region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
         aws_client_parameters=AwsClientParameters(endpoint_url=endpoint),
     )
 
 
-class BlockNotFound(LookupError):
+class BlockNotFound(FleetError, LookupError):
     """A named block is not on the Prefect API: one line saying how to create it."""
 
 

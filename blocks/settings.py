@@ -256,3 +256,53 @@ class FleetSettings(BaseSettings):
         if self.ssh_key_file:
             return Path(self.ssh_key_file)
         return Path(self.state_dir) / self.deployment_name / f"{self.key_name}.pem"
+
+
+class RuntimeSettings(BaseSettings):
+    """How this machine runs the flows: the CLI's Prefect server, the local start, the process
+    pool's workers, the sandbox's state endpoint (same prefix and `.env` as FleetSettings).
+
+    Apart from FleetSettings: the CLI reads these before it validates a flow's settings (it
+    plans its Prefect server first) and must read them when a fleet setting is invalid."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TOMCAT_FLEET_",
+        env_file=".env",
+        extra="ignore",
+        env_ignore_empty=True,  # VAR= means unset, as `os.environ.get(VAR) or default` did
+    )
+
+    prefect_dir: str | None = Field(
+        None,
+        description="home of the CLI's reusable Prefect server (server.json, database, log); "
+        "None: .tomcat-fleet/prefect in the project",
+    )
+    pool_start_method: Literal["forkserver", "spawn"] = Field(
+        "forkserver",
+        description="how the process pool starts workers: forkserver (forked from a server "
+        "with the install modules loaded) or spawn (Prefect's stock workers, for comparison)",
+    )
+    local_dir: str | None = Field(
+        None,
+        description="the local start's state directory (processes, logs, Prefect database); "
+        "None: .tomcat-fleet/local in the project",
+    )
+    local_prefect_port: int = Field(
+        4200, ge=1, le=65535, description="the local start's Prefect server and UI port"
+    )
+    local_sandbox_port: int = Field(
+        4566, ge=1, le=65535, description="the local start's sandbox AWS API port"
+    )
+    local_ssh_port: int = Field(
+        2222, ge=1, le=65535, description="the local start's sandbox SSH port"
+    )
+    local_sandbox_prefix: str = Field(
+        "",
+        description="shell words the local start runs the sandbox under (the tests: setpriv "
+        "dropping net_bind_service, so its balancers use high ports); empty: none",
+    )
+    sandbox_state_url: str | None = Field(
+        None,
+        description="the sandbox's state endpoint (its env file sets it); the benchmark reads "
+        "API call and throttling counts there; None: not on a sandbox",
+    )

@@ -1,5 +1,5 @@
-"""`python -m flows ...`: the same as the `tomcat-fleet` command (see flows/cli.py)."""
+"""`python -m flows ...`: the same as the `tomcat-fleet` command (see tasks/cli/)."""
 
-from flows.cli import run
+from tasks.cli.app import run
 
 run()

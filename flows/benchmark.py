@@ -20,7 +20,7 @@ the Prefect artifacts `benchmark-scenarios` (table), `benchmark-summary` (markdo
 Invalid scenarios are rows with a reason, never a crash.
 
 `tomcat-fleet benchmark --matrix nightly --out-dir DIR` runs it standalone (see
-`flows/cli.py`); `nightly_deployment()` is the scheduled `benchmark/nightly`.
+`tasks/cli/`); `nightly_deployment()` is the scheduled `benchmark/nightly`.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def benchmark(
         sandbox: Any = None
         try:
             if target == "sandbox":
-                from sandbox.process import SandboxProcess
+                from tasks.runtime.sandbox_process import SandboxProcess
 
                 sandbox = SandboxProcess(
                     sandbox_args(

@@ -9,7 +9,7 @@ visible as tags (`group-N`), but here 9 starts when 8 is done, whatever 7 is doi
 stage is idempotent (finds before it creates), so a repeated or resumed run converges on
 the same estate. Inputs are validated before anything is created.
 
-`tomcat-fleet deploy --help` runs it standalone (see `flows/cli.py`).
+`tomcat-fleet deploy --help` runs it standalone (see `tasks/cli/`).
 """
 
 from __future__ import annotations

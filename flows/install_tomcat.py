@@ -9,7 +9,7 @@ flow run, and finally report: one row per host in a table artifact, a progress
 artifact updated as chunks finish, the seed's orchestration lines and resource samples in
 the run log, one aggregated log file.
 
-`tomcat-fleet install --help` runs it standalone (see `flows/cli.py`).
+`tomcat-fleet install --help` runs it standalone (see `tasks/cli/`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from prefect.utilities.callables import get_call_parameters
 
-from blocks.settings import FleetSettings
+from blocks.settings import FleetSettings, RuntimeSettings
 from tasks.aws import Aws
 from tasks.aws.ec2 import (
     StageError,
@@ -97,7 +97,7 @@ def make_runner(runner: str, desired_count: int, dask_address: str | None) -> Ta
             max_workers=desired_count,
             preload=INSTALL_PRELOAD,
             # "spawn" = Prefect's stock ProcessPoolTaskRunner workers (benchmark comparison)
-            start_method=os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver"),
+            start_method=RuntimeSettings().pool_start_method,
         )
     if runner == "thread":
         return ThreadPoolTaskRunner(max_workers=desired_count)

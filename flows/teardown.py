@@ -5,7 +5,7 @@ removed per kind, writes a markdown artifact (`<deployment>-teardown`: kind, cou
 errors) and fails, with the report as its data, when any resource could not be removed.
 A second run removes nothing and completes.
 
-`tomcat-fleet teardown --help` runs it standalone (see `flows/cli.py`).
+`tomcat-fleet teardown --help` runs it standalone (see `tasks/cli/`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.teardown import TeardownReport
 from tasks.aws.teardown import teardown as teardown_resources
-from tasks.local_state import remove_local_state
+from tasks.deployment_files import remove_local_state
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
 

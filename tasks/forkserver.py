@@ -48,6 +48,13 @@ def preload_list(preload: Iterable[str], freeze_gc: bool = True) -> list[str]:
     return [*mods, *([main] if main else []), *([FREEZE_MODULE] if freeze_gc else [])]
 
 
+def _pool_forks() -> bool:
+    """The process pool starts its workers from a fork server (RuntimeSettings)."""
+    from blocks.settings import RuntimeSettings  # in the CLI: imported with the flow module
+
+    return RuntimeSettings().pool_start_method == "forkserver"
+
+
 def start_early(preload: Iterable[str] = INSTALL_PRELOAD) -> bool:
     """Start the fork server now (returns at once; its imports run in the server process).
 
@@ -55,7 +62,7 @@ def start_early(preload: Iterable[str] = INSTALL_PRELOAD) -> bool:
     set: the server keeps the environment it starts with. No-op (False) when the pool
     would not use a fork server (TOMCAT_FLEET_POOL_START_METHOD=spawn) or on a platform
     without one."""
-    if os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver") != "forkserver":
+    if not _pool_forks():
         return False
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return False
@@ -94,7 +101,7 @@ def fork_here(freeze_gc: bool = True) -> bool:
     or when another thread exists (then `start_early` is the fallback). The workers see
     `__main__` as it was at the fork: a function defined there afterwards reaches them
     only if pickled by value (Prefect pickles tasks by value)."""
-    if os.environ.get("TOMCAT_FLEET_POOL_START_METHOD", "forkserver") != "forkserver":
+    if not _pool_forks():
         return False
     if "forkserver" not in multiprocessing.get_all_start_methods() or not _single_threaded():
         return False

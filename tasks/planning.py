@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from tasks.errors import FleetError
+
 T = TypeVar("T")
 
 MAX_THREADS_PER_CHUNK = 256
@@ -23,7 +25,7 @@ MAX_THREADS_PER_CHUNK = 256
 FailureKind = Literal["count", "percent"]
 
 
-class PlanError(ValueError):
+class PlanError(FleetError, ValueError):
     """An unusable pool parameter; `field` names the parameter, the message names the fix."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -46,7 +46,7 @@ from typing import Any
 from prefect.task_runners import ProcessPoolTaskRunner, _initialize_process_pool_worker
 
 from tasks.forkserver import BASE_PRELOAD, preload_list
-from tasks.prefect_tls import share_api_tls_context
+from tasks.runtime.prefect_shared_tls_context import share_api_tls_context
 
 _WARM: dict[tuple[Any, ...], _WarmPool] = {}
 _WARM_LOCK = threading.Lock()

@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tasks.errors import FleetError
+
 T = TypeVar("T")
 
 _RNG = random.Random()
 
 
-class WaitTimeout(RuntimeError):
+class WaitTimeout(FleetError, RuntimeError):
     """A wait did not reach its state within its deadline (a boto3 waiter also raises it
     when it reaches a failure state; the message says which)."""
 

@@ -1,9 +1,10 @@
 """Reliability under stress: throttling, hostile hosts and controller crashes, measured on
 sandboxes and written to `docs/reliability.md`.
 
-Three experiments, each on its own sandbox child (`sandbox.process.SandboxProcess`, public
-IPs in `--public-ip-cidr`, services in `--service-ip-cidr`), all reporting to one Prefect
-server (`tasks.runtime.prefect_api.prefect_api()`); the flows run as their CLIs do, in subprocesses:
+Three experiments, each on its own sandbox child
+(`tasks.runtime.sandbox_process.SandboxProcess`, public IPs in `--public-ip-cidr`,
+services in `--service-ip-cidr`), all reporting to one Prefect server
+(`tasks.runtime.prefect_api.prefect_api()`); the flows run as their CLIs do, in subprocesses:
 
 - throttle: for each refusal rate (fraction of EC2 calls answered RequestLimitExceeded) a
   `--hosts` install (`python -m flows install --instances N`, launching included)

@@ -27,7 +27,7 @@ from .config import ROOT, TAG_KEY, Config, parameters
 @contextlib.contextmanager
 def sandbox(cfg: Config, *extra: str) -> Iterator[Any]:
     """A sandbox child on this run's address ranges (stopped on exit)."""
-    from sandbox.process import SandboxProcess
+    from tasks.runtime.sandbox_process import SandboxProcess
 
     args = [
         "--install-latency",

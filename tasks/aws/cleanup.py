@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from blocks.settings import FleetSettings
 from tasks.aws.client import Aws
 from tasks.aws.retry import error_code
+from tasks.errors import FleetError
 from tasks.waiting import WaitTimeout, wait_until
 
 TAG_KEY = "tomcat-fleet:deployment"
@@ -44,7 +45,7 @@ GONE_CODES: frozenset[str] = frozenset(
 )
 
 
-class Gone(Exception):
+class Gone(FleetError):
     """The resource no longer exists: nothing to do, nothing to report."""
 
 
@@ -224,5 +225,5 @@ def not_ours(kind: str, name: str, settings: FleetSettings) -> StageError:
     )
 
 
-class StageError(RuntimeError):
+class StageError(FleetError, RuntimeError):
     """A stage could not do its work; the message says what and how to fix it."""

@@ -28,6 +28,8 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from tasks.errors import FleetError
+
 T = TypeVar("T")
 P = ParamSpec("P")
 
@@ -203,7 +205,7 @@ class RetryStats:
         self._lock = threading.Lock()
 
 
-class RetriesExhausted(RuntimeError):
+class RetriesExhausted(FleetError, RuntimeError):
     """A retryable call still failed after every allowed retry; raised ``from`` the last error."""
 
     def __init__(self, operation: str, attempts: int, last_error: BaseException) -> None:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from tasks.errors import FleetError
 from tasks.planning import PlanError, default_shape, plan_pool
 
 Shape = Literal["flow", "bare", "seed", "floor"]
@@ -43,7 +44,7 @@ SEED_CHUNK_SIZE = 2
 FLOOR_MAX_THREADS = 500
 
 
-class MatrixError(ValueError):
+class MatrixError(FleetError, ValueError):
     """A matrix that cannot be read at all (unknown name, unreadable file, wrong layout)."""
 
 

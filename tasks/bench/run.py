@@ -114,7 +114,9 @@ def sandbox_args(
 
 def sandbox_counters() -> tuple[int, int] | None:
     """(API calls, throttled calls) the sandbox has served, or None off the sandbox."""
-    url = os.environ.get("TOMCAT_FLEET_SANDBOX_STATE_URL")
+    from blocks.settings import RuntimeSettings
+
+    url = RuntimeSettings().sandbox_state_url
     if not url:
         return None
     try:

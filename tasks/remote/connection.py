@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import paramiko
 
 from tasks.aws.retry import backoff_delay
+from tasks.errors import FleetError
 from tasks.remote.config import HostInstallConfig
 from tasks.remote.host_keys import HostKeyRejected, make_policy
 
@@ -32,7 +33,7 @@ _MIN_KEY_LINE = 16  # shorter lines of a multi-line secret are too common to be 
 _DRAIN_AFTER_EXIT_S = 5.0  # bound on reading output that trails the exit status
 
 
-class RemoteError(RuntimeError):
+class RemoteError(FleetError, RuntimeError):
     """A host could not be reached or refused us; the message is the (redacted) reason."""
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import paramiko
 
+from tasks.errors import FleetError
+
 _BEGIN = "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
 _END = "-----END SSH HOST KEY FINGERPRINTS-----"
 _FP = re.compile(r"SHA256:[A-Za-z0-9+/]+=*")
@@ -29,7 +31,7 @@ _FP = re.compile(r"SHA256:[A-Za-z0-9+/]+=*")
 POLICIES = ("strict", "tofu", "insecure")
 
 
-class HostKeyRejected(paramiko.SSHException):
+class HostKeyRejected(FleetError, paramiko.SSHException):
     """The server's host key failed verification; never retry the connection."""
 
 

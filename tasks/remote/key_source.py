@@ -14,11 +14,13 @@ from typing import cast
 
 from pydantic import SecretStr
 
+from tasks.errors import FleetError
+
 from .config import HostInstallConfig
 from .connection import load_private_key
 
 
-class KeyUnavailable(ValueError):
+class KeyUnavailable(FleetError, ValueError):
     """The key source cannot be read or holds no usable private key (never the key)."""
 
 

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 
+from tasks.errors import FleetError
 from tasks.models import HostResult, Instance, StepTiming
 from tasks.remote.config import HostInstallConfig
 from tasks.remote.connection import Connection, RemoteError, Result
@@ -22,7 +23,7 @@ PROBE_TIMEOUT_S = 60.0
 STDERR_TAIL_CHARS = 500
 
 
-class _Stop(Exception):
+class _Stop(FleetError):
     """Ends the host with `reason` (a terminal failure, not a bug)."""
 
     def __init__(self, reason: str) -> None:

@@ -7,8 +7,10 @@ from typing import Any
 
 from prefect.states import Failed, State
 
+from tasks.errors import FleetError
 
-class FlowFailed(RuntimeError):
+
+class FlowFailed(FleetError, RuntimeError):
     """Raised by calling a flow that failed; `.data` is its report/summary."""
 
     def __init__(self, message: str, data: Any) -> None:

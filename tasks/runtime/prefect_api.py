@@ -28,7 +28,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from sandbox.ports import free_port
+from tasks.runtime.tcp_ports import free_port
 from tasks.waiting import WaitTimeout, wait_until
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -140,10 +140,11 @@ class LocalServer:
     """The CLI's one reusable Prefect server (see the module docstring)."""
 
     def __init__(self, home: Path | None = None) -> None:
-        default = (
-            os.environ.get("TOMCAT_FLEET_PREFECT_DIR") or PROJECT_DIR / ".tomcat-fleet/prefect"
-        )
-        self.home = Path(home or default).resolve()
+        if home is None:
+            from blocks.settings import RuntimeSettings
+
+            home = Path(RuntimeSettings().prefect_dir or PROJECT_DIR / ".tomcat-fleet/prefect")
+        self.home = Path(home).resolve()
         self.file = self.home / "server.json"
         self.log = self.home / "server.log"
         self._launched: subprocess.Popen[bytes] | None = None

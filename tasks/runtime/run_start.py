@@ -45,8 +45,8 @@ def start_run(module: str, sb: SandboxOptions, pool: bool, planned: str | None) 
     sandbox = start_sandbox(sb)
     try:
         importlib.import_module(module)
-        from tasks.prefect_heartbeat import unjoined_heartbeats
-        from tasks.prefect_tls import share_api_tls_context
+        from tasks.runtime.prefect_shared_tls_context import share_api_tls_context
+        from tasks.runtime.prefect_unjoined_heartbeat import unjoined_heartbeats
 
         share_api_tls_context()  # this process's API clients: one CA-bundle parse, not ~10
         unjoined_heartbeats()  # a flow run's end does not wait out a heartbeat sleep

@@ -12,6 +12,8 @@ from typing import Any
 
 import psutil
 
+from tasks.runtime.sandbox_process import SandboxProcess
+
 
 @dataclass(frozen=True)
 class SandboxOptions:
@@ -46,8 +48,6 @@ def start_sandbox(o: SandboxOptions) -> Any:
     """The run's sandbox child, started (not yet waited for) when `o.enabled`, else None."""
     if not o.enabled:
         return None
-    from sandbox.process import SandboxProcess
-
     return SandboxProcess(sandbox_args(o)).start()
 
 
@@ -58,8 +58,6 @@ def maybe_sandbox(o: SandboxOptions, started: Any = None) -> Iterator[int | None
     if not o.enabled:
         yield None
         return
-    from sandbox.process import SandboxProcess
-
     with started or SandboxProcess(sandbox_args(o)) as sb:
         os.environ.update(sb.env)
         yield sb.pid

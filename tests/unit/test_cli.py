@@ -71,6 +71,26 @@ def test_bad_input_refused_fast_without_server(args: list[str], tmp_path: Path) 
     assert elapsed < 3.0, f"{elapsed:.1f}s"
 
 
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["server", "status"], {"TOMCAT_FLEET_POOL_START_METHOD": "bogus"}),
+        (["deploy", "--instances", "1"], {"TOMCAT_FLEET_LOCAL_SSH_PORT": "0"}),
+        (["local", "status"], {"TOMCAT_FLEET_LOCAL_PREFECT_PORT": "http"}),
+    ],
+)
+def test_bad_runtime_settings_refused_in_one_line(
+    args: list[str], env: dict[str, str], tmp_path: Path
+) -> None:
+    """RuntimeSettings (the CLI's and the local start's TOMCAT_FLEET_*) are checked as input
+    is: one line, exit 2, before any server is planned or started."""
+    proc = cli(args, tmp_path, **env)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert "invalid settings:" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "prefect").exists()
+
+
 def test_help_shows_every_default(tmp_path: Path) -> None:
     for command in [*FLOWS, "local up", "local stop", "local status"]:
         proc = cli([*command.split(), "--help"], tmp_path)
@@ -152,6 +172,23 @@ def test_server_status_and_stop_without_a_server(tmp_path: Path) -> None:
 def test_sandbox_command_delegates_to_python_m_sandbox(tmp_path: Path) -> None:
     proc = cli(["sandbox", "--help"], tmp_path)
     assert proc.returncode == 0 and "--install-latency" in proc.stdout
+    bad = cli(["sandbox", "--no-such-option"], tmp_path)  # its exit status is passed through
+    assert bad.returncode == 2 and "python -m sandbox: error" in bad.stderr
+
+
+def test_the_cli_starts_without_prefect_boto3_or_the_sandbox() -> None:
+    """Importing the command tree loads none of them (a flow command imports its flow,
+    and so Prefect, only once its input is valid)."""
+    code = (
+        "import sys, tasks.cli.app; "
+        "print(sorted(m for m in ('prefect', 'boto3', 'botocore', 'paramiko', 'sandbox') "
+        "if m in sys.modules))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 def test_one_local_server_is_reused_and_stoppable(tmp_path: Path, monkeypatch: Any) -> None:

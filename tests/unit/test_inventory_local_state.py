@@ -16,7 +16,7 @@ from tasks.deploy.inventory import (
     save_inventory,
     update_inventory,
 )
-from tasks.local_state import local_files, remove_local_state
+from tasks.deployment_files import local_files, remove_local_state
 from tasks.models import HostResult, InstallSummary, Instance
 
 

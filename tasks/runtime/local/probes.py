@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sandbox.ports import port_problem
 from tasks import waiting
 from tasks.runtime.local.state import LocalError
+from tasks.runtime.tcp_ports import port_problem
 
 
 # -- small helpers -----------------------------------------------------------------------

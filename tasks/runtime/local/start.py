@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil
 
+from blocks.settings import RuntimeSettings
 from tasks import waiting
 from tasks.runtime.local.probes import (
     check_port,
@@ -45,13 +46,11 @@ from tasks.runtime.local.state import (
 )
 from tasks.runtime.prefect_api import server_command
 
-SANDBOX_PREFIX_ENV = "TOMCAT_FLEET_LOCAL_SANDBOX_PREFIX"
-
 
 def sandbox_prefix() -> list[str]:
     """A command the sandbox is started under (tests: `setpriv --bounding-set=-net_bind_service
     --inh-caps=-net_bind_service`, so its balancers fall back to high ports); none by default."""
-    return shlex.split(os.environ.get(SANDBOX_PREFIX_ENV, ""))
+    return shlex.split(RuntimeSettings().local_sandbox_prefix)
 
 
 @dataclass

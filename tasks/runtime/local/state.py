@@ -11,6 +11,8 @@ from pathlib import Path
 
 import psutil
 
+from tasks.errors import FleetError
+
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 PROCESS_POOL = "tomcat-fleet-process"
 LOCAL_DEPLOYMENTS = [
@@ -26,13 +28,8 @@ SERVICE_IP_CIDR = "127.151.0.0/16"
 READY = "LOCAL START READY"
 
 
-class LocalError(RuntimeError):
+class LocalError(FleetError, RuntimeError):
     """The local start cannot go on; the message says why in one line."""
-
-
-def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
 
 
 # -- tracked processes -------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """Run `python -m sandbox` as a child process (benchmarks and CLIs that measure memory
-or want the sandbox off their own GIL) and read its env file."""
+or want the sandbox off their own GIL) and read its env file.
+
+The sandbox is started as a separate program, never imported: nothing under flows/,
+tasks/ or blocks/ imports `sandbox` (tests/unit/test_layers.py)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ import certifi
 def test_verified_contexts_are_shared_and_insecure_ones_are_not() -> None:
     from prefect.client import orchestration
 
-    from tasks.prefect_tls import share_api_tls_context
+    from tasks.runtime.prefect_shared_tls_context import share_api_tls_context
 
     assert share_api_tls_context() is True
     assert share_api_tls_context() is True  # idempotent
@@ -28,7 +28,7 @@ def test_verified_contexts_are_shared_and_insecure_ones_are_not() -> None:
 def test_prefect_clients_get_the_one_context() -> None:
     from prefect.client.orchestration import SyncPrefectClient
 
-    from tasks.prefect_tls import share_api_tls_context
+    from tasks.runtime.prefect_shared_tls_context import share_api_tls_context
 
     share_api_tls_context()
     built: list[ssl.SSLContext] = []
@@ -51,7 +51,7 @@ def test_the_version_check_uses_the_same_context() -> None:
     from prefect._internal import version_checking
     from prefect.client import orchestration
 
-    from tasks.prefect_tls import share_api_tls_context
+    from tasks.runtime.prefect_shared_tls_context import share_api_tls_context
 
     assert share_api_tls_context() is True
     assert version_checking.ssl is orchestration.ssl

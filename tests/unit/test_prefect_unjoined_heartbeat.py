@@ -37,7 +37,7 @@ def _heartbeat_thread_after_exit() -> tuple[threading.Thread, _Engine]:
 def test_the_run_end_does_not_wait_for_the_heartbeat_thread() -> None:
     from prefect import flow_engine
 
-    from tasks.prefect_heartbeat import unjoined_heartbeats
+    from tasks.runtime.prefect_unjoined_heartbeat import unjoined_heartbeats
 
     original = flow_engine._send_heartbeats
     try:
