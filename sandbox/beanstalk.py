@@ -43,7 +43,8 @@ from moto.elbv2.models import elbv2_backends
 from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 
-from . import eb_names as names
+import sandbox.eb_names as names
+
 from .moto_patches import ACCOUNT
 
 log = logging.getLogger("sandbox.beanstalk")

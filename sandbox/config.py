@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from . import accounts
+import sandbox.accounts as accounts
 
 FAULT_PROFILES: dict[str, dict[str, float]] = {
     # rates are probabilities; slow_factor multiplies install latency on slow hosts

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import sandbox.authz.models.eb_caller as eb_caller
+
 from ..checks import Checks, tags_of
-from . import eb_caller
 from .iam import pass_profile_role, pass_role
 
 

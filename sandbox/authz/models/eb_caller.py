@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import eb_names as names
+import sandbox.authz.models.elb as elb
+import sandbox.eb_names as names
+
 from ..checks import BY_SERVICE, VIA_CLOUDFORMATION, Checks, tags_of
 from ..slr import need_service_linked_role
-from . import elb
 
 WHY = "Elastic Beanstalk with the caller's rights"
 _DIRECT = f"{WHY}, directly"
