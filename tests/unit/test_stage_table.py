@@ -128,7 +128,9 @@ def test_the_flow_docstring_lists_the_table() -> None:
     assert block, doc
     assert [line.strip() for line in block.group(1).splitlines()] == dag.docstring_lines()
     # Prefect still reads the parameters' descriptions from the docstring's Args:
-    assert "Exactly the stages to run" in deploy.parameters.properties["stages"]["description"]
+    described = deploy.parameters.properties
+    assert "Exactly the stages to run" in described["stages"]["description"]
+    assert f"stages {dag.span(dag.zone_stages())} " in described["hosted_zone"]["description"]
 
 
 def test_docs_stages_md_is_current() -> None:
