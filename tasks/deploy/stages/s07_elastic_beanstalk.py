@@ -9,8 +9,6 @@ name and must be Ready (`find`).
 
 from __future__ import annotations
 
-import logging
-
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.beanstalk import (
@@ -36,8 +34,6 @@ from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import BeanstalkResult
 from tasks.deploy.stages.room import Finding, Room, stage_task
-
-log = logging.getLogger(__name__)
 
 ROW = STAGES[7]
 
