@@ -7,7 +7,7 @@ import os
 import re
 from typing import Any, Literal
 
-from tasks.deploy.dag import NAMES, NEEDS
+from tasks.deploy.dag import NAMES, prerequisites
 from tasks.models import Instance
 from tasks.planning import PlanError, PoolPlan, default_shape, parse_allow_failures, plan_pool
 
@@ -77,21 +77,15 @@ def parse_stages(spec: str | list[int]) -> list[int]:
     unknown = sorted(n for n in wanted if n not in NAMES)
     if unknown or not wanted:
         raise PlanError(
-            "stages", f"stages={spec!r}: unknown stage(s) {unknown or 'none'}; stages are 1-11"
+            "stages",
+            f"stages={spec!r}: unknown stage(s) {unknown or 'none'}; stages are 1-{last}",
         )
     return sorted(wanted)
 
 
 def with_prerequisites(stages: list[int]) -> list[int]:
-    """The stages and every stage they depend on (NEEDS), sorted."""
-    todo: set[int] = set()
-    stack = list(stages)
-    while stack:
-        n = stack.pop()
-        if n not in todo:
-            todo.add(n)
-            stack.extend(NEEDS[n])
-    return sorted(todo)
+    """The stages and every stage they depend on (the stage table's needs), sorted."""
+    return prerequisites(stages)
 
 
 def check_shape(instances: int, install: dict[str, Any]) -> None:

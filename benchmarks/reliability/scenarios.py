@@ -13,7 +13,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from tasks.deploy.dag import NAMES, NEEDS
+from tasks.deploy.dag import NAMES
+from tasks.deploy.scheduler import waits_in
 
 from .config import COUNT_KEYS, ROOT, TAG_KEY, Config
 from .harness import (
@@ -258,8 +259,8 @@ _FINISHED = re.compile(r"Task run '(\d\d) [a-z0-9-]+' - Finished in state (\w+)"
 
 
 def stage_at_kill(log_text: str, stages: list[int]) -> str:
-    """What was running when the log stopped: stages whose needs had finished but which
-    had not (from Prefect's console log lines)."""
+    """What was running when the log stopped: stages whose selected prerequisites had
+    finished but which had not (from Prefect's console log lines)."""
     if "deployment " not in log_text or "Beginning flow run" not in log_text:
         return "startup/validation"
     done = {int(m.group(1)) for m in _FINISHED.finditer(log_text) if m.group(2) == "Completed"}
@@ -268,7 +269,8 @@ def stage_at_kill(log_text: str, stages: list[int]) -> str:
         begun = re.findall(r"Beginning subflow run '([^']+)' for flow 'install-tomcat'", log_text)
         if begun and begun[-1] in ended:
             done.add(2)
-    running = [n for n in stages if n not in done and all(d in done for d in NEEDS[n])]
+    waits = waits_in(stages)  # as the deploy flow's scheduler starts them
+    running = [n for n in stages if n not in done and waits[n] <= done]
     return ", ".join(f"{n} {NAMES[n]}" for n in running) or "report"
 
 

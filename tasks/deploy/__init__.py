@@ -1,1 +1,2 @@
-"""Deploy stages: each a function from typed inputs to a typed result."""
+"""The deploy flow's stages: the stage table (`dag`), its scheduler, one room per stage
+(`stages/`), their typed inputs and results (`models`), and the deploy report."""

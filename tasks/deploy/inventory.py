@@ -1,5 +1,6 @@
-"""Stage 3: the inventory of the deployment: every launched host with its install status,
-its IPs and groups, as a JSON file under the deployment's state directory.
+"""The deployment's inventory file (stage 3 writes it, tasks/deploy/stages/s03_save_inventory.py):
+every launched host with its install status, its IPs and groups, as JSON under the
+deployment's state directory.
 
 Later stages (the ALB) use the installed hosts only; `install-tomcat` without instances
 reads every host listed (failed ones included), so a re-run retries exactly the hosts that
@@ -14,7 +15,7 @@ from typing import Any
 
 from blocks.settings import FleetSettings
 from tasks.deploy.models import InventoryResult
-from tasks.models import HostResult, InstallSummary, Instance
+from tasks.models import HostResult, Instance
 
 INSTALLED = "installed"
 
@@ -75,14 +76,6 @@ def write_inventory(
     return InventoryResult(path=str(path), instances=keep, security_group_ids=groups, status=status)
 
 
-def save_inventory(
-    settings: FleetSettings, instances: list[Instance], install: InstallSummary
-) -> InventoryResult:
-    """Stage 3: every launched host and its install status; only installed hosts go
-    forward (failed ones never reach the ALB)."""
-    return write_inventory(settings, instances, install.results)
-
-
 def load_inventory(settings: FleetSettings) -> InventoryResult | None:
     """The saved inventory as stage 3 returned it (installed hosts forward), or None."""
     data = read_inventory(settings)
@@ -127,26 +120,3 @@ def update_inventory(settings: FleetSettings, results: list[HostResult]) -> None
     }
     old.update({r.instance_id: r for r in results})
     write_inventory(settings, instances, list(old.values()))
-
-
-def refresh_inventory(settings: FleetSettings, instances: list[Instance]) -> InventoryResult | None:
-    """Stage 3 without stage 2 in the run: the statuses saved by the last install (hosts it
-    never saw are `not installed`) over the instances launched now; None without a saved
-    inventory."""
-    data = read_inventory(settings)
-    if data is None:
-        return None
-    reasons = {f["instance_id"]: f.get("reason") for f in data.get("failed", [])}
-    results = [
-        HostResult(
-            instance_id=i.instance_id,
-            public_ip=i.public_ip,
-            status=data["status"][i.instance_id],
-            reason=reasons.get(i.instance_id) or "earlier install failed"
-            if data["status"][i.instance_id] == "failed"
-            else None,
-        )
-        for i in instances
-        if data["status"].get(i.instance_id) in (INSTALLED, "failed")
-    ]
-    return write_inventory(settings, instances, results)

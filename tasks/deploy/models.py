@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
-from tasks.models import Instance
+from tasks.models import HostResult, Instance
+
+
+class DeployRequest(BaseModel):
+    """The deploy flow's parameters that stages use beyond the settings (stage 1 the count,
+    stage 2 the install's knobs and the settings overrides its subflow takes)."""
+
+    instances: int
+    chunk_size: int | None = None
+    max_workers: int | None = None
+    desired_count: int | None = None
+    runner: str = "process"
+    allow_failures: str = "0"
+    settings_overrides: dict[str, Any] = Field(default_factory=dict)
 
 
 class LaunchResult(BaseModel):
@@ -12,6 +27,14 @@ class LaunchResult(BaseModel):
     security_group_id: str
     key_name: str
     created: int = 0  # instances this run launched (0 when they already existed)
+
+
+class SavedInstall(BaseModel):
+    """Stage 2's result when it is not run: the statuses the last install saved (installed
+    and failed hosts; the others were never installed)."""
+
+    path: str
+    results: list[HostResult]
 
 
 class InventoryResult(BaseModel):

@@ -1,9 +1,5 @@
-"""Traffic stages: a generator instance in the deployment sends real HTTP(S) requests.
-
-Stage 6 (`alb_traffic`) checks the ALB over HTTP (its DNS name) and HTTPS (the custom
-domain with its ACM certificate); stage 10 (`beanstalk_http`) the Beanstalk environment's
-CNAME; stage 11 (`beanstalk_https`) points a Route53 CNAME at the environment, adds an
-HTTPS listener to its load balancer and checks `https://<beanstalk_domain>/`.
+"""The traffic generator of the traffic stages (6, 10 and 11, each in its room under
+tasks/deploy/stages/): an instance of the deployment that sends real HTTP(S) requests.
 
 The requests leave from the generator (an EC2 instance of this deployment, role
 `traffic`), not from the controller: it runs plain `curl` over one SSH connection, so the
@@ -32,8 +28,7 @@ from ..aws.ec2 import (
 from ..models import Instance
 from ..remote.config import HostInstallConfig, remote_config
 from ..remote.connection import Connection, RemoteError
-from .beanstalk import ensure_https_endpoint
-from .models import BeanstalkResult, TlsResult, TrafficResult
+from .models import TrafficResult
 
 ROLE = "traffic"
 CURL_MAX_TIME_S = 10
@@ -238,7 +233,7 @@ def _warm_up(gen: _Generator, urls: list[str], timeout_s: float) -> None:
         time.sleep(WARMUP_POLL_S)
 
 
-def _traffic(
+def traffic_check(
     aws: Aws,
     settings: FleetSettings,
     key_pem: str,
@@ -265,47 +260,3 @@ def _traffic(
             f"curl's last error: {_last_line(batch.stderr)})"
         )
     return result
-
-
-# --------------------------------------------------------------------------------------
-# The stages
-
-
-def alb_traffic(
-    aws: Aws,
-    settings: FleetSettings,
-    key_pem: str,
-    alb_url: str,
-    https_url: str,
-    timeout_s: float = 600,
-) -> TrafficResult:
-    """Stage 6: requests to the ALB over HTTP (its DNS name) and HTTPS (the custom domain);
-    distinct_backends counts the instances that answered across both."""
-    return _traffic(aws, settings, key_pem, [alb_url, https_url], timeout_s)
-
-
-def beanstalk_http(
-    aws: Aws,
-    settings: FleetSettings,
-    key_pem: str,
-    eb: BeanstalkResult,
-    timeout_s: float = 600,
-) -> TrafficResult:
-    """Stage 10: requests to the Beanstalk environment's CNAME over HTTP."""
-    return _traffic(aws, settings, key_pem, [f"http://{eb.cname}/"], timeout_s)
-
-
-def beanstalk_https(
-    aws: Aws,
-    settings: FleetSettings,
-    key_pem: str,
-    eb: BeanstalkResult,
-    tls: TlsResult,
-    timeout_s: float = 600,
-) -> TrafficResult:
-    """Stage 11: CNAME settings.beanstalk_domain -> the environment, an HTTPS listener
-    (the ACM certificate, which covers that name) on its load balancer, then requests to
-    https://<beanstalk_domain>/."""
-    domain = settings.beanstalk_domain
-    ensure_https_endpoint(aws, settings, eb, tls, timeout_s=min(timeout_s, 300))
-    return _traffic(aws, settings, key_pem, [f"https://{domain}/"], timeout_s)

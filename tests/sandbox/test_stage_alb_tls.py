@@ -25,9 +25,9 @@ from tasks.aws.ec2 import (
     wait_running,
 )
 from tasks.aws.s3 import log_bucket_name
-from tasks.deploy.alb import create_alb
 from tasks.deploy.models import AlbResult, InventoryResult, TlsResult
-from tasks.deploy.tls import enable_https
+from tasks.deploy.stages.s04_application_load_balancer import create_alb
+from tasks.deploy.stages.s05_tls_listener import enable_https
 from tasks.models import Instance
 from tasks.remote.config import HostInstallConfig
 from tasks.remote.recipe import install_host

@@ -18,10 +18,10 @@ from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.aws.ec2 import TAG_KEY, StageError, ensure_key_pair, ensure_security_group
 from tasks.aws.iam import EB_POLICIES, EB_SERVICE_POLICIES
-from tasks.deploy.beanstalk import create_beanstalk
-from tasks.deploy.jumphost import jumphost_check
 from tasks.deploy.models import BeanstalkResult, RdsResult
-from tasks.deploy.rds import create_rds, load_db_password
+from tasks.deploy.stages.s07_elastic_beanstalk import create_beanstalk
+from tasks.deploy.stages.s08_rds import create_rds, load_db_password
+from tasks.deploy.stages.s09_jumphost_mysql_check import jumphost_check
 
 from ..support import client, make_sandbox, ssh
 

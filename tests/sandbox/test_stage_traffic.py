@@ -2,7 +2,8 @@
 HTTP and HTTPS, the Beanstalk CNAME over HTTP, and the Beanstalk custom domain over HTTPS.
 
 The ALB, certificate and Beanstalk environment are built here directly with boto3, so
-these tests depend only on `tasks.deploy.traffic` (not on the ALB/TLS/Beanstalk stage modules).
+these tests depend only on the traffic stages' rooms and `tasks.deploy.traffic` (not on the
+ALB/TLS/Beanstalk stages).
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ from tasks.aws.ec2 import (
     wait_running,
 )
 from tasks.deploy.models import BeanstalkResult, TlsResult
-from tasks.deploy.traffic import (
-    alb_traffic,
-    beanstalk_http,
-    beanstalk_https,
-    send_requests,
-)
+from tasks.deploy.stages.s06_traffic_alb import alb_traffic
+from tasks.deploy.stages.s10_traffic_beanstalk_http import beanstalk_http
+from tasks.deploy.stages.s11_traffic_beanstalk_https import beanstalk_https
+from tasks.deploy.traffic import send_requests
 from tasks.remote.config import HostInstallConfig, remote_config
 from tasks.remote.recipe import install_host
 

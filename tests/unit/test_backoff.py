@@ -330,16 +330,12 @@ def test_worst_case_sleep() -> None:
 
 
 def test_deploy_stage_task_retries_match_the_dag() -> None:
-    """`TASK_RETRIES` (used for the attempt bound) is what the deploy flow really sets."""
-    import flows.deploy as deploy
+    """`TASK_RETRIES` (used for the attempt bound) is what the built stage tasks really set."""
     from tasks.deploy.dag import NAMES, TASK_RETRIES
+    from tasks.deploy.stages import rooms
 
-    found = {}
-    for obj in vars(deploy).values():
-        name = getattr(obj, "name", "")
-        if isinstance(name, str) and name.startswith("stage-") and hasattr(obj, "retries"):
-            found[int(name.split("-")[1])] = obj.retries
-    assert found, "no stage tasks found in flows.deploy"
+    found = {n: room.task.retries for n, room in rooms().items() if room.task is not None}
+    assert found, "no stage tasks found in tasks.deploy.stages"
     for stage, retries in found.items():
         assert retries == TASK_RETRIES[stage], NAMES[stage]
 

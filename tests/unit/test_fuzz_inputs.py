@@ -36,7 +36,8 @@ from tasks.aws.retry import (
     botocore_config,
     call_with_backoff,
 )
-from tasks.inputs import NAMES, NEEDS, parse_stages, with_prerequisites
+from tasks.deploy.dag import NEEDS
+from tasks.inputs import NAMES, parse_stages, with_prerequisites
 from tasks.inputs import validate_install as validate
 from tasks.models import Instance
 from tasks.planning import (

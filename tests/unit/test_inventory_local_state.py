@@ -12,10 +12,11 @@ from tasks.deploy.inventory import (
     inventory_instances,
     inventory_path,
     load_inventory,
-    refresh_inventory,
-    save_inventory,
     update_inventory,
 )
+from tasks.deploy.models import InventoryResult
+from tasks.deploy.stages.s02_install_tomcat import saved_install
+from tasks.deploy.stages.s03_save_inventory import save_inventory
 from tasks.deployment_files import local_files, remove_local_state
 from tasks.models import HostResult, InstallSummary, Instance
 
@@ -98,6 +99,13 @@ def test_old_inventory_files_read_as_installed(tmp_path: Path) -> None:
     inventory_path(s).write_text(json.dumps({"instances": [i.model_dump() for i in hosts(2)]}))
     inv = load_inventory(s)
     assert inv is not None and len(inv.instances) == 2
+
+
+def refresh_inventory(s: FleetSettings, instances: list[Instance]) -> InventoryResult | None:
+    """Stage 3 without stage 2 in the run: stage 2's saved results (its finder's) over the
+    instances launched now; None without a saved inventory (the finder's MissingStage)."""
+    saved = saved_install(s)
+    return None if saved is None else save_inventory(s, instances, saved)
 
 
 def test_refresh_without_install_takes_saved_statuses(tmp_path: Path) -> None:

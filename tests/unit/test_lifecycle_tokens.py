@@ -51,7 +51,7 @@ def test_token_is_per_life_role_and_short() -> None:
 
 def test_role_instances_are_fresh_after_teardown_and_reused_within_a_life(aws: Any) -> None:
     from tasks.aws.ec2 import ensure_key_pair, ensure_role_instance, life_id
-    from tasks.deploy.launch import launch_fleet
+    from tasks.deploy.stages.s01_launch_instances import launch_fleet
 
     settings = aws.settings
     tokens: list[str] = []  # every RunInstances' ClientToken (plain moto does not honour them)

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from blocks.settings import FleetSettings
-from tasks.deploy import jumphost
 from tasks.deploy.models import RdsResult
+from tasks.deploy.stages import s09_jumphost_mysql_check as jumphost
 from tasks.models import HostResult, Instance
 from tasks.remote import group as group_mod
 from tasks.remote.config import HostInstallConfig, remote_config

@@ -1,4 +1,4 @@
-"""Deploy stage 4: an internet-facing Application Load Balancer in front of the fleet.
+"""Stage 4, application-load-balancer: an internet-facing ALB in front of the fleet.
 
 `create_alb` finds or creates, in order: the ALB security group (80/443 from anywhere) and
 the rule letting it reach the instances on 8080, the access-log bucket (private, public
@@ -6,7 +6,8 @@ access blocked, SSE-S3, writable by ELB log delivery only), the target group wit
 inventory instance registered, the load balancer with access logs on, and its HTTP
 listener. Then it waits until the balancer is active and every registered target is
 healthy. Every resource is found by name and checked for the deployment tag before
-anything is created, so a second call creates nothing and returns the same ids.
+anything is created, so a second call creates nothing and returns the same ids. Not run,
+the ALB, its target group and HTTP listener are found by name (`find`).
 """
 
 from __future__ import annotations
@@ -24,24 +25,32 @@ from tasks.aws.ec2 import (
 )
 from tasks.aws.elbv2 import (
     APP_PORT,
+    elb_name,
     enable_access_logs,
     ensure_http_listener,
     ensure_load_balancer,
     ensure_target_group,
+    find_by_name,
+    find_listener,
     register_inventory,
     wait_active,
     wait_healthy,
 )
 from tasks.aws.s3 import ensure_log_bucket
+from tasks.deploy.dag import STAGES
+from tasks.deploy.deploy_report import ReportPart
+from tasks.deploy.found import MissingStage
 from tasks.deploy.models import AlbResult, InventoryResult
+from tasks.deploy.stages.room import Finding, Room, stage_task
+
+ROW = STAGES[4]
 
 
-# -- the stage --------------------------------------------------------------------------
 def create_alb(
     aws: Aws,
     settings: FleetSettings,
     inventory: InventoryResult,
-    timeout_s: float = 300,
+    timeout_s: float = ROW.timeout_s,
     poll_s: float = 1.0,
 ) -> AlbResult:
     """Stage 4: the ALB serving every inventory instance over HTTP on port 80."""
@@ -81,3 +90,50 @@ def create_alb(
         access_log_bucket=bucket,
         url=f"http://{dns}/",
     )
+
+
+@stage_task(ROW)
+def alb_stage(settings: FleetSettings, inventory: InventoryResult) -> AlbResult:
+    return create_alb(Aws(settings), settings, inventory)
+
+
+def find(q: Finding) -> AlbResult:
+    """The load balancer, target group and HTTP listener, found by name."""
+    elb = q.aws.client("elbv2")
+    name = elb_name(q.settings, "alb")
+    lbs = find_by_name(elb.describe_load_balancers, "LoadBalancers", name, "LoadBalancerNotFound")
+    tgs = find_by_name(
+        elb.describe_target_groups,
+        "TargetGroups",
+        elb_name(q.settings, "tg"),
+        "TargetGroupNotFound",
+    )
+    if not lbs or not tgs:
+        raise MissingStage(q.stage, ROW.number, "load balancer", f"{name} not found")
+    lb, tg = lbs[0], tgs[0]
+    http = find_listener(q.aws, lb["LoadBalancerArn"], 80)
+    if http is None:
+        raise MissingStage(q.stage, ROW.number, "load balancer", f"{name} has no HTTP listener")
+    dns = str(lb["DNSName"])
+    return AlbResult(
+        load_balancer_arn=str(lb["LoadBalancerArn"]),
+        dns_name=dns,
+        security_group_id=(lb.get("SecurityGroups") or [""])[0],
+        target_group_arn=str(tg["TargetGroupArn"]),
+        http_listener_arn=str(http["ListenerArn"]),
+        url=f"http://{dns}/",
+    )
+
+
+def report(result: AlbResult, _: FleetSettings) -> ReportPart:
+    return ReportPart(
+        urls={"alb_http": result.url},
+        resources={
+            "load_balancer": result.load_balancer_arn,
+            "target_group": result.target_group_arn,
+            "access_log_bucket": result.access_log_bucket,
+        },
+    )
+
+
+ROOM = Room(ROW, task=alb_stage, find=find, report=report)

@@ -1,10 +1,12 @@
-"""Deploy stage 5: HTTPS on the ALB with a DNS-validated ACM certificate, and the web name.
+"""Stage 5, tls-listener: HTTPS on the ALB with a DNS-validated ACM certificate, and the web
+name.
 
 `enable_https` checks the hosted zone and the names first (nothing is created when they
 are wrong), then finds or requests the certificate for the web name (with the Beanstalk
 name as a second SAN, so stage 9 can reuse it), writes its validation CNAMEs into the zone,
 waits for ISSUED, adds the 443 listener and points the web name at the ALB with an alias
-record. A second call finds everything and changes nothing.
+record. A second call finds everything and changes nothing. Not run, the certificate is
+found by its names and tag, and the ALB's port-443 listener by its port (`find`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,24 @@ from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
-from tasks.aws.acm import ensure_certificate, record_text, validation_records, wait_issued
+from tasks.aws.acm import (
+    ensure_certificate,
+    find_certificate,
+    record_text,
+    validation_records,
+    wait_issued,
+)
 from tasks.aws.ec2 import StageError, deployment_tags
-from tasks.aws.elbv2 import ensure_https_listener
+from tasks.aws.elbv2 import HTTPS_PORT, ensure_https_listener, find_listener
 from tasks.aws.retry import error_code
 from tasks.aws.route53 import find_hosted_zone, in_zone, upsert_records
+from tasks.deploy.dag import STAGES
+from tasks.deploy.deploy_report import ReportPart
+from tasks.deploy.found import MissingStage
 from tasks.deploy.models import AlbResult, TlsResult
+from tasks.deploy.stages.room import Finding, Room, stage_task
+
+ROW = STAGES[5]
 
 
 # -- certificate validation records ---------------------------------------------------
@@ -62,12 +76,11 @@ def upsert_alias(aws: Aws, zone_id: str, name: str, alb: AlbResult) -> bool:
     return upsert_records(aws, zone_id, [record], "tomcat-fleet web name") > 0
 
 
-# -- the stage --------------------------------------------------------------------------
 def enable_https(
     aws: Aws,
     settings: FleetSettings,
     alb: AlbResult,
-    timeout_s: float = 300,
+    timeout_s: float = ROW.timeout_s,
     poll_s: float = 1.0,
 ) -> TlsResult:
     """Stage 5: https://<web domain>/ served by the ALB with an ACM certificate."""
@@ -115,3 +128,40 @@ def enable_https(
         hosted_zone_id=zone_id,
         url=f"https://{domain}/",
     )
+
+
+@stage_task(ROW)
+def tls_stage(settings: FleetSettings, alb: AlbResult) -> TlsResult:
+    return enable_https(Aws(settings), settings, alb)
+
+
+def find(q: Finding) -> TlsResult:
+    """The certificate (by its names and tag), the hosted zone, and the HTTPS listener on
+    stage 4's ALB (this run's, or found)."""
+    domain = q.settings.web_domain
+    domains = [domain, *[d for d in [q.settings.beanstalk_domain] if d != domain]]
+    cert = find_certificate(q.aws, q.settings, domains)
+    if cert is None:
+        raise MissingStage(q.stage, ROW.number, "certificate", f"none for {domain}")
+    lb: AlbResult = q.get(4)
+    listener = find_listener(q.aws, lb.load_balancer_arn, HTTPS_PORT)
+    if listener is None:
+        raise MissingStage(
+            q.stage, ROW.number, "HTTPS listener", "the ALB has no port-443 listener"
+        )
+    return TlsResult(
+        certificate_arn=cert,
+        domain=domain,
+        https_listener_arn=str(listener["ListenerArn"]),
+        hosted_zone_id=find_hosted_zone(q.aws, q.settings.hosted_zone or ""),
+        url=f"https://{domain}/",
+    )
+
+
+def report(result: TlsResult, _: FleetSettings) -> ReportPart:
+    return ReportPart(
+        urls={"alb_https": result.url}, resources={"certificate": result.certificate_arn}
+    )
+
+
+ROOM = Room(ROW, task=tls_stage, find=find, report=report)

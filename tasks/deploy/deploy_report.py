@@ -1,5 +1,5 @@
-"""The deploy flow's report: one record per stage (status, start/end, detail), URLs,
-resources and the install's figures, and its markdown artifact."""
+"""The deploy flow's report: one record per stage (status, start/end, detail), the URLs,
+resources and install figures its stages' rooms report, and its artifacts."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from prefect.artifacts import (
 )
 from pydantic import BaseModel, Field
 
-from blocks.settings import FleetSettings
 from tasks.artifacts import progress_key, stage_progress, url_links
+from tasks.deploy.dag import STAGES
+from tasks.deploy.scheduler import UPSTREAM_FAILED
 
 
 class StageRecord(BaseModel):
@@ -39,18 +40,33 @@ class DeployReport(BaseModel):
     seconds: float = 0.0
 
 
+class ReportPart(BaseModel):
+    """What one stage's result adds to the report (its room's `report` makes it)."""
+
+    urls: dict[str, str] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(default_factory=dict)
+    install: dict[str, Any] = Field(default_factory=dict)
+
+
 def build_report(
-    settings: FleetSettings,
+    deployment: str,
     todo: list[int],
-    records: dict[int, StageRecord],
-    results: dict[int, Any],
+    completed: set[int],
     failed: dict[int, str],
+    parts: list[ReportPart],
     t0: float,
     times: dict[int, list[float]],
 ) -> DeployReport:
-    """The report of a deploy run from its results, failures and stage start/end times."""
-    for n in todo:
-        rec = records[n]
+    """The report of a deploy run: every stage of the table with its status (and start/end
+    when it ran), and what its stages' results (and the results found for it) add, in stage
+    order."""
+    records = {
+        n: StageRecord(stage=n, name=s.name, group=f"group-{s.group}") for n, s in STAGES.items()
+    }
+    for n, rec in records.items():
+        if n not in todo:
+            rec.detail = "not selected"
+            continue
         start, end = times.get(n, [0.0, 0.0])
         if start:
             rec.started_s = round(start - t0, 2)
@@ -58,56 +74,23 @@ def build_report(
             rec.ended_s = round(end - t0, 2)
         if start and end:
             rec.seconds = round(end - start, 2)
-        if n in results:
+        if n in completed:
             rec.status = "completed"
         elif n in failed:
-            rec.status = "failed" if failed[n] != "upstream failed" else "not run"
+            rec.status = "failed" if failed[n] != UPSTREAM_FAILED else "not run"
             rec.detail = failed[n][:300]
         else:
             rec.status = "not run"
-    urls: dict[str, str] = {}
-    resources: dict[str, Any] = {}
-    if 1 in results:
-        resources["instances"] = [i.instance_id for i in results[1].instances]
-        resources["web_security_group"] = results[1].security_group_id
-    if 4 in results:
-        urls["alb_http"] = results[4].url
-        resources["load_balancer"] = results[4].load_balancer_arn
-        resources["target_group"] = results[4].target_group_arn
-        resources["access_log_bucket"] = results[4].access_log_bucket
-    if 5 in results:
-        urls["alb_https"] = results[5].url
-        resources["certificate"] = results[5].certificate_arn
-    if 6 in results:
-        resources["alb_traffic"] = results[6].model_dump(exclude={"target"})
-    if 7 in results:
-        urls["beanstalk_http"] = f"http://{results[7].cname}/"
-        resources["beanstalk_environment"] = results[7].environment
-    if 8 in results:
-        resources["rds_endpoint"] = f"{results[8].endpoint}:{results[8].port}"
-    if 9 in results:
-        resources["jumphost"] = results[9].instance_id
-        resources["select_1"] = results[9].select_1
-    if 11 in results:
-        urls["beanstalk_https"] = f"https://{settings.beanstalk_domain}/"
-    install = {}
-    if 2 in results:
-        s = results[2]
-        install = {
-            "hosts": s.hosts,
-            "installed": s.installed,
-            "failed": s.failed,
-            "already_installed": s.already_installed,
-            "install_s": round(s.install_s, 2),
-        }
-    return DeployReport(
-        deployment=settings.deployment_name,
+    report = DeployReport(
+        deployment=deployment,
         stages=[records[n] for n in sorted(records)],
-        urls=urls,
-        resources=resources,
-        install=install,
         seconds=round(time.time() - t0, 2),
     )
+    for part in parts:
+        report.urls.update(part.urls)
+        report.resources.update(part.resources)
+        report.install.update(part.install)
+    return report
 
 
 class Progress:

@@ -1,8 +1,10 @@
-"""Deploy stage 8: a private, encrypted MySQL instance reachable only from the jumphost.
+"""Stage 8, rds: a private, encrypted MySQL instance reachable only from the jumphost.
 
 The DB's security group admits 3306 from the jumphost's group and nothing else. The master
 password lives in a Prefect Secret block (generated once if missing); it never appears in
-a log line, an exception message or the stage's result.
+a log line, an exception message or the stage's result. It waits for stage 5 when that runs
+(the seed's order) but uses nothing of it. Not run, the DB instance is found by its
+identifier and must be available (`find`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,15 @@ from tasks.aws.rds import (
     describe_db,
     wait_db_available,
 )
+from tasks.deploy.dag import STAGES
+from tasks.deploy.deploy_report import ReportPart
+from tasks.deploy.found import MissingStage
 from tasks.deploy.models import RdsResult
+from tasks.deploy.stages.room import Finding, Room, stage_task
 
 log = logging.getLogger(__name__)
+
+ROW = STAGES[8]
 
 PASSWORD_LENGTH = 24
 _PASSWORD_ALPHABET = string.ascii_letters + string.digits  # nothing RDS rejects (/ @ " space)
@@ -116,12 +124,10 @@ def ensure_db_groups(aws: Aws, settings: FleetSettings) -> tuple[str, str]:
 
 
 # -- the instance -------------------------------------------------------------------------
-
-
 def create_rds(
-    aws: Aws, settings: FleetSettings, timeout_s: float = 1200, poll_s: float = 2.0
+    aws: Aws, settings: FleetSettings, timeout_s: float = ROW.timeout_s, poll_s: float = 2.0
 ) -> RdsResult:
-    """Stage 8: groups, password block and an available private DB instance."""
+    """Groups, password block and an available private DB instance."""
     _, db_group = ensure_db_groups(aws, settings)
     ident = db_instance_id(settings)
     db = describe_db(aws, ident)
@@ -144,3 +150,33 @@ def create_rds(
         master_username=str(db.get("MasterUsername") or settings.db_master_username),
         password_secret_block=settings.password_block,
     )
+
+
+@stage_task(ROW)
+def rds_stage(settings: FleetSettings) -> RdsResult:
+    return create_rds(Aws(settings), settings)
+
+
+def find(q: Finding) -> RdsResult:
+    """The DB instance, found by its identifier; it must be available."""
+    ident = db_instance_id(q.settings)
+    db = describe_db(q.aws, ident)
+    if db is None or db.get("DBInstanceStatus") != "available":
+        state = "not found" if db is None else f"status {db.get('DBInstanceStatus')}"
+        raise MissingStage(q.stage, ROW.number, "RDS instance", f"{ident} {state}")
+    groups = [g["VpcSecurityGroupId"] for g in db.get("VpcSecurityGroups", [])]
+    return RdsResult(
+        db_instance_id=ident,
+        endpoint=str(db["Endpoint"]["Address"]),
+        port=int(db["Endpoint"].get("Port") or DB_PORT),
+        security_group_id=groups[0] if groups else "",
+        master_username=str(db.get("MasterUsername") or q.settings.db_master_username),
+        password_secret_block=q.settings.password_block,
+    )
+
+
+def report(result: RdsResult, _: FleetSettings) -> ReportPart:
+    return ReportPart(resources={"rds_endpoint": f"{result.endpoint}:{result.port}"})
+
+
+ROOM = Room(ROW, task=rds_stage, find=find, report=report)

@@ -1,4 +1,5 @@
-"""Stage 1: the web fleet exists, runs, passes status checks and has public IPs.
+"""Stage 1, launch-instances: the web fleet exists, runs, passes status checks and has public
+IPs. Not run, its instances are found by the deployment's tags.
 
 Idempotent and crash-safe: instances are found by the deployment's tags first (tags are
 applied by RunInstances itself, so even a run killed mid-call leaves findable instances);
@@ -8,6 +9,8 @@ retried call cannot launch twice.
 
 from __future__ import annotations
 
+from prefect import get_run_logger
+
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.ec2 import (
@@ -15,11 +18,18 @@ from tasks.aws.ec2 import (
     client_token,
     ensure_key_pair,
     ensure_security_group,
+    find_instances,
     launch_instances,
     life_id,
     wait_running,
 )
-from tasks.deploy.models import LaunchResult
+from tasks.deploy.dag import STAGES
+from tasks.deploy.deploy_report import ReportPart
+from tasks.deploy.found import MissingStage
+from tasks.deploy.models import DeployRequest, LaunchResult
+from tasks.deploy.stages.room import Finding, Room, stage_task
+
+ROW = STAGES[1]
 
 
 def existing_instance_ids(aws: Aws, settings: FleetSettings, role: str) -> list[str]:
@@ -37,7 +47,7 @@ def existing_instance_ids(aws: Aws, settings: FleetSettings, role: str) -> list[
 
 
 def launch_fleet(
-    aws: Aws, settings: FleetSettings, count: int, timeout_s: float = 600
+    aws: Aws, settings: FleetSettings, count: int, timeout_s: float = ROW.timeout_s
 ) -> LaunchResult:
     ensure_key_pair(aws, settings)
     group = ensure_security_group(aws, settings, role="web")
@@ -54,3 +64,46 @@ def launch_fleet(
     return LaunchResult(
         instances=instances, security_group_id=group, key_name=settings.key_name, created=missing
     )
+
+
+@stage_task(ROW)
+def launch_stage(settings: FleetSettings, count: int) -> LaunchResult:
+    result = launch_fleet(Aws(settings), settings, count)
+    get_run_logger().info(
+        "%d instances running (%d launched now), group %s",
+        len(result.instances),
+        result.created,
+        result.security_group_id,
+    )
+    return result
+
+
+def find(q: Finding) -> LaunchResult:
+    """The deployment's running web instances, found by its tags."""
+    instances = find_instances(q.aws, q.settings, "web")
+    if not instances:
+        raise MissingStage(
+            q.stage, ROW.number, "instances", "no running instance of this deployment"
+        )
+    groups = sorted({g for i in instances for g in i.security_groups})
+    return LaunchResult(
+        instances=instances,
+        security_group_id=groups[0] if groups else "",
+        key_name=q.settings.key_name,
+    )
+
+
+def report(result: LaunchResult, _: FleetSettings) -> ReportPart:
+    return ReportPart(
+        resources={
+            "instances": [i.instance_id for i in result.instances],
+            "web_security_group": result.security_group_id,
+        }
+    )
+
+
+def _count(request: DeployRequest) -> tuple[int]:
+    return (request.instances,)
+
+
+ROOM = Room(ROW, task=launch_stage, parameters=_count, find=find, report=report)

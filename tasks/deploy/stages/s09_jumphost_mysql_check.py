@@ -1,4 +1,5 @@
-"""Deploy stage 9: one jumphost in the DB's trusted group proves the database answers.
+"""Stage 9, jumphost-mysql-check: one jumphost in the DB's trusted group proves the database
+answers.
 
 The jumphost admits SSH from the controller only; the stage installs the MySQL client on
 it and runs `SELECT 1` against the RDS endpoint with the master password from its Secret
@@ -13,18 +14,24 @@ import logging
 import shlex
 import time
 
-from blocks.settings import FleetSettings
+from prefect import get_run_logger
 
-from ..aws import Aws
-from ..aws.ec2 import StageError, ensure_role_instance
-from ..aws.retry import backoff_delay
-from ..models import Instance
-from ..remote.config import HostInstallConfig, remote_config
-from ..remote.connection import Connection, RemoteError, Result
-from .models import JumphostResult, RdsResult
-from .rds import load_db_password
+from blocks.settings import FleetSettings
+from tasks.aws import Aws
+from tasks.aws.ec2 import StageError, ensure_role_instance
+from tasks.aws.retry import backoff_delay
+from tasks.deploy.dag import STAGES
+from tasks.deploy.deploy_report import ReportPart
+from tasks.deploy.models import JumphostResult, RdsResult
+from tasks.deploy.stages.room import Room, ssh_key, stage_task
+from tasks.deploy.stages.s08_rds import load_db_password
+from tasks.models import Instance
+from tasks.remote.config import HostInstallConfig, remote_config
+from tasks.remote.connection import Connection, RemoteError, Result
 
 log = logging.getLogger(__name__)
+
+ROW = STAGES[9]
 
 APT_UPDATE = "sudo apt-get -o DPkg::Lock::Timeout=120 update -q"
 APT_INSTALL = (
@@ -152,11 +159,11 @@ def jumphost_check(
     settings: FleetSettings,
     rds: RdsResult,
     key_pem: str,
-    timeout_s: float = 600,
+    timeout_s: float = ROW.timeout_s,
     connect_timeout_s: int = 10,
     apt_attempts: int = 4,
 ) -> JumphostResult:
-    """Stage 9: SELECT 1 against the DB from the jumphost; returns what it printed."""
+    """SELECT 1 against the DB from the jumphost; returns what it printed."""
     deadline = time.monotonic() + timeout_s
     inst, group = ensure_role_instance(aws, settings, "jumphost", timeout_s)
     password = load_db_password(settings, rds.password_secret_block)
@@ -189,3 +196,19 @@ def jumphost_check(
         security_group_id=group,
         select_1=out,
     )
+
+
+@stage_task(ROW)
+def jumphost_stage(settings: FleetSettings, rds: RdsResult) -> JumphostResult:
+    result = jumphost_check(Aws(settings), settings, rds, ssh_key(settings))
+    get_run_logger().info(
+        "SELECT 1 through jumphost %s returned %s", result.instance_id, result.select_1
+    )
+    return result
+
+
+def report(result: JumphostResult, _: FleetSettings) -> ReportPart:
+    return ReportPart(resources={"jumphost": result.instance_id, "select_1": result.select_1})
+
+
+ROOM = Room(ROW, task=jumphost_stage, report=report)
