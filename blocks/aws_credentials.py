@@ -13,7 +13,9 @@ from typing import cast
 
 from prefect_aws import AwsClientParameters, AwsCredentials
 
-from blocks.fleet_error import FleetError
+from blocks.fleet_error import BlockNotFound, quiet_tracebacks
+
+__all__ = ["BlockNotFound", "credentials_from_env", "describe", "load_credentials"]
 
 DEFAULT_BLOCK_NAME = "tomcat-fleet-aws"
 
@@ -35,10 +37,6 @@ def credentials_from_env(
     )
 
 
-class BlockNotFound(FleetError, LookupError):
-    """A named block is not on the Prefect API: one line saying how to create it."""
-
-
 def load_credentials(name: str) -> AwsCredentials:
     """The saved AwsCredentials block `name`; missing, a one-line error naming the command
     that creates it (not Prefect's deep "Unable to find block document" ValueError)."""
@@ -47,6 +45,7 @@ def load_credentials(name: str) -> AwsCredentials:
     except ValueError as exc:
         if "Unable to find block document" not in str(exc):
             raise
+        quiet_tracebacks()
         raise BlockNotFound(
             f"no AwsCredentials block named {name!r} on this Prefect API: create it with "
             f"`python -m blocks.register --only aws --aws-block {name}` "

@@ -28,6 +28,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from blocks.fleet_error import BlockNotFound
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, make_runner
 from tasks.aws import Aws
@@ -43,6 +44,7 @@ from tasks.deploy.stages.room import CLOCK, Call, Finding, ssh_key
 from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
 from tasks.planning import PlanError
 from tasks.pool_runner import PreloadedProcessPoolTaskRunner
+from tasks.reach import read_local_view
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import deploy_run_name
 
@@ -274,7 +276,10 @@ def deploy(
     # every input is checked before anything is created: pure checks, then reads
     todo = check_deploy_request(instances, stages, install_knobs, allow_failures, runner)
     settings = FleetSettings(**overrides)
-    validate_inputs(settings, instances, todo, install_knobs)
+    try:
+        validate_inputs(settings, instances, todo, install_knobs)
+    except BlockNotFound as exc:  # the one line naming the register command, no traceback
+        return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
     logger.info(
         "deployment %s: stages %s, %d instances of %s",
         settings.deployment_name,
@@ -311,7 +316,7 @@ def deploy(
         t0,
         CLOCK.of(str(flow_run.id)),
     )
-    publish(report)
+    publish(report, read_local_view(settings.ca_bundle))  # the sandbox's curl lines
     logger.info(
         "deploy %s finished in %.1fs: %s",
         settings.deployment_name,

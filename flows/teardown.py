@@ -24,6 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from blocks.fleet_error import BlockNotFound
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.teardown import TeardownReport
@@ -85,6 +86,10 @@ def teardown(
     settings = teardown_settings(deployment_name, settings_overrides)
     deployment = settings.deployment_name
     poll_s = 0.5 if settings.aws_endpoint_url else 2.0  # a sandbox answers at once
+    try:  # the credentials block, loaded here: missing, the run ends with one line
+        Aws(settings)
+    except BlockNotFound as exc:
+        return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
     report = teardown_task(settings, delete_secrets, 1200.0, poll_s)
     local = remove_local_state(settings, clean=not report.errors, keep=keep_local_state)
     report.local_removed, report.local_kept = local.removed, local.kept

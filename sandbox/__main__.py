@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     p.add_argument("--port", type=int, default=0, help="AWS API port (0: any free port)")
     p.add_argument("--ssh-port", type=int, default=0, help="SSH port of every host (0: any)")
+    p.add_argument(
+        "--dns-port",
+        type=int,
+        default=0,
+        help="DNS port (UDP and TCP) answering the names the sandbox serves (0: any free port)",
+    )
     p.add_argument("--env-file", default=".sandbox.env")
     p.add_argument("--state-dir", default=None, help="where the CA and certificates live")
     p.add_argument(
@@ -100,6 +106,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(
         port=args.port,
         ssh_port=args.ssh_port,
+        dns_port=args.dns_port,
         state_dir=args.state_dir,
         install_latency=args.install_latency,
         latency_jitter=args.latency_jitter,
@@ -154,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         sandbox.write_env_file(args.env_file)
         print(
             f"SANDBOX READY endpoint={sandbox.endpoint} ssh_port={sandbox.ssh_port} "
-            f"lb_ports={sandbox.lb_ports_text()}",
+            f"lb_ports={sandbox.lb_ports_text()} dns={sandbox.dns_address}",
             flush=True,
         )
         stop.wait()

@@ -65,6 +65,12 @@ class SandboxConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535, description="AWS API port; 0 picks a free one")
     ssh_port: int = Field(0, ge=0, le=65535, description="SSH port on every host; 0 picks one")
+    dns_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="DNS (UDP and TCP) answering every name the sandbox serves; 0 picks one",
+    )
     region: str = "us-east-1"
     public_ip_cidr: str = "127.100.0.0/16"
     service_ip_cidr: str = "127.101.0.0/16"

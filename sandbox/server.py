@@ -33,6 +33,7 @@ import sandbox.ssm_seed as ssm_seed
 
 from .awsapi import AwsApi, json_route, text_route
 from .config import SandboxConfig
+from .dns import DnsServer
 from .fleet import Fleet
 from .ports import free_port, port_problem
 from .throttle import Ec2Limits, Limit, Throttler, action_class
@@ -66,6 +67,7 @@ class Sandbox:
         )
         self.api: AwsApi | None = None
         self.fleet: Fleet | None = None
+        self.dns: DnsServer | None = None
         self._owned_dir: str | None = None
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -114,6 +116,7 @@ class Sandbox:
         )
         self.loop_thread.start()
         self._call(self._start_fleet())
+        self.dns_port = self._start_dns()
         self.api.start()
         self._seed_route53()
         self._locked(lambda: ssm_seed.seed(moto_patches.ACCOUNT, self.cfg.region))
@@ -169,7 +172,20 @@ class Sandbox:
             self.loop.create_task(self._health_loop()),
         ]
 
+    def _start_dns(self) -> int:
+        assert self.fleet is not None
+        self.dns = DnsServer(self.cfg.host, self.cfg.dns_port, self.fleet.names)
+        try:
+            return self._call(self.dns.start())
+        except OSError as exc:
+            raise SandboxError(
+                f"dns_port {self.cfg.dns_port} on {self.cfg.host} is not available "
+                f"({exc.strerror or exc}); choose another with --dns-port or stop what uses it"
+            ) from None
+
     async def _stop_fleet(self) -> None:
+        if self.dns is not None:
+            await self.dns.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -277,7 +293,13 @@ class Sandbox:
             "TOMCAT_FLEET_HOSTED_ZONE": self.cfg.hosted_zone,
             "TOMCAT_FLEET_SANDBOX_STATE_URL": f"{self.endpoint}/_sandbox/state",
             "TOMCAT_FLEET_SANDBOX_LB_PORTS": self.lb_ports_text(),
+            "TOMCAT_FLEET_SANDBOX_DNS": self.dns_address,
         }
+
+    @property
+    def dns_address(self) -> str:
+        """`host:port` of the sandbox's DNS (UDP and TCP)."""
+        return f"{self.cfg.host}:{self.dns_port}"
 
     def lb_ports_text(self) -> str:
         """Where load-balancer ports listen: "80:80,443:443", or "80:8080,443:8443" when
@@ -300,6 +322,7 @@ class Sandbox:
         return {
             "endpoint": self.endpoint,
             "ssh_port": self.ssh_port,
+            "dns": self.dns_address,
             "uptime_s": round(time.monotonic() - self.started_at, 3),
             "rss_mb": round(psutil.Process().memory_info().rss / 2**20, 1),
             "config": self.cfg.model_dump(exclude={"faults"}),

@@ -40,19 +40,30 @@ class Link:
     description: str
 
 
-def url_links(deployment: str, urls: Mapping[str, str]) -> list[Link]:
-    """One link artifact per URL of a deploy report (known names first, in URL_LABELS order)."""
+def url_links(
+    deployment: str, urls: Mapping[str, str], here: Mapping[str, str] | None = None
+) -> list[Link]:
+    """One link artifact per URL of a deploy report (known names first, in URL_LABELS order);
+    `here` (name -> the `curl` line that opens it on this machine, on the sandbox) adds
+    that line to the description."""
     names = [n for n in URL_LABELS if n in urls] + sorted(set(urls) - set(URL_LABELS))
-    return [
-        Link(
-            key=artifact_key(deployment, name),
-            url=urls[name],
-            text=URL_LABELS.get(name, name.replace("_", " ")),
-            description=f"deploy {deployment}: {URL_LABELS.get(name, name)} {urls[name]}",
+    out = []
+    for name in names:
+        if not urls[name]:
+            continue
+        text = f"deploy {deployment}: {URL_LABELS.get(name, name)} {urls[name]}"
+        line = (here or {}).get(name)
+        if line and line != f"curl {urls[name]}":
+            text += f"; on this machine: `{line}`"
+        out.append(
+            Link(
+                key=artifact_key(deployment, name),
+                url=urls[name],
+                text=URL_LABELS.get(name, name.replace("_", " ")),
+                description=text,
+            )
         )
-        for name in names
-        if urls[name]
-    ]
+    return out
 
 
 def progress_key(deployment: str) -> str:

@@ -63,7 +63,9 @@ def parse_stages(spec: str | list[int]) -> list[int]:
         wanted = set(spec)
     else:
         wanted = set()
-        for part in str(spec).replace(" ", "").split(","):
+        text = str(spec).replace(" ", "")
+        beyond: list[str] = []  # parts naming no stage of the table, as typed
+        for part in text.split(","):
             m = re.fullmatch(r"([0-9]{1,6})(?:-([0-9]{1,6}))?", part)
             if not m:
                 raise PlanError(
@@ -72,13 +74,28 @@ def parse_stages(spec: str | list[int]) -> list[int]:
                     "or range; use e.g. 1-11, 1-5 or 1,2,3",
                 )
             lo, hi = int(m.group(1)), int(m.group(2) or m.group(1))
+            if hi < lo:
+                where = "" if part == text else f"{part}: "
+                raise PlanError(
+                    "stages",
+                    f"stages={text[:40]}: {where}a range must go up, e.g. {hi}-{lo}",
+                )
+            if lo not in NAMES or hi not in NAMES:
+                beyond.append(part)
             # clamp before building the range: "1-999999" must not build a huge set
             wanted |= set(range(lo, min(hi, last + 1) + 1))
+        if beyond:
+            raise PlanError(
+                "stages",
+                f"stages={text[:40]}: unknown stage(s) {', '.join(b[:20] for b in beyond)}; "
+                f"stages are 1-{last}",
+            )
+    if not wanted:
+        raise PlanError("stages", f"stages={spec!r} names no stage; stages are 1-{last}")
     unknown = sorted(n for n in wanted if n not in NAMES)
-    if unknown or not wanted:
+    if unknown:
         raise PlanError(
-            "stages",
-            f"stages={spec!r}: unknown stage(s) {unknown or 'none'}; stages are 1-{last}",
+            "stages", f"stages={spec!r}: unknown stage(s) {unknown}; stages are 1-{last}"
         )
     return sorted(wanted)
 

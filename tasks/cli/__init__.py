@@ -3,6 +3,7 @@
     tomcat-fleet deploy --sandbox --instances 50        # its own sandbox, all 11 stages
     tomcat-fleet install --inventory inventory.json     # install on existing instances
     tomcat-fleet teardown --deployment-name tomcat-fleet
+    tomcat-fleet status [--deployment-name N] [--json]  # the live estate; exit 0/1/2
     tomcat-fleet benchmark --matrix nightly --out-dir out/benchmark
     tomcat-fleet sandbox --help                         # runs `python -m sandbox`
     tomcat-fleet local up | stop | status               # the one-command local start
@@ -17,7 +18,8 @@ Prefect server, started on first use under `.tomcat-fleet/prefect` and reused by
 Modules: `app` (the command tree, `main`, the console entry `run`), `flow_options` (what
 the flow commands share: options read from a flow's source, the sandbox child, settings
 overrides), `flow_commands` (deploy, install, teardown, benchmark), `local_commands`
-(`local ...`, `server ...`), `iam_policy`. The CLI reaches a flow by its entrypoint name
+(`local ...`, `server ...`), `status_command` (`status`, no Prefect unless the credentials
+block needs its API), `iam_policy`. The CLI reaches a flow by its entrypoint name
 (`flows.deploy`, as prefect.yaml does), importing it only when the command runs: nothing
 here imports Prefect or boto3 before a command needs them, and tasks/ never imports flows/.
 """

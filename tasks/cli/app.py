@@ -18,6 +18,7 @@ from tasks.cli.flow_commands import BUILDERS, FLOWS
 from tasks.cli.flow_options import InputError, reusable_server
 from tasks.cli.iam_policy import iam_policy
 from tasks.cli.local_commands import local_app, server_app
+from tasks.cli.status_command import status
 from tasks.runtime import run_start  # no Prefect in it
 
 app = App(
@@ -58,6 +59,7 @@ def sandbox_command(
 
 app.command(bench_child, name="bench-child", show=False)  # the benchmark's seed/floor child
 app.command(iam_policy, name="iam-policy")
+app.command(status, name="status")
 
 
 def main(argv: list[str] | None = None) -> int:

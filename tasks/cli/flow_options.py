@@ -10,7 +10,7 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from tasks.errors import FleetError
 from tasks.runtime import run_start  # no Prefect in it
@@ -87,6 +87,9 @@ def flow_command(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=typ)
         )
         helps[name] = text
+    params = [
+        p.replace(annotation=one_default(p.annotation, helps.get(p.name, ""))) for p in params
+    ]
     lines = [doc.short_description or "", "", doc.long_description or "", "", "Args:"]
     lines += [f"    {p.name}: {helps.get(p.name, '')}" for p in params]
 
@@ -101,6 +104,16 @@ def flow_command(
     command.__doc__ = "\n".join(lines)
     command.__name__ = flow[1]
     return command
+
+
+def one_default(annotation: Any, text: str) -> Any:
+    """`annotation`, with cyclopts told not to show the default when the help `text` says
+    it ("(default: the settings')"): one default per option, not also "[default: None]"."""
+    if "(default:" not in text or isinstance(annotation, str):
+        return annotation
+    from cyclopts import Parameter
+
+    return Annotated[annotation, Parameter(show_default=False)]
 
 
 def sandbox_extras(latency: float = 2.0) -> list[Extra]:

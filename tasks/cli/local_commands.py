@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from cyclopts import App
+from cyclopts import App, Parameter
 
 from tasks.cli.flow_options import reusable_server, runtime_settings
+
+# for options whose help says their default: shown once, not also as "[default: None]"
+SAID = Parameter(show_default=False)
 
 server_app = App(name="server", help="The CLI's reusable local Prefect server.")
 local_app = App(name="local", help="The one-command local start (what ./scripts/run.sh runs).")
@@ -35,13 +39,13 @@ def server_stop() -> int:
 @local_app.command(name="up")
 def local_up(
     *,
-    state_dir: Path | None = None,
-    prefect_port: int | None = None,
-    sandbox_port: int | None = None,
-    ssh_port: int | None = None,
+    state_dir: Annotated[Path | None, SAID] = None,
+    prefect_port: Annotated[int | None, SAID] = None,
+    sandbox_port: Annotated[int | None, SAID] = None,
+    ssh_port: Annotated[int | None, SAID] = None,
     install_latency: float = 1.0,
     boot_delay: float = 1.0,
-    instances: int | None = None,
+    instances: Annotated[int | None, SAID] = None,
     param: list[str] | None = None,
     run: bool = True,
     detach: bool = False,
@@ -95,7 +99,7 @@ def _resolve_local_dir(state_dir: Path | None) -> Path:
 
 
 @local_app.command(name="stop")
-def local_stop(*, state_dir: Path | None = None) -> int:
+def local_stop(*, state_dir: Annotated[Path | None, SAID] = None) -> int:
     """Stop every process the local start began (from any shell).
 
     Args:
@@ -108,7 +112,7 @@ def local_stop(*, state_dir: Path | None = None) -> int:
 
 
 @local_app.command(name="status")
-def local_status(*, state_dir: Path | None = None) -> int:
+def local_status(*, state_dir: Annotated[Path | None, SAID] = None) -> int:
     """List the local start's running processes (exit 1 if none).
 
     Args:

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from tasks.artifacts import progress_key, stage_progress, url_links
 from tasks.deploy.dag import STAGES
 from tasks.deploy.scheduler import UPSTREAM_FAILED
+from tasks.reach import LocalView, openings
 
 
 class StageRecord(BaseModel):
@@ -110,7 +111,15 @@ class Progress:
             update_progress_artifact(self.id, percent, description=text)
 
 
-def publish(report: DeployReport) -> None:
+def publish(report: DeployReport, view: LocalView | None = None) -> None:
+    """The report's markdown artifact and one link artifact per URL; with the sandbox's
+    `view`, each URL also gets the `curl` line that opens it on this machine."""
+    here = openings(report.urls, view) if view else {}
+    url_lines = []
+    for k, v in report.urls.items():
+        url_lines.append(f"- {k}: {v}")
+        if k in here and here[k].local_url != v:
+            url_lines.append(f"  on this machine: `{here[k].curl}`")
     lines = [
         f"# deploy `{report.deployment}`",
         "",
@@ -127,7 +136,7 @@ def publish(report: DeployReport) -> None:
     lines += [
         "",
         "## URLs",
-        *[f"- {k}: {v}" for k, v in report.urls.items()],
+        *url_lines,
         "",
         "## Resources",
         *[f"- {k}: `{v}`" for k, v in report.resources.items()],
@@ -140,7 +149,8 @@ def publish(report: DeployReport) -> None:
         key=f"{report.deployment}-deploy-report",
         description=f"deploy {report.deployment}: stage timeline",
     )
-    for link in url_links(report.deployment, report.urls):
+    curls = {k: o.curl for k, o in here.items()}
+    for link in url_links(report.deployment, report.urls, curls):
         create_link_artifact(
             link.url, link_text=link.text, key=link.key, description=link.description
         )

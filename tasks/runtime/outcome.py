@@ -7,11 +7,15 @@ from typing import Any
 
 from prefect.states import Failed, State
 
+from blocks.fleet_error import quiet_tracebacks
 from tasks.errors import FleetError
 
 
 class FlowFailed(FleetError, RuntimeError):
-    """Raised by calling a flow that failed; `.data` is its report/summary."""
+    """Raised by calling a flow that failed; `.data` is its report/summary. Its message
+    was logged as the run's error: a worker's engine re-raising it logs no traceback."""
+
+    one_line = True
 
     def __init__(self, message: str, data: Any) -> None:
         super().__init__(message)
@@ -21,6 +25,7 @@ class FlowFailed(FleetError, RuntimeError):
 def failed_with_report(message: str, data: Any, logger: Any = None) -> State[Any]:
     """The Failed state a flow returns, carrying `data`; `message` is also logged as the
     run's error when a `logger` is given."""
+    quiet_tracebacks()
     if logger is not None:
         logger.error(message)
     return Failed(message=message, data=FlowFailed(message, data))

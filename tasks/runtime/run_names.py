@@ -43,6 +43,11 @@ def teardown_run_name() -> str:
     return f"teardown-{_deployment(_params())}"
 
 
+def status_run_name() -> str:
+    """`status-<deployment>`."""
+    return f"status-{_deployment(_params())}"
+
+
 def benchmark_run_name() -> str:
     """`benchmark-<matrix>-<target>`."""
     p = _params()

@@ -43,6 +43,8 @@ def cli(args: list[str], tmp: Path, **env: str) -> subprocess.CompletedProcess[s
         ["deploy", "--instances", "ten"],
         ["deploy", "--stages", "1-x"],
         ["deploy", "--stages", "99"],
+        ["deploy", "--stages", "3-1"],
+        ["status", "--deployment-name", "Not_Valid!"],
         ["deploy", "--allow-failures", "ten"],
         ["deploy", "--runner", "bogus"],
         ["deploy", "--chunk-size", "0"],
@@ -92,7 +94,9 @@ def test_bad_runtime_settings_refused_in_one_line(
 
 
 def test_help_shows_every_default(tmp_path: Path) -> None:
-    for command in [*FLOWS, "local up", "local stop", "local status"]:
+    """Each option shows its default once: cyclopts' "[default: ...]", or the help text's
+    own "(default: ...)" (then not also "[default: None]")."""
+    for command in [*FLOWS, "status", "local up", "local stop", "local status"]:
         proc = cli([*command.split(), "--help"], tmp_path)
         assert proc.returncode == 0, proc.stderr
         rows = [ln for ln in proc.stdout.splitlines() if ln.startswith("│ --")]
@@ -100,10 +104,12 @@ def test_help_shows_every_default(tmp_path: Path) -> None:
         for row in rows:
             if row.startswith("│ --help"):
                 continue
-            assert "[default:" in row or "[required]" in row, f"{command}: {row}"
+            shown = ("[default:" in row) + ("(default:" in row)
+            assert shown == 1 or "[required]" in row, f"{command}: {row}"
     deploy = cli(["deploy", "--help"], tmp_path).stdout
     assert "[default: 4]" in deploy and "[default: 1-11]" in deploy
     assert "[choices: process, thread, dask]" in deploy
+    assert "[default: None]" not in deploy
 
 
 def _flows() -> dict[str, Any]:

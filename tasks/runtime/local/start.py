@@ -21,6 +21,8 @@ import psutil
 
 from blocks.settings import RuntimeSettings
 from tasks import waiting
+from tasks.artifacts import URL_LABELS
+from tasks.reach import LocalView, Opening, openings, view_from_state
 from tasks.runtime.local.probes import (
     check_port,
     http_json,
@@ -307,16 +309,15 @@ class LocalStart:
             return {}
         return dict(re.findall(r"^- (\w+): (\S+)$", str(arts[0].get("data") or ""), re.M))
 
-    def sandbox_names(self) -> tuple[dict[str, str], dict[int, int]]:
-        """The sandbox's DNS names and its balancer port map (80/443 or, without the
-        right to bind low ports, the high ports it fell back to)."""
+    def local_view(self) -> LocalView | None:
+        """The sandbox's live names and ports (read now: a balancer recreated by a later
+        run is shown at its new address)."""
         url = self.sandbox_env.get("TOMCAT_FLEET_SANDBOX_STATE_URL", "")
         try:
             state = http_json(url)
         except (OSError, ValueError):
-            return {}, {}
-        ports = {int(k): int(v) for k, v in dict(state.get("lb_ports") or {}).items()}
-        return dict(state.get("names", {})), ports
+            return None
+        return view_from_state(state, self.sandbox_env.get("TOMCAT_FLEET_CA_BUNDLE") or None)
 
     def save_ssh_key_block(self) -> None:
         with contextlib.suppress(LocalError):
@@ -341,8 +342,6 @@ class LocalStart:
                 state, name = str(fr.get("state_type")), str(fr.get("name"))
             with contextlib.suppress(OSError, ValueError):
                 urls = self.deploy_urls(run_id, deployment)
-        names, lb_ports = self.sandbox_names()
-        http_port, https_port = lb_ports.get(80, 80), lb_ports.get(443, 443)
         lines = [
             "",
             "=" * 78,
@@ -351,25 +350,10 @@ class LocalStart:
         ]
         if run_id:
             lines.append(f"  flow run       {self.ui_url}/runs/flow-run/{run_id}  ({name})")
-        alb_url = ""
-        http_url = urls.get("alb_http", "")
-        host = urllib.parse.urlparse(http_url).hostname or ""
-        if host and host in names:
-            alb_url = f"http://{names[host]}:{http_port}/"
-            answer = probe_http(alb_url)
-            lines.append(f"  ALB (HTTP)     {alb_url}  -> {answer}")
-            lines.append(f"                 (the ALB's DNS name {host} on loopback)")
-        https_url = urls.get("alb_https", "")
-        https_host = urllib.parse.urlparse(https_url).hostname or ""
-        ca = self.sandbox_env.get("TOMCAT_FLEET_CA_BUNDLE", "")
-        if https_host and https_host in names:
-            addr = names[https_host]
-            answer = probe_https(addr, https_host, ca, https_port)
-            lines.append(f"  ALB (HTTPS)    {https_url}  -> {answer}")
-            lines.append(
-                f"                 curl --cacert {ca} "
-                f"--connect-to {https_host}:443:{addr}:{https_port} {https_url}"
-            )
+        here = openings(urls, self.local_view())
+        lines += url_lines(here)
+        alb = here.get("alb_http")
+        alb_url = alb.local_url if alb and alb.address else ""
         lines += [
             f"  sandbox state  {self.sandbox_env.get('TOMCAT_FLEET_SANDBOX_STATE_URL', '')}",
             f"  Prefect CLI    export PREFECT_API_URL={self.api_url}",
@@ -377,6 +361,8 @@ class LocalStart:
             f"  sandbox env    set -a; . {self.o.state_dir / 'sandbox.env'}; set +a",
             f"  logs           {self.logs}/ (server, sandbox, worker); flow runs: "
             f"{settings.log_dir}/",
+            "  status         tomcat-fleet status   (with the sandbox env: the live estate, "
+            "its URLs at their current addresses)",
             "  stop           ./scripts/run.sh stop   (or Ctrl-C here)",
             "=" * 78,
             f"{READY} state={state} ui={self.ui_url} flow_run={run_id or ''} alb={alb_url}",
@@ -432,6 +418,29 @@ class LocalStart:
             f"stopping the rest. Last lines of {entry.log}:\n{tail(Path(entry.log))}",
             flush=True,
         )
+
+
+def url_lines(here: dict[str, Opening]) -> list[str]:
+    """Each URL, what it answers now, and the line a plain shell opens it with."""
+    lines = []
+    for name, label in URL_LABELS.items():
+        o = here.get(name)
+        if o is None or o.address is None:
+            continue
+        host = urllib.parse.urlsplit(o.url).hostname or ""
+        if o.url.startswith("https://"):
+            port = urllib.parse.urlsplit(o.local_url).port or 443
+            answer = probe_https(o.address, host, _cacert(o.curl), port)
+        else:
+            answer = probe_http(o.local_url)
+        lines.append(f"  {label:<14} {o.url}  -> {answer}")
+        lines.append(f"{'':17}{o.curl}")
+    return lines
+
+
+def _cacert(curl: str) -> str:
+    words = shlex.split(curl)
+    return words[words.index("--cacert") + 1] if "--cacert" in words else ""
 
 
 READY_RE = re.compile(r"SANDBOX READY endpoint=(\S+) ssh_port=(\d+)")
