@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Image entrypoint. The image is the flow-run image of the tomcat-fleet-docker pool: the
-# Docker worker runs on a host with a Docker engine, not in here (see the README).
+# Docker worker runs on a host with a Docker engine, not in here (docs/deployments.md).
 #   help                 what the image runs (the default command)
 #   worker               refused with one line saying where the worker runs
 #   deploy|install|install-tomcat|teardown|benchmark [args]

@@ -71,7 +71,8 @@ def local_up(
     from tasks.runtime.local.start import Options, run_up
 
     rt = runtime_settings()
-    env_instances = os.environ.get("INSTANCES")  # the README's `INSTANCES=N ./scripts/run.sh`
+    # `INSTANCES=N ./scripts/run.sh` (docs/local-start.md)
+    env_instances = os.environ.get("INSTANCES")
     opts = Options(
         state_dir=_resolve_local_dir(state_dir),
         prefect_port=prefect_port or rt.local_prefect_port,
