@@ -304,5 +304,12 @@ class RuntimeSettings(BaseSettings):
     sandbox_state_url: str | None = Field(
         None,
         description="the sandbox's state endpoint (its env file sets it); the benchmark reads "
-        "API call and throttling counts there; None: not on a sandbox",
+        "API call and throttling counts there, the deploy's URL artifacts, the local start's "
+        "banner and `status` the names and ports that give each URL its `curl` line; None: "
+        "not on a sandbox",
+    )
+    sandbox_dns: str | None = Field(
+        None,
+        description="host:port of the sandbox's DNS, answering every name it serves (its env "
+        "file sets it; `dig @HOST -p PORT NAME`); None: not on a sandbox",
     )

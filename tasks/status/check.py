@@ -18,4 +18,4 @@ def check_estate(settings: FleetSettings) -> StatusReport:
     view = read_local_view(settings.ca_bundle)
     entries = [UrlEntry(**o.as_dict()) for o in openings(urls(facts), view).values()]
     at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    return evaluate(facts, entries, view is not None, at)
+    return evaluate(facts, entries, view.dns if view else None, at)

@@ -137,6 +137,7 @@ class StatusReport(BaseModel):
     drift: list[str] = Field(default_factory=list)  # the problems that are drift
     urls: list[UrlEntry] = Field(default_factory=list)
     sandbox: bool = False  # the URLs open through the sandbox's loopback addresses
+    sandbox_dns: str | None = None  # host:port of the sandbox's DNS, which resolves them
     checked_at: str = ""
 
     model_config = {"populate_by_name": True}
@@ -253,9 +254,11 @@ def problems(f: Facts) -> list[str]:
     return out + drift(f)
 
 
-def evaluate(f: Facts, url_entries: list[UrlEntry], sandbox: bool, at: str) -> StatusReport:
+def evaluate(
+    f: Facts, url_entries: list[UrlEntry], sandbox_dns: str | None, at: str
+) -> StatusReport:
     """The report of `f`: its verdict, exit code and problems, with the URLs given (made
-    from `urls(f)` and how they open here)."""
+    from `urls(f)` and how they open here) and the sandbox's DNS (None on AWS)."""
     found = problems(f)
     live = deployed(f)
     verdict: Verdict = "degraded" if found else ("healthy" if live else "nothing deployed")
@@ -275,6 +278,7 @@ def evaluate(f: Facts, url_entries: list[UrlEntry], sandbox: bool, at: str) -> S
         web_group=f.web_group,
         drift=drift(f),
         urls=url_entries,
-        sandbox=sandbox,
+        sandbox=sandbox_dns is not None,
+        sandbox_dns=sandbox_dns,
         checked_at=at,
     )

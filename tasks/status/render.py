@@ -56,12 +56,14 @@ def table(r: StatusReport) -> str:
     if body:
         widths = [max(len(x[i]) for x in [HEADER, *body]) for i in range(4)]
         for row in [HEADER, *body]:
-            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+            cells = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True))
+            lines.append(f"  {cells}".rstrip())
     else:
         lines.append("  nothing deployed: no instance, load balancer, certificate, Beanstalk")
         lines.append("  environment or RDS instance carries the deployment's tag")
     if r.urls:
-        lines.append("urls" + (" (on this machine, through the sandbox)" if r.sandbox else ""))
+        where = f" (on this machine: the sandbox's names, DNS {r.sandbox_dns})" if r.sandbox else ""
+        lines.append("urls" + where)
         for u in r.urls:
             lines.append(f"  {URL_LABELS.get(u.name, u.name):<17} {u.url}")
             if u.curl != f"curl {u.url}":

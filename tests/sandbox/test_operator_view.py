@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import shlex
 import socket
 import ssl
@@ -16,15 +17,20 @@ from urllib.parse import urlsplit
 
 import pytest
 from dnslib import QTYPE, DNSRecord
+from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.flow_engine import run_flow
 
+from blocks.fleet_error import BlockNotFound
+from blocks.settings import FleetSettings
 from flows.deploy import DeployReport, deploy
 from flows.status import status as status_flow
 from flows.teardown import teardown
 from sandbox import Sandbox, SandboxConfig
+from tasks.aws import Aws
 from tasks.cli.app import main
-from tasks.runtime.outcome import outcome_of
+from tasks.runtime.outcome import FlowFailed, outcome_of
 from tasks.status.model import StatusReport
 
 from ..support import client, make_sandbox, wait_for
@@ -185,3 +191,47 @@ def test_urls_open_and_status_follows_the_estate(
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     return parts.hostname or "", int(parts.port or 80)
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@flow(name="needs-credentials")
+def _needs_credentials() -> None:
+    Aws(FleetSettings(aws_credentials_block="no-such-block"))
+
+
+@pytest.mark.filterwarnings("ignore:Logger 'prefect.flow_runs' attempted to send logs")
+def test_a_missing_credentials_block_is_one_line_without_traceback(tmp_path: Any) -> None:
+    """As a worker runs a deployment (the engine re-raises what ended the run, through the
+    run's logger): one line naming the register command, no traceback logged anywhere."""
+    records = _Records()
+    logging.getLogger("prefect").addHandler(records)
+    ov = {"aws_credentials_block": "no-such-block", "state_dir": str(tmp_path)}
+    run_logger = logging.getLogger("prefect.flow_runs")
+    try:
+        for fl, params in (
+            (deploy, {"instances": 1, "stages": "1", "settings_overrides": ov}),
+            (teardown, {"deployment_name": "nocreds", "settings_overrides": ov}),
+            (status_flow, {"deployment_name": "nocreds", "settings_overrides": ov}),
+        ):
+            with pytest.raises(FlowFailed) as info:
+                run_flow(fl, parameters=params, error_logger=run_logger)
+            message = str(info.value)
+            assert "\n" not in message and "python -m blocks.register" in message, message
+            assert "no-such-block" in message
+        with pytest.raises(BlockNotFound):  # raised in a flow's body (install-tomcat's way)
+            run_flow(_needs_credentials, error_logger=run_logger)
+    finally:
+        logging.getLogger("prefect").removeHandler(records)
+    errors = [r for r in records.records if r.levelno >= logging.ERROR]
+    assert errors, "nothing was logged"
+    assert any("no-such-block" in r.getMessage() for r in errors)
+    shown = "\n".join(logging.Formatter().format(r) for r in records.records)
+    assert "Traceback" not in shown, shown[-3000:]

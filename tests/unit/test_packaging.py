@@ -22,12 +22,14 @@ REQUIRED = {
     "deploy/infra",
     "install-tomcat/default",
     "teardown/default",
+    "status/default",
     "benchmark/nightly",
 }
 FLOW_OF = {  # entrypoint -> the flow name it must define
     "flows/deploy.py:deploy": "deploy",
     "flows/install_tomcat.py:install_tomcat": "install-tomcat",
     "flows/teardown.py:teardown": "teardown",
+    "flows/status.py:status": "status",
     "flows/benchmark.py:benchmark": "benchmark",
 }
 BEING_WRITTEN = {"flows/benchmark.py:benchmark"}  # may not exist yet: skipped, not failed

@@ -20,6 +20,7 @@ LOCAL_DEPLOYMENTS = [
     "deploy/infra",
     "install-tomcat/default",
     "teardown/default",
+    "status/default",
     "benchmark/nightly",
 ]
 OPTIONAL_ENTRYPOINTS = {"benchmark/nightly": "flows/benchmark.py"}
