@@ -211,6 +211,32 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
         assert set(links) == {f"{deployment}-{n}" for n in names}, links
         for a in links.values():  # Prefect stores a link as markdown: [text](url)
             assert re.match(r"^\[[^\]]+\]\(https?://\S+\)$", str(a["data"])), a
+            # a worker's run on the sandbox: the line that opens it from a plain shell
+            assert "on this machine: `curl " in str(a["description"]), a
+
+        # `tomcat-fleet status` from a plain shell with the sandbox's env file: healthy,
+        # each URL at the address it answers on now
+        sandbox_vars = dict(
+            ln.split("=", 1)
+            for ln in (state_dir / "sandbox.env").read_text().splitlines()
+            if "=" in ln and not ln.startswith("#")
+        )
+        assert sandbox_vars["TOMCAT_FLEET_SANDBOX_DNS"].startswith("127.0.0.1:")
+        res = subprocess.run(
+            [sys.executable, "-m", "flows", "status", "--json"],
+            cwd=tmp_path,
+            env={**cli_env, **sandbox_vars},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+        got = json.loads(res.stdout.strip().splitlines()[-1])
+        assert got["verdict"] == "healthy" and got["deployment"] == deployment, got["problems"]
+        by_name = {u["name"]: u for u in got["urls"]}
+        assert set(by_name) == {n.replace("-", "_") for n in names}, by_name
+        with urllib.request.urlopen(by_name["alb_http"]["local_url"], timeout=10) as resp:
+            assert resp.status == 200
         progress = mine[f"{deployment}-deploy-progress"]
         assert progress["type"] == "progress" and progress["data"] == 100, progress
         assert "11/11 stages ended (11 completed)" in progress["description"], progress
