@@ -65,7 +65,10 @@ def view_from_state(state: Mapping[str, Any], ca_bundle: str | None = None) -> L
 def read_local_view(ca_bundle: str | None = None, timeout_s: float = 5.0) -> LocalView | None:
     """The sandbox's view when the settings name its state endpoint and it answers; None on
     AWS (no endpoint) or when it does not answer (then URLs are shown as they are)."""
-    url = RuntimeSettings().sandbox_state_url
+    try:
+        url = RuntimeSettings().sandbox_state_url
+    except ValueError:  # an invalid runtime setting: the URLs are shown as they are
+        return None
     if not url:
         return None
     try:
