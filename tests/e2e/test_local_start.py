@@ -148,7 +148,7 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
             sandbox_env = (state_dir / "sandbox.env").read_text()
             assert "TOMCAT_FLEET_SANDBOX_LB_PORTS=80:8080,443:8443" in sandbox_env, sandbox_env
             assert re.match(r"^http://127\.[\d.]+:8080/$", fields["alb"]), fields["alb"]
-            hint = next(x for x in lines if "--connect-to" in x)
+            hint = next(x for x in lines if "--connect-to" in x and ":443:" in x)
             assert re.search(r"--connect-to \S+:443:127\.[\d.]+:8443 https://", hint), hint
             https = next(x for x in lines if x.strip().startswith("ALB (HTTPS)"))
             assert re.search(r"-> HTTP/1\.1 200", https), https
