@@ -29,8 +29,11 @@ from tasks.aws import Aws
 from tasks.aws.teardown import TeardownReport
 from tasks.aws.teardown import teardown as teardown_resources
 from tasks.deployment_files import remove_local_state
+from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
+
+prefect_adjustments.install()  # every entry path: the flow engine imports this module first
 
 MAX_IDS_IN_ARTIFACT = 50
 
@@ -82,6 +85,7 @@ def teardown(
         settings_overrides: FleetSettings fields to override for this run.
     """
     logger = get_run_logger()
+    logger.info(prefect_adjustments.describe())
     settings = teardown_settings(deployment_name, settings_overrides)
     deployment = settings.deployment_name
     poll_s = 0.5 if settings.aws_endpoint_url else 2.0  # a sandbox answers at once
