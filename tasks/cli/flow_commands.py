@@ -56,7 +56,7 @@ def build_deploy() -> Callable[..., int]:
         pool = kw["runner"] == "process" and 2 in parse_stages(kw["stages"])
         started = start_run("deploy", sb, pool)
         with side_by_side(prefect_server(), maybe_sandbox(sb, started)):
-            from tasks.deploy.report import DeployReport
+            from tasks.deploy.deploy_report import DeployReport
             from tasks.runtime.cli_support import deploy_json
             from tasks.runtime.outcome import outcome_of
 
