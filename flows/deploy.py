@@ -39,7 +39,7 @@ from tasks.deploy.found import MissingStage
 from tasks.deploy.models import DeployRequest
 from tasks.deploy.scheduler import UPSTREAM_FAILED, Schedule, drive
 from tasks.deploy.stages import rooms
-from tasks.deploy.stages.room import CLOCK, Call, Finding, ssh_key
+from tasks.deploy.stages.room import CLOCK, Call, Finding, recorded, ssh_key
 from tasks.forked_runner import ForkedWorkerTaskRunner
 from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
 from tasks.planning import PlanError
@@ -165,7 +165,9 @@ class StageRun:
             if room.run is not None:  # a subflow, in the flow body
                 CLOCK.mark(n, 0)
                 try:
-                    self.results[n] = room.run(Call(self.settings, self.request, inputs, SUBFLOWS))
+                    with recorded(n):
+                        call = Call(self.settings, self.request, inputs, SUBFLOWS)
+                        self.results[n] = room.run(call)
                 finally:
                     CLOCK.mark(n, 1)
                 return True
@@ -314,6 +316,7 @@ def deploy(
         run.report_parts(),
         t0,
         CLOCK.of(str(flow_run.id)),
+        CLOCK.summaries_of(str(flow_run.id)),
     )
     publish(report)
     logger.info(
