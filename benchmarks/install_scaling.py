@@ -10,11 +10,14 @@ bare thread pool (the floor).
 - bare:  the flow's exact default shape (processes, chunk size, threads from
          `tasks.planning.default_shape`) on a plain fork pool, no Prefect: flow / bare is
          Prefect's own cost.
-- flow-spawn: the flow with Prefect's stock spawn workers (TOMCAT_FLEET_POOL_START_METHOD=
-         spawn) instead of the preloaded forkserver pool: old runner vs new.
+- flow-spawn: the flow with Prefect's stock process pool (TOMCAT_FLEET_POOL_START_METHOD=
+         spawn: each worker a new interpreter running Prefect's engine) instead of the
+         forked workers: Prefect's runner vs ours.
 
-Memory is the peak of the shape's process tree as PSS (shared pages counted once) with
-the summed RSS beside it.
+Two times per shape: the install phase (as the shape reports it) and the whole command
+(the child's process start to its exit, measured here; the Prefect server and the
+sandbox are already up). Memory is the peak of the shape's process tree as PSS (shared
+pages counted once) with the summed RSS beside it.
 
 Every shape installs on fresh instances (same sandbox, same latency) with the same
 per-host code (`tasks.remote.recipe.install_host`). Each shape runs in its own child process
@@ -184,7 +187,8 @@ def main() -> int:
     print()
     print(
         f"{'hosts':>5} {'runner':<10} {'shape':<40} {'installed':>9} {'install_s':>9} "
-        f"{'x_floor':>7} {'x_bare':>6} {'PSS_MB':>7} {'RSS_MB':>7} {'x_flow_pss':>10}"
+        f"{'x_floor':>7} {'x_bare':>6} {'whole_s':>7} {'whole_x_floor':>13} {'PSS_MB':>7} "
+        f"{'RSS_MB':>7} {'x_flow_pss':>10}"
     )
     summary: dict[str, Any] = {
         "benchmark": "install_scaling",
@@ -194,15 +198,18 @@ def main() -> int:
     for hosts in args.hosts:
         by = {r["runner"]: r for r in rows_out if r["hosts"] == hosts}
         floor = by.get("floor", {}).get("install_s")
+        floor_whole = by.get("floor", {}).get("wall_s")
         bare = by.get("bare", {}).get("install_s")
         flow_mem = by.get("flow", {}).get("peak_pss_mb")
         for runner, r in by.items():
             x_floor = r["install_s"] / floor if floor else None
             x_bare = r["install_s"] / bare if bare else None
             x_mem = r["peak_pss_mb"] / flow_mem if flow_mem else None
+            x_whole = r["wall_s"] / floor_whole if floor_whole else None
             print(
                 f"{hosts:>5} {runner:<10} {r['shape']:<40} {r['installed']:>9} "
                 f"{r['install_s']:>9.1f} {x_floor or 0:>7.2f} {x_bare or 0:>6.2f} "
+                f"{r['wall_s']:>7.2f} {x_whole or 0:>13.2f} "
                 f"{r['peak_pss_mb']:>7.0f} {r['peak_rss_mb']:>7.0f} {x_mem or 0:>10.2f}"
             )
             summary["rows"].append(
@@ -217,6 +224,8 @@ def main() -> int:
                     "peak_pss_mb": r["peak_pss_mb"],
                     "install_x_floor": round(x_floor, 2) if x_floor else None,
                     "install_x_bare": round(x_bare, 2) if x_bare else None,
+                    "whole_s": r["wall_s"],
+                    "whole_x_floor": round(x_whole, 2) if x_whole else None,
                     "pss_x_flow": round(x_mem, 2) if x_mem else None,
                 }
             )

@@ -54,7 +54,10 @@ from tasks.bench.run import (
 )
 from tasks.hostmonitor import TIMELINE_COLUMNS, HostMonitor, join_timeline, summarize_span
 from tasks.inputs import check_benchmark_request
+from tasks.runtime import prefect_adjustments
 from tasks.runtime.run_names import benchmark_run_name
+
+prefect_adjustments.install()  # every entry path: the flow engine imports this module first
 
 
 @flow(name="benchmark", flow_run_name=benchmark_run_name, log_prints=False)
@@ -94,6 +97,7 @@ def benchmark(
             contact) or insecure (not checked), on either target.
     """
     logger = get_run_logger()
+    logger.info(prefect_adjustments.describe())
     check_benchmark_request(
         repeat, target, install_latency, throttle_rate, public_ip_cidr, service_ip_cidr
     )

@@ -40,13 +40,16 @@ from tasks.deploy.found import MissingStage
 from tasks.deploy.models import DeployRequest
 from tasks.deploy.scheduler import UPSTREAM_FAILED, Schedule, drive
 from tasks.deploy.stages import rooms
-from tasks.deploy.stages.room import CLOCK, Call, Finding, ssh_key
+from tasks.deploy.stages.room import CLOCK, Call, Finding, recorded, ssh_key
+from tasks.forked_runner import ForkedWorkerTaskRunner
 from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
 from tasks.planning import PlanError
-from tasks.pool_runner import PreloadedProcessPoolTaskRunner
 from tasks.reach import read_local_view
+from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import deploy_run_name
+
+prefect_adjustments.install()  # every entry path: the flow engine imports this module first
 
 # the flows a stage of the table may run as a subflow (`Stage.subflow`), by name
 SUBFLOWS: dict[str, Any] = {install_tomcat.name: install_tomcat}
@@ -100,15 +103,15 @@ def validate_inputs(
 
 def warm_install_pool(
     instances: int, runner: str, knobs: dict[str, int | None]
-) -> PreloadedProcessPoolTaskRunner | None:
-    """Start the install's process pool now; the install subflow adopts it."""
+) -> ForkedWorkerTaskRunner | None:
+    """Fork the install's workers now; the install subflow adopts them."""
     if runner != "process":
         return None
     _, _, count = resolve_shape(
         instances, knobs["chunk_size"], knobs["max_workers"], knobs["desired_count"]
     )
     pool = make_runner(runner, count, None)
-    return pool.warm_up() if isinstance(pool, PreloadedProcessPoolTaskRunner) else None
+    return pool.warm_up() if isinstance(pool, ForkedWorkerTaskRunner) else None
 
 
 def check_key(settings: FleetSettings, stage: int, todo: list[int]) -> None:
@@ -164,7 +167,9 @@ class StageRun:
             if room.run is not None:  # a subflow, in the flow body
                 CLOCK.mark(n, 0)
                 try:
-                    self.results[n] = room.run(Call(self.settings, self.request, inputs, SUBFLOWS))
+                    with recorded(n):
+                        call = Call(self.settings, self.request, inputs, SUBFLOWS)
+                        self.results[n] = room.run(call)
                 finally:
                     CLOCK.mark(n, 1)
                 return True
@@ -259,6 +264,7 @@ def deploy(
         settings_overrides: FleetSettings fields to override for this run.
     """
     logger = get_run_logger()
+    logger.info(prefect_adjustments.describe())
     t0 = time.time()
     overrides = dict(settings_overrides or {})
     for name, value in (
@@ -315,6 +321,7 @@ def deploy(
         run.report_parts(),
         t0,
         CLOCK.of(str(flow_run.id)),
+        CLOCK.summaries_of(str(flow_run.id)),
     )
     publish(report, read_local_view(settings.ca_bundle))  # the sandbox's curl lines
     logger.info(

@@ -51,9 +51,9 @@ from tasks.aws.ec2 import (
 )
 from tasks.deploy.found import not_running
 from tasks.deploy.inventory import inventory_instances, inventory_path, update_inventory
-from tasks.forkserver import INSTALL_PRELOAD
+from tasks.forked_runner import ForkedWorkerTaskRunner
 from tasks.inputs import Runner, validate_install
-from tasks.install_chunk import install_chunk
+from tasks.install_chunk import chunk_label, install_chunk
 from tasks.models import ChunkResult, HostResult, InstallSummary, Instance
 from tasks.planning import (
     PlanError,
@@ -61,13 +61,15 @@ from tasks.planning import (
     failures_within,
     sample_points,
 )
-from tasks.pool_runner import PreloadedProcessPoolTaskRunner
 from tasks.remote.config import HostInstallConfig, remote_config
 from tasks.remote.key_source import KeyUnavailable, read_key
 from tasks.resources import Sampler, format_sample
+from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import install_run_name
 from tasks.waiting import WaitTimeout, wait_until
+
+prefect_adjustments.install()  # every entry path: the flow engine imports this module first
 
 
 def saved_inventory(settings: FleetSettings) -> list[Instance]:
@@ -92,13 +94,15 @@ def load_key(settings: FleetSettings) -> str:
 
 
 def make_runner(runner: str, desired_count: int, dask_address: str | None) -> TaskRunner[Any]:
-    if runner == "process":  # forkserver workers with the install modules preloaded
-        return PreloadedProcessPoolTaskRunner(
-            max_workers=desired_count,
-            preload=INSTALL_PRELOAD,
-            # "spawn" = Prefect's stock ProcessPoolTaskRunner workers (benchmark comparison)
-            start_method=RuntimeSettings().pool_start_method,
-        )
+    if runner == "process":
+        if RuntimeSettings().pool_start_method == "spawn":
+            # Prefect's stock process pool: each worker a new interpreter running Prefect's
+            # engine (what the benchmark compares against)
+            from prefect.task_runners import ProcessPoolTaskRunner
+
+            return ProcessPoolTaskRunner(max_workers=desired_count)
+        # task runs in threads here, each chunk's work in a forked worker (no Prefect there)
+        return ForkedWorkerTaskRunner(desired_count)
     if runner == "thread":
         return ThreadPoolTaskRunner(max_workers=desired_count)
     from prefect_dask import DaskTaskRunner
@@ -166,10 +170,7 @@ def run_chunks(
     with task_runner:
         futures = {}
         for index, chunk in enumerate(chunks):
-            label = (
-                f"chunk-{index:03d} {chunk[0].instance_id}..{chunk[-1].instance_id} "
-                f"({len(chunk)} hosts)"
-            )
+            label = chunk_label(index, len(chunks), chunk)
             params = get_call_parameters(
                 install_chunk.fn, (label, index, chunk, cfg, max_workers, log_dir), {}
             )
@@ -217,6 +218,7 @@ def install_tomcat(
         settings_overrides: FleetSettings fields to override for this run.
     """
     logger = get_run_logger()
+    logger.info(prefect_adjustments.describe())
     t0 = time.monotonic()
     settings = FleetSettings(**(settings_overrides or {}))
     from_inventory = instances is None
@@ -235,7 +237,7 @@ def install_tomcat(
     # start the process pool (and Prefect in each worker) now, off the install's critical
     # path; a pool the deploy flow started during launch is adopted instead
     task_runner = make_runner(runner, plan.desired_count, dask_address)
-    if isinstance(task_runner, PreloadedProcessPoolTaskRunner):
+    if isinstance(task_runner, ForkedWorkerTaskRunner):
         task_runner.warm_up()
     load_key(settings)  # fail before any host when the key cannot be read
     if runner == "dask" and not settings.ssh_key_block:
@@ -286,8 +288,8 @@ def install_tomcat(
         progress_key=f"{settings.deployment_name}-install-progress",
     )
     install_s = time.monotonic() - t_install
-    if isinstance(task_runner, PreloadedProcessPoolTaskRunner):
-        task_runner.shutdown()  # a no-op once run_chunks adopted the pool
+    if isinstance(task_runner, ForkedWorkerTaskRunner):
+        task_runner.shutdown()  # a no-op once run_chunks adopted the workers
 
     results = account_for_every_host(instances, chunks, outcome)
     sampler.stop()

@@ -1,8 +1,10 @@
 """Flow `teardown`: delete everything a deployment created, found by its tag.
 
-One task (`teardown-resources`) runs `tasks.aws.teardown.teardown`; the flow logs what was
-removed per kind, writes a markdown artifact (`<deployment>-teardown`: kind, count, ids,
-errors) and fails, with the report as its data, when any resource could not be removed.
+One task (`teardown-resources`) runs `tasks.aws.teardown.teardown`, whose every resource
+(deleted, already gone, kept, failed) and every wait gets one line in the task's log
+(`tasks.actions`); the flow logs what was removed per kind and the one-line summary,
+writes a markdown artifact (`<deployment>-teardown`: kind, count, ids, errors) and fails,
+with the report as its data, when any resource could not be removed.
 A second run removes nothing and completes.
 
 `tomcat-fleet teardown --help` runs it standalone (see `tasks/cli/`).
@@ -26,12 +28,16 @@ from prefect.cache_policies import NO_CACHE
 
 from blocks.fleet_error import BlockNotFound
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.teardown import TeardownReport
 from tasks.aws.teardown import teardown as teardown_resources
 from tasks.deployment_files import remove_local_state
+from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
+
+prefect_adjustments.install()  # every entry path: the flow engine imports this module first
 
 MAX_IDS_IN_ARTIFACT = 50
 
@@ -54,14 +60,16 @@ def artifact_key(deployment: str) -> str:
 def teardown_task(
     settings: FleetSettings, delete_secrets: bool, timeout_s: float, poll_s: float
 ) -> TeardownReport:
-    return teardown_resources(
-        Aws(settings),
-        settings,
-        timeout_s=timeout_s,
-        poll_s=poll_s,
-        delete_secrets=delete_secrets,
-        log=get_run_logger(),
-    )
+    log = get_run_logger()
+    with actions.recording(log):  # each resource's and each wait's line to this task's log
+        return teardown_resources(
+            Aws(settings),
+            settings,
+            timeout_s=timeout_s,
+            poll_s=poll_s,
+            delete_secrets=delete_secrets,
+            log=log,
+        )
 
 
 @flow(name="teardown", flow_run_name=teardown_run_name, log_prints=False)
@@ -83,6 +91,7 @@ def teardown(
         settings_overrides: FleetSettings fields to override for this run.
     """
     logger = get_run_logger()
+    logger.info(prefect_adjustments.describe())
     settings = teardown_settings(deployment_name, settings_overrides)
     deployment = settings.deployment_name
     poll_s = 0.5 if settings.aws_endpoint_url else 2.0  # a sandbox answers at once
@@ -101,11 +110,12 @@ def teardown(
         if ids:
             logger.info("removed %d %s: %s", len(ids), kind, ", ".join(ids))
     logger.info(
-        "teardown of %s: %d resource(s) removed in %.1fs, %d error(s)",
+        "teardown of %s: %d resource(s) removed in %.1fs, %d error(s): %s",
         deployment,
         report.total_removed,
         report.seconds,
         len(report.errors),
+        report.summary,
     )
     publish(report, deployment)
     if report.errors:

@@ -1,4 +1,4 @@
-"""Waiting one way: `wait_until`, the project's one poll loop (pure: no I/O but `sleep`).
+"""Waiting one way: `wait_until`, the project's one poll loop (no I/O but `sleep` and its log line).
 
 Every wait in the product is either a boto3 waiter run through the retrying client
 (`tasks.aws.client.RetryingClient.wait`; the project's own waiter models are in
@@ -12,6 +12,9 @@ last check is made at the deadline. It gives up with `WaitTimeout`, naming what 
 waited for and for how long. Exceptions `retry_on` accepts count as "not yet"; when the
 wait gives up on one, that exception is raised again (its error code is what callers
 report), with a note saying what was waited for.
+
+Every wait reports itself: one line (`tasks.actions.waited`: what, how long, how it ended)
+when it returns or gives up, in the log of the stage it runs for.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from tasks import actions
 from tasks.errors import FleetError
 
 T = TypeVar("T")
@@ -36,6 +40,13 @@ class WaitTimeout(FleetError, RuntimeError):
 
 def _budget(seconds: float) -> str:
     return "no deadline" if math.isinf(seconds) else f"{seconds:.0f}s"
+
+
+def _error_name(exc: BaseException) -> str:
+    """An AWS error's code (a botocore ClientError's), else the exception's type."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code or type(exc).__name__)
 
 
 def wait_until(
@@ -77,24 +88,32 @@ def wait_until(
     budget = timeout_s if timeout_s is not None else max(0.0, end - start)
     r = rng if rng is not None else _RNG
     checks = 0
+
+    def report(outcome: str, ok: bool = False) -> None:
+        actions.waited(what, clock() - start, outcome, ok)
+
     while True:
         failure: Exception | None = None
         try:
             value = check()
         except Exception as exc:
             if retry_on is None or not retry_on(exc):
+                report(f"stopped by {_error_name(exc)} after {checks + 1} check(s)")
                 raise
             failure, value = exc, None
         checks += 1
         if value is not None and value is not False:
+            report(f"done after {checks} check(s)", ok=True)
             return value
         remaining = end - clock()
         out_of_checks = max_checks is not None and checks >= max_checks
         if remaining <= 0 or out_of_checks:
             why = f"after {checks} checks" if out_of_checks else f"within {_budget(budget)}"
             if failure is not None:
+                report(f"still failing ({_error_name(failure)}) {why}")
                 failure.add_note(f"{what}: still failing {why}")
                 raise failure
+            report(f"not done {why}")
             raise WaitTimeout(f"{what}: not done {why}")
         delay = poll_s * backoff ** min(checks - 1, 64)
         if max_poll_s is not None:

@@ -1,4 +1,5 @@
-"""ACM: the deployment's certificates."""
+"""ACM: the deployment's certificates; one line per certificate found, requested or deleted
+(`tasks.actions`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.cleanup import TAG_KEY, Cleanup, StageError, dns, is_gone
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.ec2 import deployment_tags, life_id
@@ -114,9 +116,11 @@ def find_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) -> s
 
 def ensure_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) -> str:
     found = find_certificate(aws, settings, domains)
+    names = ", ".join(domains)
     if found:
+        actions.found("certificate", found, domains[0], f"covers {names}")
         return found
-    return str(
+    arn = str(
         aws.client("acm").request_certificate(
             DomainName=domains[0],
             SubjectAlternativeNames=domains,
@@ -126,6 +130,13 @@ def ensure_certificate(aws: Aws, settings: FleetSettings, domains: list[str]) ->
             Tags=deployment_tags(settings, "cert"),
         )["CertificateArn"]
     )
+    actions.created("certificate", arn, domains[0], f"requested for {names}, DNS validation")
+    return arn
+
+
+def cert_id(arn: str) -> str:
+    """The certificate's id: the last part of its ARN."""
+    return arn.rsplit("/", 1)[-1]
 
 
 def record_text(rr: dict[str, Any]) -> str:
@@ -146,7 +157,7 @@ def validation_records(
     try:
         cert = acm.wait(
             "certificate_validation_records",
-            what=f"DNS validation records of {arn}",
+            what=f"DNS validation records of certificate {cert_id(arn)}",
             timeout_s=max(0.0, deadline - time.monotonic()),
             delay_s=poll_s,
             CertificateArn=arn,
@@ -188,7 +199,7 @@ def wait_issued(
     try:
         acm.wait(
             "certificate_issued",
-            what=f"certificate {arn} to be issued",
+            what=f"certificate {cert_id(arn)} to be issued",
             timeout_s=max(0.0, deadline - time.monotonic()),
             delay_s=poll_s,
             CertificateArn=arn,

@@ -1,9 +1,9 @@
-"""Elastic Beanstalk: the deployment's environments and applications."""
+"""Elastic Beanstalk: the deployment's environments and applications; one line per one
+found, created or deleted (`tasks.actions`)."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import re
 import time
 from typing import Any
@@ -11,14 +11,13 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.cleanup import Cleanup, Gone, StageError, is_gone
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.ec2 import deployment_tags
 from tasks.aws.iam import _PROFILE_PROPAGATION_S
 from tasks.aws.retry import error_code
 from tasks.waiting import wait_until
-
-log = logging.getLogger(__name__)
 
 _BUSY = ("Launching", "Updating")
 
@@ -119,6 +118,7 @@ def ensure_application(aws: Aws, settings: FleetSettings) -> str:
     name = application_name(settings)
     apps = eb.describe_applications(ApplicationNames=[name])["Applications"]
     if any(a.get("ApplicationName") == name for a in apps):
+        actions.found("Beanstalk application", name=name)
         return name
     try:
         eb.create_application(
@@ -126,11 +126,12 @@ def ensure_application(aws: Aws, settings: FleetSettings) -> str:
             Description=f"tomcat-fleet {settings.deployment_name}",
             Tags=deployment_tags(settings, "app"),
         )
-        log.info("created Beanstalk application %s", name)
+        actions.created("Beanstalk application", name=name)
     except ClientError as exc:
         msg = str(exc).lower()
         if error_code(exc) != "InvalidParameterValue" or "already exists" not in msg:
             raise
+        actions.found("Beanstalk application", name=name, why="created meanwhile by another run")
     return name
 
 
@@ -223,9 +224,13 @@ def create_environment(
             if error_code(exc) == "InvalidParameterValue" and "already exists" in str(exc).lower():
                 found = find_environment(aws, app, name)  # a racing caller created it
                 if found is not None:
+                    why = "created meanwhile by another run"
+                    actions.found(
+                        "Beanstalk environment", found.get("EnvironmentId", ""), name, why
+                    )
                     return found
             raise
-        log.info("creating Beanstalk environment %s on %r", name, stack)
+        actions.created("Beanstalk environment", env.get("EnvironmentId", ""), name, stack)
         return dict(env)
 
     def unseen(exc: Exception) -> bool:

@@ -3,7 +3,9 @@ and the delete side's bookkeeping.
 
 A `Cleanup` is one teardown run: which deployment (by its tag), one overall deadline, what
 was removed and what failed. A delete function never raises for one resource: `attempt`
-records the error and the run goes on; things already gone are skipped silently.
+records the error and the run goes on; things already gone are skipped. Each resource gets
+one line (`tasks.actions`): deleted, already gone, kept (not this deployment's) or failed;
+every wait says what it waited for and how long.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.client import Aws
 from tasks.aws.retry import error_code
 from tasks.errors import FleetError
@@ -102,26 +105,33 @@ class Cleanup:
 
     def removed(self, kind: str, ident: str) -> None:
         self.removed_by_kind[kind].append(ident)
-        self.log.info("removed %s %s", kind, ident)
+        actions.deleted(kind, ident)
 
     def error(self, what: str, exc: BaseException | str) -> None:
         if isinstance(exc, BaseException):
             code = error_code(exc) or type(exc).__name__
-            text = f"{what}: {code}: {exc}"
+            why = f"{code}: {exc}"
         else:
-            text = f"{what}: {exc}"
-        self.errors.append(text)
-        self.log.error("teardown: %s", text)
+            why = str(exc)
+        self.errors.append(f"{what}: {why}")
+        actions.failed(what, why=why)
 
     def attempt(self, kind: str, ident: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> bool:
         """Run one deletion, `fn(*args, **kw)`; True when it removed something (already
-        gone: False, silently; failed: False, error recorded)."""
+        gone: False; not this deployment's: False, kept and recorded as an error; failed:
+        False, error recorded)."""
         try:
             fn(*args, **kw)
         except Gone:
+            actions.gone(kind, ident)
+            return False
+        except NotOurs as exc:
+            self.errors.append(f"{kind} {ident}: {type(exc).__name__}: {exc}")
+            actions.kept(kind, ident, why=f"not this deployment's: {exc}")
             return False
         except Exception as exc:
             if is_gone(exc):
+                actions.gone(kind, ident)
                 return False
             self.error(f"{kind} {ident}", exc)
             return False
@@ -218,8 +228,8 @@ def owned(tags: list[dict[str, str]] | None, settings: FleetSettings) -> bool:
     )
 
 
-def not_ours(kind: str, name: str, settings: FleetSettings) -> StageError:
-    return StageError(
+def not_ours(kind: str, name: str, settings: FleetSettings) -> NotOurs:
+    return NotOurs(
         f"{kind} {name!r} exists but is not tagged {TAG_KEY}={settings.deployment_name}; "
         "it belongs to something else: choose another TOMCAT_FLEET_DEPLOYMENT_NAME or remove it"
     )
@@ -227,3 +237,8 @@ def not_ours(kind: str, name: str, settings: FleetSettings) -> StageError:
 
 class StageError(FleetError, RuntimeError):
     """A stage could not do its work; the message says what and how to fix it."""
+
+
+class NotOurs(StageError):
+    """A resource with the deployment's name that another owner holds: never changed or
+    removed (teardown keeps it and reports it)."""

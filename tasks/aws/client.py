@@ -5,12 +5,15 @@ through `RetryingClient` goes through the jittered back-off instead, and every H
 is counted, so a run can report API calls made and throttling retries. Every operation
 called is also recorded process-wide as `<IAM prefix>:<Operation>` (`recorded_operations()`);
 `tasks.aws.policy` turns that set into the least-privilege `docs/iam-policy.json`.
+Every waiter run through `RetryingClient.wait` reports itself in one line
+(`tasks.actions.waited`), as every retry does (`tasks.aws.retry`).
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,10 +24,12 @@ from botocore.loaders import Loader, create_loader
 from botocore.waiter import NormalizedOperationMethod, create_waiter_with_client
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.retry import (
     RetryStats,
     botocore_config,
     call_with_backoff,
+    error_code,
     is_retryable,
     is_throttle,
 )
@@ -101,6 +106,12 @@ class RetryingClient:
         return probe
 
     @property
+    def _service(self) -> str:
+        """The boto3 service name (`ec2`, `elbv2`, ...): retry lines say `ec2.run_instances`."""
+        model = getattr(getattr(self._client, "meta", None), "service_model", None)
+        return str(getattr(model, "service_name", "") or "aws")
+
+    @property
     def raw(self) -> Any:
         return self._client
 
@@ -109,6 +120,8 @@ class RetryingClient:
         return self._client.exceptions
 
     def _retrying(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        operation = f"{self._service}.{getattr(method, '__name__', 'call')}"
+
         def call(*args: Any, **kwargs: Any) -> Any:
             return call_with_backoff(
                 method,
@@ -119,6 +132,7 @@ class RetryingClient:
                 cap=self._cap,
                 jitter=self._jitter,
                 retry_if=self._retry_if,
+                operation=operation,
                 **kwargs,
             )
 
@@ -175,6 +189,11 @@ class RetryingClient:
             return last["response"]
 
         waiter._operation_method = remember
+        t0 = time.monotonic()
+
+        def report(outcome: str, ok: bool = False) -> None:
+            actions.waited(what, time.monotonic() - t0, outcome, ok)
+
         try:
             waiter.wait(WaiterConfig={"Delay": delay, "MaxAttempts": attempts}, **kwargs)
         except WaiterError as exc:
@@ -182,8 +201,14 @@ class RetryingClient:
             reason = str(exc.kwargs.get("reason") or "")
             detail = response.get("Error", {}).get("Code") or reason or str(exc)
             if reason.startswith("Max attempts exceeded"):
+                report(f"not done within {timeout_s:.0f}s")
                 raise WaitTimeout(f"{what}: not done within {timeout_s:.0f}s ({detail})") from None
+            report(f"failed ({detail})")
             raise WaitTimeout(f"{what}: failed ({detail})") from None
+        except Exception as exc:
+            report(f"stopped by {error_code(exc) or type(exc).__name__}")
+            raise
+        report("done", ok=True)
         return dict(last.get("response") or {})
 
 

@@ -2,7 +2,8 @@
 waiting for them, and reading host-key fingerprints from their console output.
 
 Plain functions over a `tasks.aws.Aws`; the flows wrap them in Prefect tasks. Every call
-goes through the back-off wrapper; batches of ids never exceed 100.
+goes through the back-off wrapper; batches of ids never exceed 100. Each resource found,
+created or changed gets one line (`tasks.actions`). The delete side is `ec2_cleanup`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
-from tasks.aws.cleanup import TAG_KEY, Cleanup, StageError, is_gone
+from tasks import actions
+from tasks.aws.cleanup import TAG_KEY, StageError
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.retry import error_code
 from tasks.aws.ssm import ubuntu_ami
@@ -77,26 +79,37 @@ def ensure_key_pair(aws: Aws, settings: FleetSettings) -> Path:
     ec2 = aws.client("ec2")
     path = settings.key_file_path()
     try:
-        ec2.describe_key_pairs(KeyNames=[settings.key_name])
-        exists = True
+        pairs = ec2.describe_key_pairs(KeyNames=[settings.key_name])["KeyPairs"]
     except ClientError as exc:
         if error_code(exc) != "InvalidKeyPair.NotFound":
             raise
-        exists = False
-    if exists:
+        pairs = []
+    if pairs:
+        key_id = str(pairs[0].get("KeyPairId", ""))
         if settings.ssh_key_block:  # the key lives in the Secret block (load_key reads it)
+            where = f"private key in Secret block {settings.ssh_key_block}"
+            actions.found("key pair", key_id, settings.key_name, where)
             return path
         if not path.exists():
             raise StageError(
                 f"key pair {settings.key_name!r} exists in EC2 but its private key is not at "
                 f"{path}; set TOMCAT_FLEET_SSH_KEY_FILE to it, or delete the key pair"
             )
+        actions.found("key pair", key_id, settings.key_name, f"private key at {path}")
         return path
     tags = [*deployment_tags(settings, "key"), {"Key": LIFE_TAG, "Value": new_life_id()}]
-    material = ec2.create_key_pair(
+    made = ec2.create_key_pair(
         KeyName=settings.key_name,
         TagSpecifications=[{"ResourceType": "key-pair", "Tags": tags}],
-    )["KeyMaterial"]
+    )
+    material = made["KeyMaterial"]
+    kept = f"Secret block {settings.ssh_key_block} and " if settings.ssh_key_block else ""
+    actions.created(
+        "key pair",
+        str(made.get("KeyPairId", "")),
+        settings.key_name,
+        f"private key in {kept}{path}",
+    )
     if settings.ssh_key_block:  # containers keep no files between runs: keep it in Prefect
         from prefect.blocks.system import Secret
 
@@ -158,8 +171,10 @@ def ensure_security_group(aws: Aws, settings: FleetSettings, role: str = "web") 
         Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}]
     )["SecurityGroups"]
     if found:
-        return str(found[0]["GroupId"])
-    return str(
+        group = str(found[0]["GroupId"])
+        actions.found("security group", group, name, f"in {vpc}")
+        return group
+    group = str(
         ec2.create_security_group(
             GroupName=name,
             Description=f"tomcat-fleet {role}",
@@ -169,6 +184,8 @@ def ensure_security_group(aws: Aws, settings: FleetSettings, role: str = "web") 
             ],
         )["GroupId"]
     )
+    actions.created("security group", group, name, f"in {vpc}")
+    return group
 
 
 def _has_rule(perms: list[dict[str, Any]], port: int, source: str) -> bool:
@@ -222,12 +239,12 @@ def authorize_ingress(
         perms = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0].get(
             "IpPermissions", []
         )
-        missing = [
-            _permission(p, source_for(p), description)
-            for p in ports
-            if not _has_rule(perms, p, source_for(p))
-        ]
-        if missing:
+        todo = [p for p in ports if not _has_rule(perms, p, source_for(p))]
+        missing = [_permission(p, source_for(p), description) for p in todo]
+        rules = ", ".join(f"tcp {p} from {source_for(p)}" for p in (todo or ports))
+        if not missing:
+            actions.unchanged("security group", gid, why=f"ingress {rules} already open")
+        else:
             extra: dict[str, Any] = (
                 {"TagSpecifications": [{"ResourceType": "security-group-rule", "Tags": tags}]}
                 if tags
@@ -235,9 +252,11 @@ def authorize_ingress(
             )
             try:
                 ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=missing, **extra)
+                actions.changed("security group", gid, why=f"opened ingress {rules}")
             except ClientError as exc:
                 if error_code(exc) != "InvalidPermission.Duplicate":
                     raise
+                actions.unchanged("security group", gid, why=f"ingress {rules} opened meanwhile")
         added[gid] = len(missing)
     return added
 
@@ -274,7 +293,12 @@ def launch_instances(
         ],
         TagSpecifications=[{"ResourceType": "instance", "Tags": deployment_tags(settings, role)}],
     )
-    return [i["InstanceId"] for i in res["Instances"]]
+    ids = [i["InstanceId"] for i in res["Instances"]]
+    for iid in ids:
+        actions.created(
+            "instance", iid, f"{settings.deployment_name}-{role}", settings.instance_type
+        )
+    return ids
 
 
 def describe(aws: Aws, ids: list[str]) -> list[dict[str, Any]]:
@@ -294,10 +318,13 @@ def wait_running(
     deadline = time.monotonic() + timeout_s
     try:  # boto3's waiters, through the retrying client; pending instances are listed
         for batch in chunked(ids, BATCH):  # (IncludeAllInstances) so they hold the wait
-            for waiter in ("instance_status_ok", "system_status_ok"):
+            for waiter, check in (
+                ("instance_status_ok", "instance"),
+                ("system_status_ok", "system"),
+            ):
                 ec2.wait(
                     waiter,
-                    what=f"{len(batch)} instance(s) running with status ok",
+                    what=f"{len(batch)} instance(s) running with {check} status ok",
                     timeout_s=max(0.0, deadline - time.monotonic()),
                     delay_s=poll_s,
                     InstanceIds=batch,
@@ -317,7 +344,12 @@ def wait_running(
         return None if missing else [_instance(d) for d in described]
 
     try:
-        return wait_until("public IPs", with_public_ips, deadline=deadline, poll_s=poll_s)
+        return wait_until(
+            f"public IPs of {len(ids)} instance(s)",
+            with_public_ips,
+            deadline=deadline,
+            poll_s=poll_s,
+        )
     except WaitTimeout:
         raise StageError(
             f"{len(missing)} instance(s) have no public IP after {timeout_s:.0f}s: {missing[:5]}"
@@ -401,6 +433,7 @@ def ensure_role_instance(
         authorize_ingress(aws, [group], [22], lambda _port: cidr)
         found = sorted(find_instances(aws, settings, role=role), key=lambda i: i.instance_id)
         if found:
+            actions.found("instance", found[0].instance_id, role, found[0].public_ip)
             return found[0], group
         token = client_token(settings, life_id(aws, settings), role)
         ids = launch_instances(aws, settings, 1, group, client_token=token, role=role)
@@ -416,165 +449,6 @@ def ensure_role_instance(
                 "still remembers its ClientToken - tear the deployment down and deploy again"
             )
         return wait_running(aws, ids, timeout_s=timeout_s)[0], group
-
-
-# -- delete -----------------------------------------------------------------------------
-def delete_instances(c: Cleanup) -> None:
-    """Terminate the deployment's instances in batches of 100 and wait until terminated."""
-    ec2 = c.aws.client("ec2")
-    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
-    ids = sorted(
-        i["InstanceId"]
-        for r in ec2.pages(
-            "describe_instances",
-            "Reservations",
-            Filters=[
-                {"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]},
-                {"Name": "instance-state-name", "Values": live},
-            ],
-        )
-        for i in r["Instances"]
-    )
-    for batch in chunked(ids, BATCH):
-        try:
-            ec2.terminate_instances(InstanceIds=batch)
-        except Exception:  # one bad id fails the whole batch: go one by one
-            for iid in batch:
-                c.attempt("ec2-instance", iid, ec2.terminate_instances, InstanceIds=[iid])
-            continue
-        for iid in batch:
-            c.removed("ec2-instance", iid)
-    pending = set(ids)
-
-    def describe_or_drop(batch: list[str]) -> list[dict[str, Any]]:
-        try:
-            return list(ec2.describe_instances(InstanceIds=batch)["Reservations"])
-        except ClientError as exc:
-            if not is_gone(exc):
-                raise
-        found: list[dict[str, Any]] = []
-        for iid in batch:  # find which ids are gone, one by one
-            try:
-                found += ec2.describe_instances(InstanceIds=[iid])["Reservations"]
-            except ClientError as exc2:
-                if not is_gone(exc2):
-                    raise
-                pending.discard(iid)
-        return found
-
-    def all_terminated() -> bool:
-        for batch in chunked(sorted(pending), BATCH):
-            for r in describe_or_drop(batch):
-                for i in r["Instances"]:
-                    if i["State"]["Name"] == "terminated":
-                        pending.discard(i["InstanceId"])
-        return not pending
-
-    if ids:
-        c.wait(f"{len(ids)} instance(s) to terminate", all_terminated)
-
-
-def _only_group_refs(perm: dict[str, Any], group_ids: set[str]) -> dict[str, Any] | None:
-    """The part of a rule that references groups in `group_ids` (None when there is none)."""
-    pairs = [
-        {"GroupId": p["GroupId"], **({"UserId": p["UserId"]} if p.get("UserId") else {})}
-        for p in perm.get("UserIdGroupPairs", [])
-        if p.get("GroupId") in group_ids
-    ]
-    if not pairs:
-        return None
-    out: dict[str, Any] = {"IpProtocol": perm["IpProtocol"], "UserIdGroupPairs": pairs}
-    for key in ("FromPort", "ToPort"):
-        if key in perm:
-            out[key] = perm[key]
-    return out
-
-
-def _revoke_cross_references(c: Cleanup, groups: list[dict[str, Any]]) -> None:
-    """Rules that reference another group of this deployment would block its deletion."""
-    ec2 = c.aws.client("ec2")
-    ids = {g["GroupId"] for g in groups}
-    for g in groups:
-        for direction, perms_key in (
-            ("ingress", "IpPermissions"),
-            ("egress", "IpPermissionsEgress"),
-        ):
-            refs = [r for p in g.get(perms_key, []) if (r := _only_group_refs(p, ids))]
-            if not refs:
-                continue
-            try:
-                if direction == "ingress":
-                    ec2.revoke_security_group_ingress(GroupId=g["GroupId"], IpPermissions=refs)
-                else:
-                    ec2.revoke_security_group_egress(GroupId=g["GroupId"], IpPermissions=refs)
-                c.log.info(
-                    "revoked %d %s rule(s) of %s referencing this deployment's groups",
-                    len(refs),
-                    direction,
-                    g["GroupId"],
-                )
-            except Exception as exc:
-                if not is_gone(exc):
-                    c.error(f"security-group {g['GroupId']} revoke {direction}", exc)
-
-
-def delete_security_groups(c: Cleanup) -> None:
-    """Cross-references revoked, then every group; DependencyViolation (an instance or ENI
-    not yet gone) is waited out with back-off, bounded by 20 rounds and the deadline."""
-    ec2 = c.aws.client("ec2")
-    groups = list(
-        ec2.pages(
-            "describe_security_groups",
-            "SecurityGroups",
-            Filters=[{"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]}],
-        )
-    )
-    _revoke_cross_references(c, groups)
-    names = {g["GroupId"]: f"{g['GroupId']} ({g.get('GroupName')})" for g in groups}
-    pending = sorted(names)
-    blocked: list[tuple[str, ClientError]] = []
-    rounds = 0
-
-    def delete_pending() -> bool:
-        """One round over the pending groups; True once none is blocked."""
-        nonlocal pending, blocked, rounds
-        rounds += 1
-        blocked = []
-        for gid in pending:
-            try:
-                ec2.delete_security_group(GroupId=gid)
-                c.removed("security-group", names[gid])
-            except ClientError as exc:
-                if is_gone(exc):
-                    continue
-                if error_code(exc) == "DependencyViolation":
-                    blocked.append((gid, exc))
-                else:
-                    c.error(f"security-group {names[gid]}", exc)
-            except Exception as exc:
-                c.error(f"security-group {names[gid]}", exc)
-        pending = [gid for gid, _ in blocked]
-        return not blocked
-
-    try:
-        c.until("security groups to be deletable", delete_pending, max_checks=21)
-    except WaitTimeout:
-        for gid, err in blocked:
-            c.error(f"security-group {names[gid]} (after {rounds} attempts)", err)
-
-
-def delete_key_pairs(c: Cleanup) -> None:
-    """The deployment's key pairs (and with them its life id: the next deploy starts a new
-    life, with new ClientTokens)."""
-    ec2 = c.aws.client("ec2")
-    pairs = ec2.describe_key_pairs(
-        Filters=[{"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]}]
-    ).get("KeyPairs", [])
-    for kp in pairs:
-        if not c.mine(kp.get("Tags")):
-            continue
-        # by name: moto ignores KeyPairId (and deleting a missing name succeeds on AWS)
-        c.attempt("key-pair", kp["KeyName"], ec2.delete_key_pair, KeyName=kp["KeyName"])
 
 
 def default_subnets(aws: Aws, vpc_id: str) -> list[str]:

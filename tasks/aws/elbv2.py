@@ -1,4 +1,5 @@
-"""Elastic Load Balancing v2: load balancers, listeners and target groups of a deployment."""
+"""Elastic Load Balancing v2: load balancers, listeners and target groups of a deployment.
+Each one found, created, changed or deleted gets one line (`tasks.actions`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.cleanup import TAG_KEY, Cleanup, is_gone, tag_dict
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.ec2 import StageError, deployment_tags
@@ -19,6 +21,13 @@ from tasks.planning import chunked
 
 HTTPS_PORT = 443
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+
+def arn_name(arn: str) -> str:
+    """The name inside a load balancer's or target group's ARN (`.../app/<name>/<id>`,
+    `targetgroup/<name>/<id>`); the ARN itself when it has no such part."""
+    parts = arn.rsplit(":", 1)[-1].split("/")
+    return parts[-2] if len(parts) >= 3 else arn
 
 
 # -- listeners --------------------------------------------------------------------------
@@ -60,6 +69,7 @@ def ensure_https_listener(
     listener is found); modified when protocol, certificate or policy differ, or, when
     `forward_to` names a target group, when it does not forward there."""
     elb = aws.client("elbv2")
+    label = f"HTTPS:{HTTPS_PORT} of {arn_name(lb_arn)}"
     li = find_listener(aws, lb_arn, HTTPS_PORT)
     if li is None:
         try:
@@ -72,6 +82,7 @@ def ensure_https_listener(
                 DefaultActions=clean_actions(default_actions),
                 Tags=tags,
             )["Listeners"][0]
+            actions.created("listener", created["ListenerArn"], label, f"certificate {cert_arn}")
             return str(created["ListenerArn"])
         except ClientError as exc:
             if error_code(exc) != "DuplicateListener":
@@ -79,20 +90,27 @@ def ensure_https_listener(
             li = find_listener(aws, lb_arn, HTTPS_PORT)
             assert li is not None, "DuplicateListener but no port-443 listener"
     certs = [c.get("CertificateArn") for c in li.get("Certificates") or []]
-    if (
-        li.get("Protocol") != "HTTPS"
-        or certs[:1] != [cert_arn]
-        or li.get("SslPolicy") != SSL_POLICY
-        or (forward_to is not None and not forwards_to(li, forward_to))
-    ):
-        elb.modify_listener(
-            ListenerArn=li["ListenerArn"],
-            Port=HTTPS_PORT,
-            Protocol="HTTPS",
-            SslPolicy=SSL_POLICY,
-            Certificates=[{"CertificateArn": cert_arn}],
-            **({"DefaultActions": clean_actions(default_actions)} if forward_to else {}),
-        )
+    drift = []
+    if li.get("Protocol") != "HTTPS":
+        drift.append(f"protocol HTTPS (was {li.get('Protocol')})")
+    if certs[:1] != [cert_arn]:
+        drift.append(f"certificate {cert_arn} (was {certs[0] if certs else 'none'})")
+    if li.get("SslPolicy") != SSL_POLICY:
+        drift.append(f"policy {SSL_POLICY} (was {li.get('SslPolicy')})")
+    if forward_to is not None and not forwards_to(li, forward_to):
+        drift.append(f"forwarding to {arn_name(forward_to)}")
+    if not drift:
+        actions.unchanged("listener", li["ListenerArn"], label, f"certificate {cert_arn}")
+        return str(li["ListenerArn"])
+    elb.modify_listener(
+        ListenerArn=li["ListenerArn"],
+        Port=HTTPS_PORT,
+        Protocol="HTTPS",
+        SslPolicy=SSL_POLICY,
+        Certificates=[{"CertificateArn": cert_arn}],
+        **({"DefaultActions": clean_actions(default_actions)} if forward_to else {}),
+    )
+    actions.changed("listener", li["ListenerArn"], label, ", ".join(drift))
     return str(li["ListenerArn"])
 
 
@@ -129,6 +147,7 @@ def delete_load_balancing(c: Cleanup) -> None:
             listeners = list(elb.pages("describe_listeners", "Listeners", LoadBalancerArn=arn))
         except ClientError as exc:
             if is_gone(exc):
+                actions.gone("load-balancer", lb["LoadBalancerName"])
                 continue
             raise
         # HTTPS first (it holds the certificate), then HTTP and the rest
@@ -232,6 +251,10 @@ def ensure_target_group(aws: Aws, settings: FleetSettings, vpc_id: str) -> str:
         )
         if drift:
             elb.modify_target_group(TargetGroupArn=arn, **_HEALTH)
+            was = f"{tg.get('HealthCheckProtocol')} {tg.get('HealthCheckPath')}"
+            actions.changed("target group", arn, name, f"health check HTTP / (was {was})")
+        else:
+            actions.unchanged("target group", arn, name, f"HTTP:{APP_PORT}")
         return arn
     tg = elb.create_target_group(
         Name=name,
@@ -242,6 +265,7 @@ def ensure_target_group(aws: Aws, settings: FleetSettings, vpc_id: str) -> str:
         **_HEALTH,
         Tags=deployment_tags(settings, "tg"),
     )["TargetGroups"][0]
+    actions.created("target group", tg["TargetGroupArn"], name, f"HTTP:{APP_PORT} in {vpc_id}")
     return str(tg["TargetGroupArn"])
 
 
@@ -265,6 +289,19 @@ def register_inventory(aws: Aws, tg_arn: str, instance_ids: list[str]) -> None:
             TargetGroupArn=tg_arn,
             Targets=[{"Id": iid, "Port": port} for iid, port in stale[i : i + 100]],
         )
+    name = arn_name(tg_arn)
+    if not missing and not stale:
+        actions.unchanged("targets of", name=name, why=f"all {len(wanted)} instances registered")
+        return
+    moved = [f"registered {_ids([i for i, _ in missing])}"] if missing else []
+    moved += [f"deregistered {_ids([i for i, _ in stale])}"] if stale else []
+    actions.changed("targets of", name=name, why="; ".join(moved))
+
+
+def _ids(ids: list[str], shown: int = 5) -> str:
+    """`3 (i-1, i-2, i-3)`, at most `shown` ids named."""
+    more = f", +{len(ids) - shown}" if len(ids) > shown else ""
+    return f"{len(ids)} ({', '.join(ids[:shown])}{more})"
 
 
 def ensure_load_balancer(
@@ -283,12 +320,17 @@ def ensure_load_balancer(
                 f"load balancer {name} exists as {lb.get('Scheme')} {lb.get('Type')}, not an "
                 "internet-facing application load balancer; delete it to recreate"
             )
-        if group_id not in (lb.get("SecurityGroups") or []):
+        had = lb.get("SecurityGroups") or []
+        if group_id not in had:
             elb.set_security_groups(
                 LoadBalancerArn=lb["LoadBalancerArn"], SecurityGroups=[group_id]
             )
+            why = f"security group {group_id} (was {', '.join(had) or 'none'})"
+            actions.changed("load balancer", lb["LoadBalancerArn"], name, why)
+        else:
+            actions.unchanged("load balancer", lb["LoadBalancerArn"], name, lb.get("DNSName", ""))
         return lb
-    return dict(
+    made = dict(
         elb.create_load_balancer(
             Name=name,
             Subnets=subnets,
@@ -299,6 +341,11 @@ def ensure_load_balancer(
             Tags=deployment_tags(settings, "alb"),
         )["LoadBalancers"][0]
     )
+    actions.created("load balancer", made["LoadBalancerArn"], name, made.get("DNSName", ""))
+    return made
+
+
+_LOGS_ON = "access_logs.s3.enabled"
 
 
 def enable_access_logs(aws: Aws, lb_arn: str, bucket: str) -> None:
@@ -316,17 +363,24 @@ def enable_access_logs(aws: Aws, lb_arn: str, bucket: str) -> None:
         elb.modify_load_balancer_attributes(
             LoadBalancerArn=lb_arn, Attributes=[{"Key": k, "Value": v} for k, v in wanted.items()]
         )
+        why = f"access logs to s3://{bucket}/{LOG_PREFIX}/ (were {have.get(_LOGS_ON, 'false')})"
+        actions.changed("load balancer", lb_arn, arn_name(lb_arn), why)
 
 
 def ensure_http_listener(aws: Aws, settings: FleetSettings, lb_arn: str, tg_arn: str) -> str:
     elb = aws.client("elbv2")
     forward = [{"Type": "forward", "TargetGroupArn": tg_arn}]
+    label = f"HTTP:80 of {arn_name(lb_arn)}"
     li = find_listener(aws, lb_arn, 80)
     if li is not None:
         if li.get("Protocol") != "HTTP" or not forwards_to(li, tg_arn):
             elb.modify_listener(
                 ListenerArn=li["ListenerArn"], Protocol="HTTP", Port=80, DefaultActions=forward
             )
+            why = f"HTTP forwarding to {arn_name(tg_arn)} (was {li.get('Protocol')})"
+            actions.changed("listener", li["ListenerArn"], label, why)
+        else:
+            actions.unchanged("listener", li["ListenerArn"], label, f"to {arn_name(tg_arn)}")
         return str(li["ListenerArn"])
     created = elb.create_listener(
         LoadBalancerArn=lb_arn,
@@ -335,6 +389,7 @@ def ensure_http_listener(aws: Aws, settings: FleetSettings, lb_arn: str, tg_arn:
         DefaultActions=forward,
         Tags=deployment_tags(settings, "http"),
     )["Listeners"][0]
+    actions.created("listener", created["ListenerArn"], label, f"forwarding to {arn_name(tg_arn)}")
     return str(created["ListenerArn"])
 
 
@@ -345,7 +400,7 @@ def wait_active(aws: Aws, lb_arn: str, deadline: float, timeout_s: float, poll_s
     try:
         elb.wait(
             "load_balancer_available",
-            what=f"load balancer {lb_arn} to be active",
+            what=f"load balancer {arn_name(lb_arn)} to be active",
             timeout_s=max(0.0, deadline - time.monotonic()),
             delay_s=poll_s,
             LoadBalancerArns=[lb_arn],
@@ -406,7 +461,8 @@ def wait_healthy(
         for i in range(0, len(instance_ids), 100):
             elb.wait(
                 "target_in_service",
-                what=f"targets of {tg_arn} to be healthy",
+                what=f"{len(instance_ids[i : i + 100])} target(s) of {arn_name(tg_arn)} "
+                "to be healthy",
                 timeout_s=max(0.0, deadline - time.monotonic()),
                 delay_s=poll_s,
                 TargetGroupArn=tg_arn,

@@ -4,19 +4,17 @@ its service role)."""
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.cleanup import Cleanup, StageError, is_gone, not_ours, owned
 from tasks.aws.client import Aws
 from tasks.aws.ec2 import deployment_tags
 from tasks.aws.retry import error_code
-
-log = logging.getLogger(__name__)
 
 
 # -- delete -----------------------------------------------------------------------------
@@ -199,6 +197,7 @@ def _ensure_role(
     for arn in policy_arns(aws, policies):
         if arn not in attached:
             iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+            actions.changed("IAM role", name, why=f"attached {arn.rsplit('/', 1)[-1]}")
     return name
 
 
@@ -219,14 +218,16 @@ def _find_or_create(
     else:
         if not owned(found.get("Tags"), settings):
             raise not_ours(kind, name, settings)
+        actions.found(kind, name=name)
         return found
     try:
         made = create()
-        log.info("created %s %s", kind, name)
+        actions.created(kind, name=name, why=str(made.get("Arn", "")))
         return made
     except ClientError as exc:
         if error_code(exc) != "EntityAlreadyExists":
             raise
+        actions.found(kind, name=name, why="created meanwhile by another run")
         return get()
 
 
@@ -253,6 +254,7 @@ def ensure_instance_profile(aws: Aws, settings: FleetSettings, role: str) -> str
         )
     try:
         iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+        actions.changed("instance profile", name=name, why=f"holds role {role}")
     except ClientError as exc:
         if error_code(exc) != "LimitExceeded":
             raise

@@ -1,21 +1,20 @@
-"""RDS: the deployment's DB instances."""
+"""RDS: the deployment's DB instances; one line per one created or deleted
+(`tasks.actions`). The master password never reaches a line."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.cleanup import TAG_KEY, Cleanup, StageError
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.ec2 import deployment_tags
 from tasks.aws.retry import error_code
 from tasks.remote.connection import redact
-
-log = logging.getLogger(__name__)
 
 
 # -- delete -----------------------------------------------------------------------------
@@ -26,8 +25,9 @@ def delete_db_instances(c: Cleanup) -> None:
         db for db in rds.pages("describe_db_instances", "DBInstances") if c.mine(db.get("TagList"))
     ]
     for db in dbs:
-        if db.get("DBInstanceStatus") == "deleting":
-            continue  # an earlier run's deletion is still going: wait for it below
+        if db.get("DBInstanceStatus") == "deleting":  # an earlier run's: waited for below
+            actions.found("rds-instance", db["DBInstanceIdentifier"], why="already deleting")
+            continue
         c.attempt(
             "rds-instance",
             db["DBInstanceIdentifier"],
@@ -129,10 +129,10 @@ def create_db_instance(
         found = describe_db(aws, ident)
         if found is None:
             raise StageError(f"DB instance {ident} exists yet cannot be described") from None
+        actions.found("DB instance", ident, why="created meanwhile by another run")
         return found
-    log.info(
-        "creating DB instance %s (%s %s)", ident, settings.db_engine, settings.db_instance_class
-    )
+    why = f"{settings.db_engine} {settings.db_instance_class}, private, encrypted, in {db_group}"
+    actions.created("DB instance", ident, why=why)
     return dict(db)
 
 

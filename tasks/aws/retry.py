@@ -1,11 +1,13 @@
-"""Jittered exponential back-off for AWS's transient errors (pure: no I/O but `sleep`).
+"""Jittered exponential back-off for AWS's transient errors (no I/O but `sleep` and logging).
 
 `call_with_backoff` / `with_backoff` retry what `is_retryable` says is transient: throttling
 (`THROTTLING_CODES`), AWS server errors (`SERVER_ERROR_CODES`, any HTTP 5xx answer) and
 dropped or timed-out connections (`CONNECTION_ERRORS`); every other exception (e.g.
 ``InvalidAMIID.NotFound``) propagates unchanged on the first call. Clients should be built
 with `botocore_config()`, which turns botocore's own retries off, so this module is the
-only retry layer and the two never multiply.
+only retry layer and the two never multiply. Every retry says so in one line
+(`tasks.actions.retried`: the call, the error code, the delay), in the log of the stage it
+runs for.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from tasks import actions
 from tasks.errors import FleetError
 
 T = TypeVar("T")
@@ -258,8 +261,12 @@ def _retry_loop(
             if attempt == retries:
                 break
             delay = backoff_delay(attempt, base=base, cap=cap, jitter=jitter, rng=rng)
+            code = error_code(exc) or type(exc).__name__
             if stats is not None:
-                stats.record(error_code(exc) or type(exc).__name__, delay)
+                stats.record(code, delay)
+            actions.retried(
+                operation, code, delay, attempt + 1, retries, throttled=is_throttle(exc)
+            )
             sleep(delay)
     assert last is not None
     raise RetriesExhausted(operation, retries + 1, last) from last
@@ -276,6 +283,7 @@ def call_with_backoff(
     rng: random.Random | None = None,
     stats: RetryStats | None = None,
     retry_if: Callable[[BaseException], bool] = is_retryable,
+    operation: str | None = None,
     **kwargs: Any,
 ) -> T:
     """Call ``fn(*args, **kwargs)``, retrying with jittered back-off while `retry_if` says so.
@@ -283,12 +291,13 @@ def call_with_backoff(
     At most `retries` retries (``retries + 1`` calls); retry *n* (0-based) sleeps
     ``backoff_delay(n)`` via `sleep`. Exceptions for which `retry_if` is False propagate
     unchanged at once. When the last retry also fails, `RetriesExhausted` is raised from
-    that error. Keyword arguments named like the options above are consumed here, not
-    passed to `fn` (use `with_backoff` or a lambda if `fn` needs such a name).
+    that error. `operation` names the call in retry lines and errors (default: `fn`'s
+    name). Keyword arguments named like the options above are consumed here, not passed
+    to `fn` (use `with_backoff` or a lambda if `fn` needs such a name).
     """
     return _retry_loop(
         lambda: fn(*args, **kwargs),
-        _operation_name(fn),
+        operation or _operation_name(fn),
         retries=retries,
         base=base,
         cap=cap,

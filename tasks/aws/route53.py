@@ -1,10 +1,12 @@
 """Route53: records pointing at the deployment (records cannot be tagged: a record is the
-deployment's when it validates one of its certificates or points at one of its endpoints)."""
+deployment's when it validates one of its certificates or points at one of its endpoints).
+One line per record created, changed, found as wanted or deleted (`tasks.actions`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from tasks import actions
 from tasks.aws.cleanup import Cleanup, StageError, dns
 from tasks.aws.client import Aws
 
@@ -42,6 +44,13 @@ def _same(have: dict[str, Any] | None, want: dict[str, Any]) -> bool:
     return values(have) == values(want)
 
 
+def _value_text(rrs: dict[str, Any]) -> str:
+    """What a record says: `alias to <name>` or its values."""
+    if rrs.get("AliasTarget"):
+        return f"alias to {str(rrs['AliasTarget'].get('DNSName', '')).rstrip('.')}"
+    return ", ".join(str(r.get("Value", "")) for r in rrs.get("ResourceRecords", []))
+
+
 def upsert_records(
     aws: Aws,
     zone_id: str,
@@ -54,16 +63,26 @@ def upsert_records(
     with `wait_s`, wait (Route53's `resource_record_sets_changed` waiter) until INSYNC.
     Returns how many were changed. The one Route53 upsert of the project."""
     r53 = aws.client("route53")
-    changes: list[dict[str, Any]] = [
-        {"Action": "UPSERT", "ResourceRecordSet": rrs}
-        for rrs in records
-        if not _same(existing_record(aws, zone_id, rrs["Name"], rrs["Type"]), rrs)
-    ]
+    changes: list[dict[str, Any]] = []
+    lines: list[tuple[Any, str, str]] = []  # (actions.created / changed, record, why)
+    for rrs in records:
+        have = existing_record(aws, zone_id, rrs["Name"], rrs["Type"])
+        label = f"{fqdn(rrs['Name']).rstrip('.')} {rrs['Type']}"
+        if _same(have, rrs):
+            actions.unchanged("record", label, why=_value_text(rrs))
+            continue
+        changes.append({"Action": "UPSERT", "ResourceRecordSet": rrs})
+        if have is None:
+            lines.append((actions.created, label, f"{_value_text(rrs)} ({comment})"))
+        else:
+            lines.append((actions.changed, label, f"{_value_text(rrs)} (was {_value_text(have)})"))
     if not changes:
         return 0
     change = r53.change_resource_record_sets(
         HostedZoneId=zone_id, ChangeBatch={"Comment": comment, "Changes": changes}
     )["ChangeInfo"]
+    for say, label, why in lines:
+        say("record", label, why=why)
     if wait_s is not None and change.get("Status") != "INSYNC":
         names = ", ".join(str(c["ResourceRecordSet"]["Name"]) for c in changes)
         r53.wait(

@@ -1,4 +1,5 @@
-"""S3: the deployment's buckets (the ALB access-log bucket)."""
+"""S3: the deployment's buckets (the ALB access-log bucket); one line per bucket found,
+created or deleted (`tasks.actions`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.cleanup import TAG_KEY, Cleanup, tag_dict
 from tasks.aws.client import Aws
 from tasks.aws.ec2 import StageError, deployment_tags
@@ -157,9 +159,14 @@ def ensure_log_bucket(aws: Aws, settings: FleetSettings) -> str:
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
         try:
             s3.create_bucket(**kwargs)
+            actions.created("bucket", bucket, why=f"ALB access logs, in {settings.region}")
         except ClientError as exc:
             if error_code(exc) != "BucketAlreadyOwnedByYou":
                 raise
+            exists = True
+    if exists:
+        why = "ALB access logs; tagged now" if not tags else "ALB access logs"
+        actions.found("bucket", bucket, why=f"{why}; access block, encryption and policy put again")
     if not tags:
         s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": deployment_tags(settings, "alb")})
     # settings below are declarative (PUT replaces): applying them again changes nothing

@@ -17,7 +17,9 @@ DNS-validation CNAME of one of the deployment's certificates or points at one of
 balancers or Beanstalk environments). IAM roles and the instance profile are not listed but
 read by the names the flows give them, then checked by tag: the shipped policy may not read
 other owners' IAM entities (a same-named one of another owner is reported, never removed).
-Things already gone are skipped silently, so a second teardown removes nothing and succeeds.
+Things already gone are skipped, so a second teardown removes nothing and succeeds. Each
+resource gets one line (deleted, already gone, kept, failed) and each wait one (what for,
+how long); the report's `summary` says it all in one.
 An error on one resource is recorded and the teardown goes on; every wait is bounded by one
 overall deadline.
 """
@@ -31,7 +33,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from blocks.settings import FleetSettings
-from tasks.aws import acm, beanstalk, ec2, elbv2, iam, rds, route53, s3
+from tasks import actions
+from tasks.aws import acm, beanstalk, ec2_cleanup, elbv2, iam, rds, route53, s3
 from tasks.aws.cleanup import TAG_KEY, Cleanup, Gone, dns
 from tasks.aws.client import Aws
 
@@ -63,6 +66,7 @@ class TeardownReport(BaseModel):
     errors: list[str] = Field(default_factory=list)
     local_removed: list[str] = Field(default_factory=list)  # the deployment's local files
     local_kept: dict[str, str] = Field(default_factory=dict)  # path -> why it was kept
+    summary: str = ""  # one line: what was deleted, already gone, kept, failed, waited for
 
     @property
     def total_removed(self) -> int:
@@ -77,6 +81,9 @@ def delete_route53_records(c: Cleanup) -> None:
     CNAME) pointing at its load balancers or Beanstalk environments."""
     certs, other_certs = acm.described_certificates(c)
     # a validation record another (live) certificate also relies on is left in place
+    shared = acm.validation_cnames(certs) & acm.validation_cnames(other_certs)
+    for name, _ in sorted(shared):
+        actions.kept("route53-record", f"{name} CNAME", why="another certificate validates with it")
     validations = acm.validation_cnames(certs) - acm.validation_cnames(other_certs)
     targets = {dns(lb.get("DNSName")) for lb in elbv2.deployment_load_balancers(c)}
     targets |= {
@@ -115,10 +122,10 @@ STEPS = (
     ("acm", acm.delete_certificates),
     ("s3", s3.delete_buckets),
     ("rds", rds.delete_db_instances),
-    ("ec2-instances", ec2.delete_instances),
-    ("security-groups", ec2.delete_security_groups),
+    ("ec2-instances", ec2_cleanup.delete_instances),
+    ("security-groups", ec2_cleanup.delete_security_groups),
     ("iam", iam.delete_profiles_and_roles),
-    ("key-pairs", ec2.delete_key_pairs),
+    ("key-pairs", ec2_cleanup.delete_key_pairs),
 )
 
 
@@ -140,8 +147,12 @@ def teardown(
     c = Cleanup(aws, settings, KINDS, timeout_s, poll_s, log or logging.getLogger(__name__))
     c.log.info("teardown of deployment %r (tag %s)", c.deployment, TAG_KEY)
     steps = [*STEPS, *([("secret", delete_password_secret)] if delete_secrets else [])]
-    for name, step in steps:
-        c.stage(name, step)
+    with actions.recording() as done:  # one line per resource, kept for the summary
+        for name, step in steps:
+            c.stage(name, step)
     return TeardownReport(
-        removed=c.removed_by_kind, errors=c.errors, seconds=time.monotonic() - c.t0
+        removed=c.removed_by_kind,
+        errors=c.errors,
+        seconds=time.monotonic() - c.t0,
+        summary=done.summary() or "nothing of the deployment found",
     )

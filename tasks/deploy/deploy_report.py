@@ -29,7 +29,7 @@ class StageRecord(BaseModel):
     started_s: float | None = None  # seconds since the deploy started
     ended_s: float | None = None
     seconds: float | None = None
-    detail: str = ""
+    detail: str = ""  # completed: what it did, in one line; else why it failed or did not run
 
 
 class DeployReport(BaseModel):
@@ -57,10 +57,12 @@ def build_report(
     parts: list[ReportPart],
     t0: float,
     times: dict[int, list[float]],
+    summaries: dict[int, str] | None = None,
 ) -> DeployReport:
     """The report of a deploy run: every stage of the table with its status (and start/end
-    when it ran), and what its stages' results (and the results found for it) add, in stage
-    order."""
+    when it ran, and, when it completed, its one-line summary of what it did: `summaries`),
+    and what its stages' results (and the results found for it) add, in stage order."""
+    summaries = summaries or {}
     records = {
         n: StageRecord(stage=n, name=s.name, group=f"group-{s.group}") for n, s in STAGES.items()
     }
@@ -77,6 +79,7 @@ def build_report(
             rec.seconds = round(end - start, 2)
         if n in completed:
             rec.status = "completed"
+            rec.detail = summaries.get(n, "")
         elif n in failed:
             rec.status = "failed" if failed[n] != UPSTREAM_FAILED else "not run"
             rec.detail = failed[n][:300]

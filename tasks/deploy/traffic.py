@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from blocks.settings import FleetSettings
 
+from .. import actions
 from ..aws import Aws
 from ..aws.ec2 import (
     StageError,
@@ -209,9 +210,11 @@ def send_requests(
 def _warm_up(gen: _Generator, urls: list[str], timeout_s: float) -> None:
     """Until each URL has answered 200 once (listeners and DNS records take a while to
     appear, on AWS as in the sandbox); StageError naming the URL and curl's last word."""
-    deadline = time.monotonic() + timeout_s
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
     pending = list(urls)
     last: dict[str, str] = {}
+    what = f"{', '.join(urls)} to answer 200 from generator {gen.inst.instance_id}"
     while True:
         remaining = deadline - time.monotonic()
         batch = gen.fetch(pending, max_time=max(1.0, min(CURL_MAX_TIME_S, remaining)))
@@ -223,8 +226,10 @@ def _warm_up(gen: _Generator, urls: list[str], timeout_s: float) -> None:
                     f"HTTP {a.code}" if a.code else _last_line(batch.stderr) or "no answer"
                 )
         if not pending:
+            actions.waited(what, time.monotonic() - t0, "done")
             return
         if time.monotonic() + WARMUP_POLL_S > deadline:
+            actions.waited(what, time.monotonic() - t0, f"not done within {timeout_s:.0f}s", False)
             why = "; ".join(f"{u}: {last.get(u, 'no answer')}" for u in pending)
             raise StageError(
                 f"no 200 answer within {timeout_s:.0f}s from the traffic generator "
@@ -250,6 +255,13 @@ def traffic_check(
         _warm_up(gen, urls, timeout_s)
         batch = gen.fetch(_repeat(urls, settings.traffic_requests))
     result, _ = _summarise(inst, target or ", ".join(urls), batch.answers)
+    schemes = ", ".join(
+        f"{s} {c['ok']}/{c['requests']} from {c['distinct']}" for s, c in result.by_scheme.items()
+    )
+    actions.result(
+        f"{result.target}: {result.ok}/{result.requests} answered 200 from "
+        f"{result.distinct_backends} instance(s) ({schemes})"
+    )
     dead = [s for s, c in result.by_scheme.items() if c["ok"] == 0]
     if dead:
         codes = Counter(f"{a.code:03d}" for a in batch.answers if a.code != 200)

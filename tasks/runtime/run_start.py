@@ -1,12 +1,12 @@
 """How a `tomcat-fleet` flow command starts and ends (no Prefect imported here).
 
-Start: the local Prefect server (when the run uses ours and it is down) and the sandbox
-child are started first, without waiting and without a thread; the flow module (Prefect:
-about a second of CPU) is imported meanwhile; then, for the process pool, the pool's fork
-server is forked from this very process (`tasks.forkserver.fork_here`: nothing imported
-twice, module pages shared), or spawned when a thread already runs. `prefect_server` then
-waits for the server and, on the way out, flushes Prefect's log and event queues while
-the server is still up.
+Start: the local Prefect server (when the run uses ours and it is down), the sandbox child
+and, for the install's `process` runner, the fork server of its workers
+(`tasks.forked_workers.start_server`: paramiko and the install's work, no Prefect) are
+started first, without waiting and without a thread; the flow module (Prefect: about a
+second of CPU) is imported meanwhile, with the adjustments every flow run gets
+(`tasks.runtime.prefect_adjustments`). `prefect_server` then waits for the server and, on
+the way out, flushes Prefect's log and event queues while the server is still up.
 
 End: `exit_now` leaves without tearing the interpreter down. Prefect, boto3 and pydantic
 load ~2000 modules whose finalisation took ~0.5 s of every run's wall time; nothing in it
@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from tasks.forkserver import fork_here, start_early
+from tasks.forked_workers import start_server
 from tasks.runtime.prefect_api import LocalServer, flush_prefect
 from tasks.runtime.sandbox_child import SandboxOptions, start_sandbox
 
@@ -43,19 +43,17 @@ def start_run(module: str, sb: SandboxOptions, pool: bool, planned: str | None) 
     if planned:
         local_server().launch(planned)
     sandbox = start_sandbox(sb)
+    if pool:
+        start_server()  # its imports overlap the flow module's
     try:
         importlib.import_module(module)
-        from tasks.runtime.prefect_shared_tls_context import share_api_tls_context
-        from tasks.runtime.prefect_unjoined_heartbeat import unjoined_heartbeats
+        from tasks.runtime.prefect_adjustments import install
 
-        share_api_tls_context()  # this process's API clients: one CA-bundle parse, not ~10
-        unjoined_heartbeats()  # a flow run's end does not wait out a heartbeat sleep
+        install()  # what every flow run gets (the flows call it too): now, once
     except BaseException:
         if sandbox is not None:
             sandbox.__exit__(None, None, None)
         raise
-    if pool and not fork_here():
-        start_early()
     return sandbox
 
 

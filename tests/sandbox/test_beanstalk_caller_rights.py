@@ -25,8 +25,8 @@ from sandbox.moto_patches import ACCOUNT
 from tasks.aws import Aws
 from tasks.aws.ec2 import TAG_KEY
 from tasks.aws.policy import POLICY_PATH
-from tasks.deploy.beanstalk import create_beanstalk
 from tasks.deploy.models import BeanstalkResult
+from tasks.deploy.stages.s07_elastic_beanstalk import create_beanstalk
 
 from ..support import client, make_sandbox
 

@@ -209,7 +209,7 @@ def test_dask_workers_read_the_key_from_the_secret_block(
         )
     # the chunks are task runs of the install flow run itself (no subflow in between)
     assert not children
-    assert len([t for t in task_runs if t.name.startswith("chunk-")]) == 2
+    assert len([t for t in task_runs if t.name.startswith("chunk ")]) == 2
     dumped = [r.model_dump_json() for r in [*flow_runs, *task_runs]]
     for text in dumped:
         assert not any(line in text for line in secret_lines)

@@ -327,6 +327,7 @@ def test_wrong_password_fails_without_showing_it(
     from prefect.blocks.system import Secret
 
     caplog.set_level(logging.DEBUG, logger="tasks")
+    caplog.set_level(logging.DEBUG, logger="tomcat_fleet")  # the action lines (tasks.actions)
 
     wrong = "Wr0ngPassw0rdForTheTestX"
     Secret(value=wrong).save("dbtest-wrong-password", overwrite=True)

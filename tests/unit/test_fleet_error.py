@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ("flows", "tasks", "blocks")
 # imported for their side effects only: `python -m flows` runs the CLI; the fork server's
 # last module loads Prefect's collections and freezes the garbage collector
-NOT_IMPORTED = {"flows.__main__", "tasks.pool_runner_freeze"}
+NOT_IMPORTED = {"flows.__main__", "tasks.forked_freeze"}
 
 
 def module_names() -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from tasks.install_chunk import HostLines
+from tasks.install_work import HostLines
 
 
 def test_failures_go_at_once_installed_hosts_in_batches() -> None:

@@ -1,22 +1,31 @@
 """What every stage room is made of: its Prefect task, built from its row of the stage table
-(`stage_task`); the clock of the stages' start and end; what a stage is given when it starts
-(`Call`) and what a finder is given (`Finding`); the `Room` each stage module exposes as
-`ROOM`; and the SSH key, which the SSH stages read themselves (never a task argument)."""
+(`stage_task`); the clock of the stages' start and end, and their one-line summaries; what a
+stage is given when it starts (`Call`) and what a finder is given (`Finding`); the `Room`
+each stage module exposes as `ROOM`; and the SSH key, which the SSH stages read themselves
+(never a task argument).
+
+A stage runs inside `recorded`: every line `tasks.actions` writes while it runs (resources
+found, created, changed; waits; retries), in its thread or in threads it starts with a copy
+of its context, goes to its task run's log (Prefect's run logger, which carries the run's
+ids, so any thread may use it), and its summary becomes the report's `detail`."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from prefect.runtime import flow_run
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.ec2 import StageError
 from tasks.deploy.dag import Stage
@@ -29,23 +38,57 @@ T = TypeVar("T")
 
 # -- stage timing -----------------------------------------------------------------------
 class _Clock:
-    """Start/end of each stage, per flow run (stages run in threads of this process)."""
+    """Start/end and summary of each stage, per flow run (stages run in threads of this
+    process)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.runs: dict[str, dict[int, list[float]]] = {}
+        self.summaries: dict[str, dict[int, str]] = {}
 
     def mark(self, stage: int, which: int) -> None:
         with self.lock:
             times = self.runs.setdefault(str(flow_run.id), {}).setdefault(stage, [0.0, 0.0])
             times[which] = time.time()
 
+    def note(self, stage: int, summary: str) -> None:
+        """The stage's one-line summary (its last attempt's)."""
+        with self.lock:
+            self.summaries.setdefault(str(flow_run.id), {})[stage] = summary
+
     def of(self, run_id: str) -> dict[int, list[float]]:
         with self.lock:
             return dict(self.runs.get(run_id, {}))
 
+    def summaries_of(self, run_id: str) -> dict[int, str]:
+        with self.lock:
+            return dict(self.summaries.get(run_id, {}))
+
 
 CLOCK = _Clock()
+
+
+def run_logger() -> Any:
+    """The current task or flow run's logger (its records carry the run's ids, so threads
+    without Prefect's context may use it too); None outside a run."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return None
+
+
+@contextlib.contextmanager
+def recorded(stage: int) -> Iterator[actions.ActionLog]:
+    """Stage `stage`'s actions: each line to the run's log, the summary to `CLOCK` (and, when
+    the stage completes, as its last line)."""
+    sink = run_logger()
+    with actions.recording(sink) as log:
+        try:
+            yield log
+        finally:
+            CLOCK.note(stage, log.summary())
+        if sink is not None and log.actions:
+            sink.info("stage %d did: %s", stage, log.summary(limit=2000))
 
 
 def timed(stage: int, fn: Callable[..., T]) -> Callable[..., T]:
@@ -53,7 +96,8 @@ def timed(stage: int, fn: Callable[..., T]) -> Callable[..., T]:
     def run(*args: Any, **kwargs: Any) -> T:
         CLOCK.mark(stage, 0)
         try:
-            return fn(*args, **kwargs)
+            with recorded(stage):
+                return fn(*args, **kwargs)
         finally:
             CLOCK.mark(stage, 1)
 

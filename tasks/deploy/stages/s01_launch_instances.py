@@ -9,9 +9,8 @@ retried call cannot launch twice.
 
 from __future__ import annotations
 
-from prefect import get_run_logger
-
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.ec2 import (
     TAG_KEY,
@@ -52,6 +51,8 @@ def launch_fleet(
     ensure_key_pair(aws, settings)
     group = ensure_security_group(aws, settings, role="web")
     existing = existing_instance_ids(aws, settings, "web")
+    for iid in existing[:count]:
+        actions.found("instance", iid, f"{settings.deployment_name}-web", "pending or running")
     missing = max(0, count - len(existing))
     ids = existing[:count]
     if missing:
@@ -61,6 +62,10 @@ def launch_fleet(
         token = client_token(settings, life, "web", group, ",".join(sorted(existing)), missing)
         ids += launch_instances(aws, settings, missing, group, client_token=token)
     instances = wait_running(aws, ids, timeout_s=timeout_s)
+    actions.result(
+        f"{len(instances)} instances running with public IPs ({missing} launched now), "
+        f"group {group}"
+    )
     return LaunchResult(
         instances=instances, security_group_id=group, key_name=settings.key_name, created=missing
     )
@@ -68,14 +73,7 @@ def launch_fleet(
 
 @stage_task(ROW)
 def launch_stage(settings: FleetSettings, count: int) -> LaunchResult:
-    result = launch_fleet(Aws(settings), settings, count)
-    get_run_logger().info(
-        "%d instances running (%d launched now), group %s",
-        len(result.instances),
-        result.created,
-        result.security_group_id,
-    )
-    return result
+    return launch_fleet(Aws(settings), settings, count)
 
 
 def find(q: Finding) -> LaunchResult:

@@ -8,6 +8,7 @@ the inventory file (installed and failed hosts)."""
 from __future__ import annotations
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws.ec2 import StageError
 from tasks.deploy.dag import STAGES
 from tasks.deploy.deploy_report import ReportPart
@@ -38,6 +39,11 @@ def run(call: Call) -> InstallSummary:
     summary = outcome_of(state)
     if not isinstance(summary, InstallSummary) or state.is_failed():
         raise StageError(str(state.message or f"{ROW.subflow} failed"))
+    actions.result(
+        f"Tomcat on {summary.installed}/{summary.hosts} hosts "
+        f"({summary.already_installed} already installed, {summary.failed} failed) "
+        f"in {summary.install_s:.1f}s"
+    )
     return summary
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from prefect.artifacts import create_table_artifact
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.deploy.dag import STAGES
 from tasks.deploy.found import MissingStage
 from tasks.deploy.inventory import load_inventory, write_inventory
@@ -28,7 +29,12 @@ def save_inventory(
         for r in install.results
         if r.instance_id in ips
     ]
-    return write_inventory(settings, instances, results)
+    inv = write_inventory(settings, instances, results)
+    actions.result(
+        f"inventory of {len(inv.status) or len(instances)} hosts saved to {inv.path}: "
+        f"{len(inv.instances)} installed go to the load balancer"
+    )
+    return inv
 
 
 @stage_task(ROW)

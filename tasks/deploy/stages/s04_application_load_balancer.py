@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.ec2 import (
     StageError,
@@ -79,6 +80,8 @@ def create_alb(
     wait_active(aws, lb_arn, deadline, timeout_s, poll_s)
     healthy = wait_healthy(aws, tg_arn, instance_ids, deadline, timeout_s, poll_s)
     dns = str(lb["DNSName"])
+    name = lb.get("LoadBalancerName", lb_arn)
+    actions.result(f"ALB {name}: {healthy}/{len(instance_ids)} targets healthy")
     return AlbResult(
         load_balancer_arn=lb_arn,
         dns_name=dns,

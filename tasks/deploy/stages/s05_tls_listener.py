@@ -17,6 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.acm import (
     ensure_certificate,
@@ -121,6 +122,7 @@ def enable_https(
             ) from None
         raise
     upsert_alias(aws, zone_id, domain, alb)
+    actions.result(f"https://{domain}/ served by the ALB")
     return TlsResult(
         certificate_arn=cert_arn,
         domain=domain,

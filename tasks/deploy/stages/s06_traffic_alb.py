@@ -4,8 +4,6 @@ checks that answers came from the fleet. Nothing takes its result."""
 
 from __future__ import annotations
 
-from prefect import get_run_logger
-
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.deploy.dag import STAGES
@@ -32,15 +30,7 @@ def alb_traffic(
 
 @stage_task(ROW)
 def alb_traffic_stage(settings: FleetSettings, alb: AlbResult, tls: TlsResult) -> TrafficResult:
-    result = alb_traffic(Aws(settings), settings, ssh_key(settings), alb.url, tls.url)
-    get_run_logger().info(
-        "ALB answered %d/%d requests from %d distinct instances: %s",
-        result.ok,
-        result.requests,
-        result.distinct_backends,
-        result.by_scheme,
-    )
-    return result
+    return alb_traffic(Aws(settings), settings, ssh_key(settings), alb.url, tls.url)
 
 
 def report(result: TrafficResult, _: FleetSettings) -> ReportPart:

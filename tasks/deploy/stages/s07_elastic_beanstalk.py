@@ -10,6 +10,7 @@ name and must be Ready (`find`).
 from __future__ import annotations
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.beanstalk import (
     application_name,
@@ -59,10 +60,14 @@ def create_beanstalk(
             tags = aws.client("elasticbeanstalk").list_tags_for_resource(ResourceArn=arn)
             if not owned(tags.get("ResourceTags"), settings):
                 raise not_ours("Beanstalk environment", name, settings)
+        why = f"status {env.get('Status')}"
+        actions.found("Beanstalk environment", str(env.get("EnvironmentId", "")), name, why)
     else:
         env = create_environment(aws, settings, app, name, profile, service_role)
     env_id = str(env["EnvironmentId"])
     ready, lb = wait_environment_ready(aws, app, name, env_id, timeout_s, poll_s)
+    cname = str(ready.get("CNAME") or ready.get("EndpointURL") or "")
+    actions.result(f"environment {name} Ready at http://{cname}/ (health {ready.get('Health')})")
     return BeanstalkResult(
         application=app,
         environment=name,

@@ -9,12 +9,12 @@ identifier and must be available (`find`).
 
 from __future__ import annotations
 
-import logging
 import secrets
 import string
 from typing import Any, cast
 
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.ec2 import (
     StageError,
@@ -35,8 +35,6 @@ from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import RdsResult
 from tasks.deploy.stages.room import Finding, Room, stage_task
-
-log = logging.getLogger(__name__)
 
 ROW = STAGES[8]
 
@@ -98,12 +96,13 @@ def ensure_db_password(settings: FleetSettings) -> str:
     name = settings.password_block
     value = _load_secret(name)
     if value is not None:
+        actions.found("Secret block", name=name, why="the RDS master password")
         return value
     try:
         Secret(value=generate_password()).save(name)
-        log.info("generated the RDS master password into Prefect Secret block %s", name)
+        actions.created("Secret block", name=name, why="the RDS master password, generated")
     except ValueError:  # a racing caller saved it first: use theirs
-        pass
+        actions.found("Secret block", name=name, why="the RDS master password, saved meanwhile")
     return load_db_password(settings)
 
 
@@ -133,6 +132,7 @@ def create_rds(
     db = describe_db(aws, ident)
     if db is not None:
         check_existing(db, settings, db_group)
+        actions.found("DB instance", ident, why=f"status {db.get('DBInstanceStatus')}")
         if _load_secret(settings.password_block) is None:
             raise StageError(
                 f"DB instance {ident} exists but Prefect Secret block "
@@ -142,6 +142,10 @@ def create_rds(
     else:
         create_db_instance(aws, settings, ident, db_group, ensure_db_password(settings))
     db = wait_db_available(aws, ident, timeout_s, poll_s)
+    actions.result(
+        f"DB instance {ident} available at {db['Endpoint']['Address']}, private, "
+        f"admitting the jumphost group only"
+    )
     return RdsResult(
         db_instance_id=ident,
         endpoint=str(db["Endpoint"]["Address"]),

@@ -10,13 +10,11 @@ could reach a log line or an exception is redacted (`tasks.remote.connection.red
 
 from __future__ import annotations
 
-import logging
 import shlex
 import time
 
-from prefect import get_run_logger
-
 from blocks.settings import FleetSettings
+from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.ec2 import StageError, ensure_role_instance
 from tasks.aws.retry import backoff_delay
@@ -28,8 +26,6 @@ from tasks.deploy.stages.s08_rds import load_db_password
 from tasks.models import Instance
 from tasks.remote.config import HostInstallConfig, remote_config
 from tasks.remote.connection import Connection, RemoteError, Result
-
-log = logging.getLogger(__name__)
 
 ROW = STAGES[9]
 
@@ -108,15 +104,13 @@ class _Session:
                     f"attempt(s) (exit {res.status}): {why}"
                 )
             delay = backoff_delay(attempt, base=2.0, cap=30.0, jitter=1.0)
-            log.warning(
-                "jumphost %s: %s failed (exit %s: %s), retry %d/%d in %.1fs",
-                self.inst.instance_id,
-                name,
-                res.status,
-                why,
-                attempt + 2,
-                attempts,
+            actions.retried(
+                f"{name} on jumphost {self.inst.instance_id}",
+                f"exit {res.status}: {why}",
                 delay,
+                attempt + 1,
+                attempts - 1,
+                throttled=False,
             )
             time.sleep(min(delay, max(0.0, self.remaining())))
 
@@ -189,7 +183,9 @@ def jumphost_check(
             f"SELECT 1 on {rds.endpoint}:{rds.port} as {rds.master_username} from jumphost "
             f"{inst.instance_id} failed (exit {res.status}): {what}{_hint(res.stderr)}"
         )
-    log.info("jumphost %s: SELECT 1 on %s answered %s", inst.instance_id, rds.endpoint, out)
+    actions.result(
+        f"SELECT 1 on {rds.endpoint}:{rds.port} from jumphost {inst.instance_id} answered {out}"
+    )
     return JumphostResult(
         instance_id=inst.instance_id,
         public_ip=inst.public_ip,
@@ -200,11 +196,7 @@ def jumphost_check(
 
 @stage_task(ROW)
 def jumphost_stage(settings: FleetSettings, rds: RdsResult) -> JumphostResult:
-    result = jumphost_check(Aws(settings), settings, rds, ssh_key(settings))
-    get_run_logger().info(
-        "SELECT 1 through jumphost %s returned %s", result.instance_id, result.select_1
-    )
-    return result
+    return jumphost_check(Aws(settings), settings, rds, ssh_key(settings))
 
 
 def report(result: JumphostResult, _: FleetSettings) -> ReportPart:
