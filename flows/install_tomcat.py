@@ -21,53 +21,37 @@ if __name__ == "__main__":  # `python -m flows.install_tomcat ...` is `tomcat-fl
     sys.argv[1:1] = ["install"]
     runpy.run_module("flows", run_name="__main__", alter_sys=True)
 
-import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
-from prefect.utilities.callables import get_call_parameters
 
 from blocks.settings import FleetSettings, RuntimeSettings
-from tasks.aws import Aws
-from tasks.aws.ec2 import (
-    StageError,
-    authorize_ingress,
-    console_fingerprints,
-    controller_cidr,
-    preflight,
-)
-from tasks.deploy.found import not_running
 from tasks.deploy.inventory import inventory_instances, inventory_path, update_inventory
 from tasks.forked_runner import ForkedWorkerTaskRunner
 from tasks.inputs import Runner, validate_install
-from tasks.install_chunk import chunk_label, install_chunk
+from tasks.install_chunk import install_chunk
+from tasks.install_start import Begun, begin, chunk_kwargs
 from tasks.models import ChunkResult, HostResult, InstallSummary, Instance
 from tasks.planning import (
     PlanError,
-    chunked,
     failures_within,
     sample_points,
 )
-from tasks.remote.config import HostInstallConfig, remote_config
-from tasks.remote.key_source import KeyUnavailable, read_key
 from tasks.resources import Sampler, format_sample
 from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import install_run_name
-from tasks.waiting import WaitTimeout, wait_until
 
 prefect_adjustments.install()  # every entry path: the flow engine imports this module first
 
@@ -82,15 +66,6 @@ def saved_inventory(settings: FleetSettings) -> list[Instance]:
             "pass instances or run deploy (stages 1-3, or 2,3 after 1) first",
         )
     return instances
-
-
-def load_key(settings: FleetSettings) -> str:
-    """The private key PEM, from a Prefect Secret block or a file. Never logged. The flow
-    only checks it here: the chunk tasks read it again in their workers."""
-    try:
-        return read_key(settings.ssh_key_block, str(settings.key_file_path()))
-    except KeyUnavailable as exc:
-        raise StageError(str(exc)) from None
 
 
 def make_runner(runner: str, desired_count: int, dask_address: str | None) -> TaskRunner[Any]:
@@ -110,72 +85,25 @@ def make_runner(runner: str, desired_count: int, dask_address: str | None) -> Ta
     return DaskTaskRunner(address=dask_address)
 
 
-# The install's own tasks carry no tags: before a tagged task run starts, Prefect asks the
-# API for that tag's concurrency slots. Against the CLI's local SQLite server, open-ingress
-# took 2.2-2.6 s instead of 0.12-0.16 s in 4 of about 30 runs, the flow thread waiting in
-# `acquire_concurrency_slots_with_lease` (py-spy), on the install's critical path. The flow run
-# keeps its deployment's tags (prefect.yaml) for filtering.
-@task(
-    name="open-ingress",
-    retries=2,
-    retry_delay_seconds=5,
-    cache_policy=NO_CACHE,
-)
-def open_ingress(settings: FleetSettings, group_ids: list[str]) -> dict[str, int]:
-    """The install ports (22, 80, 8080 by default) from the controller's CIDR only, once
-    per group; the load balancer reaches 8080 through its own group rule.
-    Returns the AWS calls made and throttling retries taken."""
-    aws = Aws(settings)
-    cidr = controller_cidr(settings)
-    added = authorize_ingress(aws, group_ids, settings.ingress_ports, lambda port: cidr)
-    get_run_logger().info(
-        "ingress %s from %s: rules added per group %s", settings.ingress_ports, cidr, added
-    )
-    return {"api_calls": aws.api_calls, "throttle_retries": aws.stats.retries}
-
-
-@task(name="host-key-fingerprints", cache_policy=NO_CACHE)
-def wait_fingerprints(
-    settings: FleetSettings, ids: list[str], timeout_s: float
-) -> dict[str, list[str]]:
-    """strict policy: wait until every instance's console shows its host keys."""
-    aws = Aws(settings)
-    found: dict[str, list[str]] = {}
-
-    def all_found() -> bool:
-        found.update(console_fingerprints(aws, [i for i in ids if not found.get(i)]))
-        return all(found.get(i) for i in ids)
-
-    with contextlib.suppress(WaitTimeout):  # the caller judges the hosts still missing
-        wait_until("host keys in the console output", all_found, timeout_s=timeout_s, poll_s=2.0)
-    return found
-
-
 def run_chunks(
-    task_runner: TaskRunner[Any],
-    chunks: list[list[Instance]],
-    cfg: HostInstallConfig,
-    max_workers: int,
-    log_dir: str,
-    progress_key: str | None = None,
+    task_runner: TaskRunner[Any], begun: Begun, progress_key: str | None = None
 ) -> list[ChunkResult | str]:
-    """Map the chunks onto `task_runner` as task runs of this flow run; a chunk that fails
+    """Map the chunks onto `task_runner` as task runs of this flow run (each attaches to
+    its chunk's work when `begin` already sent it to the workers); a chunk that fails
     yields its error text. The runner is entered here, not given to a subflow: a flow run
     costs API round trips and, at its end, waits for its heartbeat thread (up to 1 s)."""
     logger = get_run_logger()
-    progress: UUID = create_progress_artifact(  # type: ignore[assignment]
-        0.0, key=progress_key, description=f"chunks finished of {len(chunks)}"
-    )
-    out: list[ChunkResult | str] = ["pending"] * len(chunks)
+    total = len(begun.chunks)
+    out: list[ChunkResult | str] = ["pending"] * total
     with task_runner:
         futures = {}
-        for index, chunk in enumerate(chunks):
-            label = chunk_label(index, len(chunks), chunk)
-            params = get_call_parameters(
-                install_chunk.fn, (label, index, chunk, cfg, max_workers, log_dir), {}
-            )
+        for index in range(total):
+            params = {**chunk_kwargs(begun, index), "attach_key": begun.attach_key(index)}
             fut = task_runner.submit(install_chunk, params)
             futures[fut.task_run_id] = (index, fut)
+        progress: UUID = create_progress_artifact(  # type: ignore[assignment]
+            0.0, key=progress_key, description=f"chunks finished of {total}"
+        )
         for done, fut in enumerate(as_completed([f for _, f in futures.values()]), start=1):
             index, _ = futures[fut.task_run_id]
             try:
@@ -183,7 +111,7 @@ def run_chunks(
             except Exception as exc:  # a crashed worker must not lose its hosts
                 out[index] = f"chunk task failed: {type(exc).__name__}: {exc}"
                 logger.error("chunk %d failed: %s", index, exc)
-            update_progress_artifact(progress, 100.0 * done / len(chunks))
+            update_progress_artifact(progress, 100.0 * done / total)
     return out
 
 
@@ -234,12 +162,11 @@ def install_tomcat(
             "HOST KEY CHECKING IS OFF (host_key_policy=insecure): any machine "
             "answering on these addresses will receive commands"
         )
-    # start the process pool (and Prefect in each worker) now, off the install's critical
-    # path; a pool the deploy flow started during launch is adopted instead
+    # the workers are forked now, off the install's critical path (a pool the deploy flow
+    # forked during launch, or that the CLI's early `begin` started, is adopted instead)
     task_runner = make_runner(runner, plan.desired_count, dask_address)
     if isinstance(task_runner, ForkedWorkerTaskRunner):
         task_runner.warm_up()
-    load_key(settings)  # fail before any host when the key cannot be read
     if runner == "dask" and not settings.ssh_key_block:
         logger.warning(
             "runner=dask without ssh_key_block: the Dask workers read the key file %s, "
@@ -247,16 +174,12 @@ def install_tomcat(
             "the Prefect Secret block instead",
             settings.key_file_path(),
         )
-    aws = Aws(settings)
-    preflight(aws)
-    bad = not_running(aws, instances)  # before any ingress rule or SSH session
-    if bad:
-        raise PlanError(
-            "instances",
-            f"{len(bad)} of {len(instances)} instances are not running at the address given: "
-            f"{', '.join(bad[:3])}",
-        )
-    for line in plan.log_lines():
+    # key, identity, hosts running, ingress, host keys; with the process runner the chunks
+    # go to the workers right away (or went already: the CLI begins before Prefect starts)
+    begun = begin(
+        settings, instances, plan, dispatch=isinstance(task_runner, ForkedWorkerTaskRunner)
+    )
+    for line in [*plan.log_lines(), *begun.lines]:
         logger.info(line)
     import random
 
@@ -266,34 +189,16 @@ def install_tomcat(
         on_sample=lambda s: logger.info("resources %s", format_sample(s)),
     )
     sampler.start()
-
-    groups = sorted({g for i in instances for g in i.security_groups})
-    api = open_ingress(settings, groups) if groups else {}
-    expected: dict[str, list[str]] = {}
-    if settings.host_key_policy == "strict":
-        expected = wait_fingerprints(
-            settings, [i.instance_id for i in instances], settings.ssh_wait_s
-        )
-    # where the key is, not the key: each chunk task reads it in its worker
-    cfg = remote_config(settings, None, expected_fingerprints=expected)
-    log_dir = str(Path(settings.log_dir) / f"install-{int(time.time())}-{os.getpid()}")
-    chunks = chunked(instances, plan.chunk_size)
-    t_install = time.monotonic()
     outcome = run_chunks(
-        task_runner,
-        chunks,
-        cfg,
-        plan.max_workers,
-        log_dir,
-        progress_key=f"{settings.deployment_name}-install-progress",
+        task_runner, begun, progress_key=f"{settings.deployment_name}-install-progress"
     )
-    install_s = time.monotonic() - t_install
+    install_s = time.time() - begun.began_at  # from the checks (maybe in the CLI) to the last chunk
     if isinstance(task_runner, ForkedWorkerTaskRunner):
         task_runner.shutdown()  # a no-op once run_chunks adopted the workers
 
-    results = account_for_every_host(instances, chunks, outcome)
+    results = account_for_every_host(instances, begun.chunks, outcome)
     sampler.stop()
-    aggregate = aggregate_logs(log_dir, outcome)
+    aggregate = aggregate_logs(begun.log_dir, outcome)
     summary = InstallSummary(
         hosts=len(instances),
         installed=sum(r.status == "installed" for r in results),
@@ -307,8 +212,8 @@ def install_tomcat(
         runner=runner,
         aggregate_log=aggregate,
         results=results,
-        api_calls=api.get("api_calls", 0),
-        throttle_retries=api.get("throttle_retries", 0),
+        api_calls=begun.api_calls,
+        throttle_retries=begun.throttle_retries,
     )
     report(summary, settings.deployment_name)
     if from_inventory:  # the saved inventory takes the hosts' new statuses

@@ -20,28 +20,27 @@ launching); the next runner entered with the same size and preload adopts them.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
 
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.forked_workers import WORKER_PRELOAD, Emit, WorkerPool
+from tasks.forked_workers import WORKER_PRELOAD, Emit, WorkerPool, adopt, offer
 
 R = TypeVar("R")
 _CURRENT: ContextVar[WorkerPool | None] = ContextVar("tomcat_fleet_worker_pool", default=None)
-_WARM: dict[tuple[int, tuple[str, ...]], WorkerPool] = {}
-_WARM_LOCK = threading.Lock()
 
 
-def in_worker(fn: Callable[..., R], kwargs: dict[str, Any], emit: Emit) -> R:
+def in_worker(fn: Callable[..., R], kwargs: dict[str, Any], emit: Emit, key: str = "") -> R:
     """`fn(**kwargs, emit=emit)` in a worker of the runner this task runs under, or right
-    here (thread and Dask runners): the same work and the same lines either way."""
+    here (thread and Dask runners): the same work and the same lines either way. With a
+    `key`, work already started under it (`WorkerPool.submit(..., key=...)`, before the
+    task run existed) is attached to instead of started again."""
     pool = _CURRENT.get()
     if pool is None:
         return fn(**kwargs, emit=emit)
-    result: R = pool.call(fn, kwargs, on_emit=emit)
+    result: R = pool.attach_or_call(key, fn, kwargs, emit) if key else pool.call(fn, kwargs, emit)
     return result
 
 
@@ -63,22 +62,19 @@ class ForkedWorkerTaskRunner(ThreadPoolTaskRunner):
 
     def warm_up(self) -> ForkedWorkerTaskRunner:
         """Fork the workers now, in the background, for the next runner like this one."""
-        with _WARM_LOCK:
-            if self._key() not in _WARM:
-                _WARM[self._key()] = WorkerPool(self.workers, self.preload).start(background=True)
+        pool = adopt(self.workers, self.preload)
+        offer(pool or WorkerPool(self.workers, self.preload).start(background=True))
         return self
 
     def shutdown(self) -> None:
         """Stop warm workers nobody adopted (a no-op once a runner adopted them)."""
-        with _WARM_LOCK:
-            pool = _WARM.pop(self._key(), None)
+        pool = adopt(self.workers, self.preload)
         if pool is not None:
             pool.close()
 
     def __enter__(self) -> ForkedWorkerTaskRunner:
         super().__enter__()
-        with _WARM_LOCK:
-            pool = _WARM.pop(self._key(), None)
+        pool = adopt(self.workers, self.preload)
         self.pool = pool or WorkerPool(self.workers, self.preload).start(background=True)
         self._token = _CURRENT.set(self.pool)
         return self

@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 
 class WorkerError(FleetError, RuntimeError):
-    """The function raised in its worker: its type, message and traceback, as text."""
+    """The function raised in its worker: its type and message (the traceback is in the
+    message's following lines)."""
 
 
 class WorkerDied(FleetError, RuntimeError):
@@ -89,11 +90,22 @@ def _worker_main(conn: Connection) -> None:
             result = fn(**kwargs, emit=emit)
         except BaseException as exc:
             text = "".join(traceback.format_exception(exc))
-            with lock:
-                conn.send(("error", f"{type(exc).__name__}: {exc}", text))
+            own = exc if isinstance(exc, FleetError) and _pickles(exc) else None
+            with lock:  # the project's own errors cross as themselves (PlanError, ...)
+                conn.send(("error", f"{type(exc).__name__}: {exc}", text, own))
         else:
             with lock:
                 conn.send(("done", result))
+
+
+def _pickles(obj: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(obj))
+    except Exception:
+        return False
+    return True
 
 
 # -- the caller side ---------------------------------------------------------------------
@@ -128,24 +140,62 @@ class _Worker:
         self.conn.close()
 
 
+class PendingCall:
+    """A call sent (or queued) to the pool: its lines and its outcome, as they come.
+
+    `attach(on_emit)` hands every line emitted so far, then each new one, to `on_emit` in
+    the attaching thread, and returns the function's value (or raises WorkerError /
+    WorkerDied). Lines emitted before anyone attached wait in the call's queue."""
+
+    def __init__(self, fn: Callable[..., Any], kwargs: dict[str, Any], key: str | None) -> None:
+        self.module, self.name = fn.__module__, fn.__qualname__
+        self.kwargs = kwargs
+        self.key = key
+        self.messages: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+
+    def attach(self, on_emit: Emit | None = None) -> Any:
+        while True:
+            message = self.messages.get()
+            if message[0] == "emit":
+                if on_emit is not None:
+                    try:
+                        on_emit(message[1], message[2])
+                    except Exception:  # a log line lost must not lose the call
+                        log.exception("emitting a worker's line failed")
+                continue
+            if message[0] == "done":
+                return message[1]
+            if message[0] == "died":
+                raise WorkerDied(message[1])
+            if len(message) > 3 and message[3] is not None:
+                raise message[3]  # one of the project's errors, as raised in the worker
+            raise WorkerError(f"{message[1]}\n{message[2]}".rstrip())
+
+
 class WorkerPool:
-    """`size` forked workers, each running one call at a time (see the module docstring)."""
+    """`size` forked workers, each running one call at a time (see the module docstring).
+
+    One thread here per worker takes the next queued call, sends it, and routes what comes
+    back to that call; a worker that dies is replaced by its thread."""
 
     def __init__(self, size: int, preload: Iterable[str] = WORKER_PRELOAD) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, not {size}")
         self.size = size
         self.preload = tuple(preload)
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
-        self._all: set[_Worker] = set()
+        self._queue: queue.SimpleQueue[PendingCall | None] = queue.SimpleQueue()
+        self._workers: dict[int, _Worker] = {}  # slot -> its current process
+        self._keyed: dict[str, PendingCall] = {}
         self._lock = threading.Lock()
         self._started = threading.Event()
         self._closed = False
+        self._threads: list[threading.Thread] = []
         self._ctx: Any = None
 
     # -- life -----------------------------------------------------------------------------
     def start(self, background: bool = False) -> WorkerPool:
-        """Fork the workers (in a thread of its own with `background`)."""
+        """Fork the workers (in a thread of its own with `background`); calls submitted
+        meanwhile wait in the queue."""
         if background:
             threading.Thread(target=self.start, name="worker-pool-start", daemon=True).start()
             return self
@@ -153,29 +203,37 @@ class WorkerPool:
             if self._started.is_set() or self._closed:
                 return self
             start_server(self.preload)
-            method = (
-                "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            )
-            self._ctx = multiprocessing.get_context(method)
-            for _ in range(self.size):
-                self._add()
+            forks = "forkserver" in multiprocessing.get_all_start_methods()
+            self._ctx = multiprocessing.get_context("forkserver" if forks else "spawn")
+            for slot in range(self.size):
+                self._workers[slot] = _Worker(self._ctx)
+                thread = threading.Thread(
+                    target=self._serve, args=(slot,), name=f"worker-{slot}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
             self._started.set()
         return self
 
-    def _add(self) -> None:
-        worker = _Worker(self._ctx)
-        self._all.add(worker)
-        self._idle.put(worker)
-
     def pids(self) -> list[int]:
         self._started.wait()
-        return sorted(w.pid for w in self._all)
+        with self._lock:
+            return sorted(w.pid for w in self._workers.values())
 
     def close(self) -> None:
-        """Stop every worker (idle ones at once; a call in progress ends its worker)."""
+        """Stop every worker once the calls queued so far are done (a call that keeps a
+        worker longer than its close timeout ends with its worker)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            workers, self._all = list(self._all), set()
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
         for w in workers:
             w.close()
 
@@ -186,54 +244,119 @@ class WorkerPool:
         self.close()
 
     # -- calls ----------------------------------------------------------------------------
-    def call(
-        self,
-        fn: Callable[..., Any],
-        kwargs: dict[str, Any],
-        on_emit: Emit | None = None,
-    ) -> Any:
-        """Run `fn(**kwargs, emit=...)` in an idle worker (waiting for one); its emitted
-        lines go to `on_emit` here, as they come. WorkerError if it raised, WorkerDied if
-        its worker ended first (the worker is replaced)."""
-        if not self._started.is_set():
-            self.start()
+    def submit(
+        self, fn: Callable[..., Any], kwargs: dict[str, Any], key: str | None = None
+    ) -> PendingCall:
+        """Queue `fn(**kwargs, emit=...)` for the next idle worker and return at once; a
+        `key` lets a later `attach_or_call` find it."""
         if self._closed:
             raise RuntimeError("the worker pool is closed")
-        worker = self._idle.get()
-        busy = True  # until the worker answered: a worker left mid-call is not reused
-        try:
-            worker.conn.send(("call", fn.__module__, fn.__qualname__, kwargs))
-            while True:
-                try:
-                    message = worker.conn.recv()
-                except (EOFError, OSError):
-                    raise WorkerDied(f"worker pid {worker.pid} {worker.ended()}") from None
-                if message[0] == "emit":
-                    if on_emit is not None:
-                        try:
-                            on_emit(message[1], message[2])
-                        except Exception:  # a log line lost must not lose the call
-                            log.exception("emitting a worker's line failed")
-                    continue
-                busy = False
-                if message[0] == "done":
-                    return message[1]
-                raise WorkerError(f"{message[1]} (in worker pid {worker.pid})\n{message[2]}")
-        finally:
-            if busy or not worker.process.is_alive():
-                if worker.process.is_alive():
-                    worker.process.kill()
-                self._replace(worker)
-            else:
-                self._idle.put(worker)
+        call = PendingCall(fn, kwargs, key)
+        if key is not None:
+            with self._lock:
+                self._keyed[key] = call
+        self._queue.put(call)
+        if not self._started.is_set():
+            self.start(background=True)
+        return call
 
-    def _replace(self, dead: _Worker) -> None:
+    def call(
+        self, fn: Callable[..., Any], kwargs: dict[str, Any], on_emit: Emit | None = None
+    ) -> Any:
+        """Run `fn(**kwargs, emit=...)` in a worker, its lines to `on_emit` as they come;
+        its value, or WorkerError if it raised, WorkerDied if its worker ended first."""
+        return self.submit(fn, kwargs).attach(on_emit)
+
+    def attach_or_call(
+        self, key: str, fn: Callable[..., Any], kwargs: dict[str, Any], on_emit: Emit | None
+    ) -> Any:
+        """The call submitted under `key` if there is one (started before its caller was
+        ready for it), else a new one: either way its lines and value, as `call`."""
         with self._lock:
-            self._all.discard(dead)
-            if not self._closed:
-                log.warning("worker pid %d ended mid-call; starting a replacement", dead.pid)
-                self._add()
+            call = self._keyed.pop(key, None)
+        if call is None:
+            call = self.submit(fn, kwargs)
+        return call.attach(on_emit)
+
+    # -- one thread per worker --------------------------------------------------------------
+    def _serve(self, slot: int) -> None:
+        while True:
+            call = self._queue.get()
+            if call is None:
+                return
+            worker = self._workers[slot]
+            try:
+                worker.conn.send(("call", call.module, call.name, call.kwargs))
+                while True:
+                    message = worker.conn.recv()
+                    if message[0] == "error":
+                        message = (
+                            "error",
+                            f"{message[1]} (in worker pid {worker.pid})",
+                            message[2],
+                        )
+                    call.messages.put(message)
+                    if message[0] != "emit":
+                        break
+            except (EOFError, OSError):
+                call.messages.put(("died", f"worker pid {worker.pid} {worker.ended()}"))
+                self._replace(slot, worker)
+            except Exception as exc:  # e.g. arguments that do not pickle
+                call.messages.put(("error", f"{type(exc).__name__}: {exc}", ""))
+
+    def _replace(self, slot: int, dead: _Worker) -> None:
         dead.conn.close()
+        with self._lock:
+            if self._closed:
+                return
+            log.warning("worker pid %d ended mid-call; starting a replacement", dead.pid)
+            self._workers[slot] = _Worker(self._ctx)
 
     def __repr__(self) -> str:
-        return f"WorkerPool(size={self.size}, pids={os.getpid()}->{len(self._all)} workers)"
+        return f"WorkerPool(size={self.size}, parent pid {os.getpid()})"
+
+
+def run_once(
+    fn: Callable[..., Any],
+    kwargs: dict[str, Any],
+    on_emit: Emit | None = None,
+    preload: Iterable[str] = WORKER_PRELOAD,
+) -> Any:
+    """`fn(**kwargs, emit=...)` in a worker of its own that exits after it: what it imports
+    (boto3, a service model) is gone with it instead of staying in this process."""
+    start_server(preload)
+    forks = "forkserver" in multiprocessing.get_all_start_methods()
+    worker = _Worker(multiprocessing.get_context("forkserver" if forks else "spawn"))
+    call = PendingCall(fn, kwargs, None)
+    try:
+        worker.conn.send(("call", call.module, call.name, call.kwargs))
+        while True:
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                message = ("died", f"worker pid {worker.pid} {worker.ended()}")
+            call.messages.put(message)
+            if message[0] != "emit":
+                break
+    finally:
+        worker.close()
+    return call.attach(on_emit)
+
+
+# -- pools started ahead of the runner that will use them --------------------------------
+_OFFERED: dict[tuple[int, tuple[str, ...]], WorkerPool] = {}
+_OFFERED_LOCK = threading.Lock()
+
+
+def offer(pool: WorkerPool) -> WorkerPool:
+    """Leave `pool` for the next `adopt` of its size and preload (a warm-up, or an install
+    started before its flow run); returns it."""
+    with _OFFERED_LOCK:
+        _OFFERED.setdefault((pool.size, pool.preload), pool)
+    return pool
+
+
+def adopt(size: int, preload: Iterable[str] = WORKER_PRELOAD) -> WorkerPool | None:
+    """The pool offered for this size and preload, taken (None if there is none)."""
+    with _OFFERED_LOCK:
+        return _OFFERED.pop((size, tuple(preload)), None)

@@ -17,13 +17,6 @@ from .models import ChunkResult, Instance
 from .remote.config import HostInstallConfig
 
 
-def chunk_label(index: int, total: int, chunk: list[Instance]) -> str:
-    """`chunk 2 of 3 (12 hosts: i-a..i-b)`, `chunk 1 of 1 (1 host: i-a)`."""
-    first, last = chunk[0].instance_id, chunk[-1].instance_id
-    hosts = f"1 host: {first}" if len(chunk) == 1 else f"{len(chunk)} hosts: {first}..{last}"
-    return f"chunk {index + 1} of {total} ({hosts})"
-
-
 @task(
     name="install-chunk",
     task_run_name="{label}",
@@ -41,7 +34,11 @@ def install_chunk(
     log_dir: str,
     extra_sample_fraction: float = 0.1,
     seed: int | None = None,
+    attach_key: str = "",
 ) -> ChunkResult:
+    """One chunk's hosts: the work's lines in this task run's log, its result as this
+    task run's. `attach_key`: the work already sent to the workers under this key (the
+    install began before this task run existed; see tasks/install_start.py)."""
     run_log = get_run_logger()
     kwargs = {
         "label": label,
@@ -53,4 +50,5 @@ def install_chunk(
         "extra_sample_fraction": extra_sample_fraction,
         "seed": seed,
     }
-    return in_worker(run_chunk, kwargs, lambda level, text: run_log.log(level, "%s", text))
+    emit = lambda level, text: run_log.log(level, "%s", text)  # noqa: E731
+    return in_worker(run_chunk, kwargs, emit, key=attach_key)

@@ -31,6 +31,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from tasks import actions
+from tasks.backoff import backoff_delay
 from tasks.errors import FleetError
 
 T = TypeVar("T")
@@ -110,29 +111,6 @@ def is_retryable(exc: BaseException) -> bool:
         return True
     status = http_status(exc)
     return status is not None and status >= 500
-
-
-def backoff_delay(
-    attempt: int,
-    *,
-    base: float = 1.0,
-    cap: float = 20.0,
-    jitter: float = 1.0,
-    rng: random.Random | None = None,
-) -> float:
-    """Seconds to sleep before retry number `attempt` (0 = first retry).
-
-    ``min(cap, base * 2**attempt) + uniform(0, jitter)``: the exponential part is capped,
-    the jitter never is, so even at the cap callers sleep different times instead of
-    waking up together. Never above ``cap + jitter``, never negative.
-    """
-    if attempt < 0:
-        raise ValueError(f"attempt={attempt} must be >= 0")
-    if base < 0 or cap < 0 or jitter < 0:
-        raise ValueError(f"base={base}, cap={cap}, jitter={jitter} must all be >= 0")
-    r = rng if rng is not None else _RNG
-    exponential = min(cap, base * 2.0 ** min(attempt, _MAX_EXPONENT))
-    return max(0.0, exponential + r.uniform(0.0, jitter))
 
 
 def worst_case_attempts(retries: int, task_retries: int) -> int:

@@ -19,6 +19,7 @@ from tasks.cli.flow_options import (
     pop_overrides,
     pop_sandbox,
     prefect_server,
+    runtime_settings,
     sandbox_extras,
     settings_extras,
     start_run,
@@ -73,6 +74,16 @@ def build_deploy() -> Callable[..., int]:
 
 
 # ---------------------------------------------------------------- install
+def begin_early(settings: Any, hosts: Any, plan: Any, runner: str) -> None:
+    """The install's checks, ingress and (process runner) its chunks on the workers, in the
+    background while Prefect is imported (tasks/install_start.py); the flow run takes them
+    over, and reports what they found wrong, if anything."""
+    from tasks.install_start import begin_early as begin
+
+    dispatch = runner == "process" and runtime_settings().pool_start_method != "spawn"
+    begin(settings, hosts, plan, dispatch=dispatch)
+
+
 def build_install() -> Callable[..., int]:
     from tasks.inputs import validate_install
     from tasks.models import Instance
@@ -95,7 +106,7 @@ def build_install() -> Callable[..., int]:
                 if inventory
                 else [Instance(instance_id=f"i-{n}", public_ip="0.0.0.0") for n in range(count)]
             )
-            validate_install(
+            plan = validate_install(
                 hosts,
                 kw["chunk_size"],
                 kw["max_workers"],
@@ -106,9 +117,12 @@ def build_install() -> Callable[..., int]:
             )
         except (PlanError, ValueError, KeyError) as exc:
             raise InputError(str(exc).splitlines()[0]) from None
-        fleet_settings(ov)
+        settings = fleet_settings(ov)
         t0 = time.monotonic()
         marks = {"process_start": -run_start.process_age_s()}
+        if inventory and not sb.enabled:  # the hosts are reached while Prefect starts
+            begin_early(settings, hosts, plan, kw["runner"])
+            marks["begun"] = time.monotonic() - t0
         started = start_run("install_tomcat", sb, kw["runner"] == "process")
         marks["imported"] = time.monotonic() - t0
         with side_by_side(prefect_server(), maybe_sandbox(sb, started)) as (

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import paramiko
 
-from tasks.aws.retry import backoff_delay
+from tasks.backoff import backoff_delay
 from tasks.errors import FleetError
 from tasks.remote.config import HostInstallConfig
 from tasks.remote.host_keys import HostKeyRejected, make_policy

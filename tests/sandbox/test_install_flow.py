@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from blocks.settings import FleetSettings
-from flows.install_tomcat import install_tomcat, load_key
+from flows.install_tomcat import install_tomcat
 from sandbox import Sandbox, SandboxConfig
 from tasks.aws import Aws
 from tasks.aws.ec2 import (
@@ -22,6 +22,7 @@ from tasks.aws.ec2 import (
     preflight,
     wait_running,
 )
+from tasks.install_start import load_key
 from tasks.models import InstallSummary, Instance
 from tasks.runtime.outcome import outcome_of
 
