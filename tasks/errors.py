@@ -7,4 +7,9 @@ importing tasks/; the rest of the project imports it from here."""
 
 from blocks.fleet_error import FleetError
 
-__all__ = ["FleetError"]
+__all__ = ["FleetError", "StageError"]
+
+
+class StageError(FleetError, RuntimeError):
+    """A stage could not do its work; the message says what and how to fix it (also
+    importable from tasks.aws.cleanup and tasks.aws.ec2, where it was first defined)."""

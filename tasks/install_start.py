@@ -100,7 +100,7 @@ def request_key(
 def load_key(settings: FleetSettings) -> str:
     """The private key PEM, from a Prefect Secret block or a file. Never logged; the chunks
     read it again where they run."""
-    from tasks.aws.cleanup import StageError
+    from tasks.errors import StageError
 
     try:
         return read_key(settings.ssh_key_block, str(settings.key_file_path()))

@@ -20,7 +20,7 @@ from blocks.settings import FleetSettings
 from tasks import actions
 from tasks.aws.client import Aws
 from tasks.aws.retry import error_code
-from tasks.errors import FleetError
+from tasks.errors import FleetError, StageError
 from tasks.waiting import WaitTimeout, wait_until
 
 TAG_KEY = "tomcat-fleet:deployment"
@@ -233,10 +233,6 @@ def not_ours(kind: str, name: str, settings: FleetSettings) -> NotOurs:
         f"{kind} {name!r} exists but is not tagged {TAG_KEY}={settings.deployment_name}; "
         "it belongs to something else: choose another TOMCAT_FLEET_DEPLOYMENT_NAME or remove it"
     )
-
-
-class StageError(FleetError, RuntimeError):
-    """A stage could not do its work; the message says what and how to fix it."""
 
 
 class NotOurs(StageError):
