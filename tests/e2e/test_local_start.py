@@ -93,7 +93,7 @@ NO_LOW_PORTS = bool(DROP_BIND) or os.geteuid() != 0
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(500)
 def test_local_start_end_to_end(tmp_path: Path) -> None:
     state_dir = tmp_path / "local"
     ports = {"--prefect-port": free_port(), "--sandbox-port": free_port()}
@@ -250,6 +250,49 @@ def test_local_start_end_to_end(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "the run's logs never reached the API"
             time.sleep(1)
         assert any("deploy e2elocal finished" in x["message"] for x in logs), logs[-5:]
+        adjusted = "prefect adjustments: heartbeat_unjoined=on, shared_tls_context=on"
+        assert any(x["message"] == adjusted for x in logs), [x["message"] for x in logs[:5]]
+
+        # the install deployment through the same process worker (the saved inventory):
+        # the same flow code, with the same Prefect adjustments in force
+        res = subprocess.run(
+            [
+                str(BIN / "prefect"),
+                "deployment",
+                "run",
+                "install-tomcat/default",
+                "--watch",
+                "--watch-timeout",
+                "120",
+            ],
+            cwd=tmp_path,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=160,
+        )
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        m = re.search(r"UUID:\s*([0-9a-f-]{36})", res.stdout)
+        assert m, res.stdout[-2000:]
+        install_id = m.group(1)
+        assert api(f"{api_url}/flow_runs/{install_id}")["state_type"] == "COMPLETED"
+        deadline = time.monotonic() + 15
+        while True:
+            logs = api(
+                f"{api_url}/logs/filter",
+                {"logs": {"flow_run_id": {"any_": [install_id]}}, "limit": 200},
+            )
+            messages = [x["message"] for x in logs]
+            if adjusted in messages or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert adjusted in messages, messages[:5]
+        chunks = api(
+            f"{api_url}/task_runs/filter",
+            {"task_runs": {"flow_run_id": {"any_": [install_id]}}, "limit": 50},
+        )
+        assert chunks and all(t["name"].startswith("chunk ") for t in chunks), chunks
+        assert all(t["state_type"] == "COMPLETED" for t in chunks)
     finally:
         stop = subprocess.run(
             [sys.executable, "-m", "flows", "local", "stop", "--state-dir", str(state_dir)],
