@@ -39,6 +39,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from blocks.settings import FleetSettings, RuntimeSettings
 from tasks.deploy.inventory import inventory_instances, inventory_path, update_inventory
 from tasks.forked_runner import ForkedWorkerTaskRunner
+from tasks.forked_workers import start_server
 from tasks.inputs import Runner, validate_install
 from tasks.install_chunk import install_chunk
 from tasks.install_start import Begun, begin, chunk_kwargs
@@ -54,6 +55,8 @@ from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import install_run_name
 
 prefect_adjustments.install()  # every entry path: the flow engine imports this module first
+if RuntimeSettings().pool_start_method != "spawn":
+    start_server()  # the workers' fork server boots while the flow run is being set up
 
 
 def saved_inventory(settings: FleetSettings) -> list[Instance]:

@@ -162,12 +162,15 @@ def _new(
 
 def _run(begun: Begun, settings: FleetSettings, instances: list[Instance], plan: PoolPlan) -> None:
     """The checks (in a worker that exits after them when this process has not loaded
-    boto3: the EC2 model they load is 24 MB), then the chunks to the workers."""
+    boto3 and needs no credentials block: the EC2 model they load is 24 MB), then the
+    chunks to the workers."""
     from tasks.forked_workers import run_once
 
     try:
         load_key(settings)  # fail before any host when the key cannot be read
-        if begun.dispatched and "botocore" not in sys.modules:
+        # a credentials block is read through Prefect's API, which the worker lacks
+        in_worker = not settings.aws_credentials_block and "botocore" not in sys.modules
+        if begun.dispatched and in_worker:
             checked: Checked = run_once(
                 install_checks, {"settings": settings, "instances": instances}
             )

@@ -91,6 +91,7 @@ def install_json(
             "api_calls": api_calls + summary.api_calls,
             "throttle_retries": retries + summary.throttle_retries,
             "flow_state": state.type.value,
+            "flow_run_id": str(getattr(state.state_details, "flow_run_id", "") or ""),
             "marks_s": {k: round(v, 2) for k, v in (marks or {}).items()},
         }
     )
