@@ -46,7 +46,7 @@ def test_every_project_exception_is_a_fleet_error() -> None:
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ == name and issubclass(cls, BaseException):
                 found[f"{name}.{cls.__qualname__}"] = cls
-    assert "tasks.planning.PlanError" in found and "tasks.aws.cleanup.StageError" in found
+    assert "tasks.planning.PlanError" in found and "tasks.errors.StageError" in found
     stray = sorted(n for n, cls in found.items() if not issubclass(cls, FleetError))
     assert not stray, f"not subclasses of FleetError: {stray}"
 
