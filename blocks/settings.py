@@ -279,8 +279,9 @@ class RuntimeSettings(BaseSettings):
     )
     pool_start_method: Literal["forkserver", "spawn"] = Field(
         "forkserver",
-        description="how the process pool starts workers: forkserver (forked from a server "
-        "with the install modules loaded) or spawn (Prefect's stock workers, for comparison)",
+        description="the install's process runner: forkserver (task runs here, each chunk's "
+        "work in a worker forked from a server holding only the install's modules) or spawn "
+        "(Prefect's stock process pool, each worker running Prefect's engine; for comparison)",
     )
     local_dir: str | None = Field(
         None,
