@@ -8,10 +8,13 @@ reusable Prefect server. The server's directory starts empty: run 1 starts a new
 instances of one sandbox (launched before the run, not timed: on AWS they exist already).
 
 Per run: wall seconds (measured here, process start to exit), the install phase the flow
-reports, and `outside = wall - install`, split with the marks the CLI prints (start-up
-and imports; waiting for the server; the flow outside its install phase; flushing logs
-and events; exit). Any line about logs or events that could not be delivered counts as
-`undelivered`. The server is stopped at the end. Prints a table and, last, one JSON line.
+reports (from the moment the command begins the install, before it imports Prefect, to
+the last chunk's end), and `outside = wall - install`, split into what comes before the
+install begins (start-up, argument checks), and after its last chunk (the flow run's end,
+flushing logs and events, exit). The command's imports and the wait for the server run
+during the install; they are shown too. Any line about logs or events that could not be
+delivered counts as `undelivered`. The server is stopped at the end. Prints a table and,
+last, one JSON line.
 
     python -m benchmarks.cli_overhead --hosts 24 --runs 4
 """
@@ -77,8 +80,8 @@ def run_once(
     result = last_json(proc.stdout)
     marks = result.get("marks_s", {})
     install = float(result["install_s"])
-    startup = -float(marks.get("process_start", 0.0)) + float(marks.get("imported", 0.0))
-    flow = float(marks.get("flow_done", 0.0)) - float(marks.get("services_up", 0.0))
+    begun = float(marks.get("begun", marks.get("imported", 0.0)))
+    before = -float(marks.get("process_start", 0.0)) + begun
     bad = [ln for ln in proc.stderr.splitlines() if any(u in ln for u in UNDELIVERED)]
     return {
         "server": "started" if "(started)" in proc.stderr else "reused",
@@ -87,11 +90,12 @@ def run_once(
         "wall_s": round(wall, 2),
         "install_s": round(install, 2),
         "outside_s": round(wall - install, 2),
-        "startup_imports_s": round(startup, 2),
+        "before_install_s": round(before, 2),
+        "after_install_s": round(wall - install - before, 2),
+        "imports_during_s": round(float(marks.get("imported", 0.0)) - begun, 2),
         "server_wait_s": round(
             float(marks.get("services_up", 0.0)) - float(marks.get("imported", 0.0)), 2
         ),
-        "flow_outside_install_s": round(flow - install, 2),
         "flush_s": round(float(marks.get("flushed", 0.0)) - float(marks.get("flow_done", 0.0)), 2),
         "exit_s": round(
             wall + float(marks.get("process_start", 0.0)) - float(marks.get("flushed", 0.0)), 2
@@ -158,9 +162,10 @@ def main() -> int:
         "wall_s",
         "install_s",
         "outside_s",
-        "startup_imports_s",
+        "before_install_s",
+        "after_install_s",
+        "imports_during_s",
         "server_wait_s",
-        "flow_outside_install_s",
         "flush_s",
         "exit_s",
         "undelivered",

@@ -195,7 +195,9 @@ def install_tomcat(
     outcome = run_chunks(
         task_runner, begun, progress_key=f"{settings.deployment_name}-install-progress"
     )
-    install_s = time.time() - begun.began_at  # from the checks (maybe in the CLI) to the last chunk
+    # the install phase: from the checks (maybe begun in the CLI) to the last chunk's end
+    ends = [r.ended_at for r in outcome if isinstance(r, ChunkResult) and r.ended_at]
+    install_s = (max(ends) if ends else time.time()) - begun.began_at
     if isinstance(task_runner, ForkedWorkerTaskRunner):
         task_runner.shutdown()  # a no-op once run_chunks adopted the workers
 

@@ -184,4 +184,5 @@ def run_chunk(
         seconds=seconds,
         hosts=results,
         samples=sorted(samples, key=lambda s: s.at_s),
+        ended_at=time.time(),
     )

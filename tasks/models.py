@@ -63,6 +63,7 @@ class ChunkResult(BaseModel):
     samples: list[ResourceSample] = Field(default_factory=list)
     throttle_retries: int = 0
     api_calls: int = 0
+    ended_at: float = 0.0  # wall clock (time.time()) when the chunk's last host ended
 
 
 class InstallSummary(BaseModel):
