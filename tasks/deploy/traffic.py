@@ -29,6 +29,7 @@ from ..aws.ec2 import (
 from ..models import Instance
 from ..remote.config import HostInstallConfig, remote_config
 from ..remote.connection import Connection, RemoteError
+from ..waiting import WaitTimeout, wait_until
 from .models import TrafficResult
 
 ROLE = "traffic"
@@ -210,12 +211,11 @@ def send_requests(
 def _warm_up(gen: _Generator, urls: list[str], timeout_s: float) -> None:
     """Until each URL has answered 200 once (listeners and DNS records take a while to
     appear, on AWS as in the sandbox); StageError naming the URL and curl's last word."""
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s
+    deadline = time.monotonic() + timeout_s
     pending = list(urls)
     last: dict[str, str] = {}
-    what = f"{', '.join(urls)} to answer 200 from generator {gen.inst.instance_id}"
-    while True:
+
+    def all_answered() -> bool:
         remaining = deadline - time.monotonic()
         batch = gen.fetch(pending, max_time=max(1.0, min(CURL_MAX_TIME_S, remaining)))
         for a in batch.answers:
@@ -225,17 +225,17 @@ def _warm_up(gen: _Generator, urls: list[str], timeout_s: float) -> None:
                 last[a.url] = (
                     f"HTTP {a.code}" if a.code else _last_line(batch.stderr) or "no answer"
                 )
-        if not pending:
-            actions.waited(what, time.monotonic() - t0, "done")
-            return
-        if time.monotonic() + WARMUP_POLL_S > deadline:
-            actions.waited(what, time.monotonic() - t0, f"not done within {timeout_s:.0f}s", False)
-            why = "; ".join(f"{u}: {last.get(u, 'no answer')}" for u in pending)
-            raise StageError(
-                f"no 200 answer within {timeout_s:.0f}s from the traffic generator "
-                f"{gen.inst.instance_id}: {why}"
-            )
-        time.sleep(WARMUP_POLL_S)
+        return not pending
+
+    what = f"{', '.join(urls)} to answer 200 from generator {gen.inst.instance_id}"
+    try:
+        wait_until(what, all_answered, poll_s=WARMUP_POLL_S, deadline=deadline, jitter=0.0)
+    except WaitTimeout:
+        why = "; ".join(f"{u}: {last.get(u, 'no answer')}" for u in pending)
+        raise StageError(
+            f"no 200 answer within {timeout_s:.0f}s from the traffic generator "
+            f"{gen.inst.instance_id}: {why}"
+        ) from None
 
 
 def traffic_check(
