@@ -1,6 +1,6 @@
 """`python -m blocks.settings_doc > docs/settings.md`: every `TOMCAT_FLEET_*` setting with
-its default and meaning, from FleetSettings and RuntimeSettings (tests/unit/test_settings_doc.py
-checks it is current).
+its default and meaning, from FleetSettings and RuntimeSettings
+(tests/unit/blocks/test_settings_doc.py checks it is current).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The project's one exception root, `FleetError`: every exception class defined under
-flows/, tasks/ and blocks/ subclasses it (tests/unit/test_fleet_error.py). A subclass keeps
+flows/, tasks/ and blocks/ subclasses it (tests/unit/tasks/test_fleet_error.py). A subclass keeps
 the stdlib base its callers catch (`class PlanError(FleetError, ValueError)`).
 
 Defined in blocks/fleet_error.py so that blocks/, the lowest layer, can subclass it without

@@ -2,7 +2,7 @@
 so every process, thread and pool worker reports to it; none starts a temporary server of
 its own), and the folder markers. The server is started only when the run may collect a
 test outside tests/unit: `pytest tests/unit` needs no server and no network. Helpers for
-sandbox tests (`make_sandbox`, `client`, `ssh`, ...) live in tests/support.py."""
+integration tests (`make_sandbox`, `client`, `ssh`, ...) live in tests/support.py."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 _prefect: contextlib.AbstractContextManager[Any] | None = None
 _HERE = Path(__file__).resolve().parent
 _UNIT = _HERE / "unit"
-KINDS = ("unit", "sandbox", "e2e")  # one folder and one marker each
+KINDS = ("unit", "integration", "e2e")  # one folder and one marker each
 
 
 def _only_unit(config: pytest.Config) -> bool:

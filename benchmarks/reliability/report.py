@@ -228,7 +228,7 @@ def write_doc(results: dict[str, Any], path: Path) -> None:
         lines += ["Not run.", ""]
     lines += [
         "This run does not test the back-off in isolation; its unit tests are in "
-        "`tests/unit/test_backoff.py`.",
+        "`tests/unit/tasks/aws/test_backoff.py`.",
         "",
         "## Hostile hosts",
         "",

@@ -6,8 +6,8 @@ engine loads the flow's module before it starts the run. Each adjustment is idem
 and checks the Prefect names it touches; one whose names changed is left out (and
 `in_force()` says so) instead of failing the run. Both touch private names of the Prefect
 minor version pinned in pyproject.toml; docs/design/process-pool.md lists them and the
-upstream fixes that would make them unnecessary, and tests/unit/test_prefect_private.py
-checks they still exist with the expected shape.
+upstream fixes that would make them unnecessary, and
+tests/unit/tasks/runtime/test_prefect_private.py checks they still exist with the expected shape.
 
 * `heartbeat_unjoined` (`prefect_unjoined_heartbeat`): a sync flow run's end does not wait
   out the heartbeat thread's one-second sleep.

@@ -61,3 +61,13 @@ def test_the_check_sees_lazy_and_dynamic_imports() -> None:
         "from .sandbox import y\n"
     )
     assert sandbox_imports(source, "probe") == ["probe:3", "probe:4", "probe:5"]
+
+
+def test_unit_tests_are_laid_out_like_the_source() -> None:
+    """tests/unit/<path>/test_*.py tests the package at <path> (the project-wide checks, such
+    as this one, sit in tests/unit itself): a test's folder names a source folder."""
+    unit = ROOT / "tests" / "unit"
+    folders = {f.parent.relative_to(unit) for f in unit.rglob("test_*.py")} - {Path(".")}
+    assert len(folders) >= 8, folders
+    missing = sorted(str(d) for d in folders if not (ROOT / d / "__init__.py").exists())
+    assert not missing, f"test folders with no source package of the same path: {missing}"

@@ -1,5 +1,5 @@
 """Running it the way users do: prefect.yaml, the Dockerfile, GitLab CI (the blocks:
-tests/sandbox/test_blocks_register.py; the one-command local start end to end:
+tests/integration/test_blocks_register.py; the one-command local start end to end:
 tests/e2e/test_local_start.py)."""
 
 from __future__ import annotations

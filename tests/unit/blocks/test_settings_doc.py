@@ -13,7 +13,7 @@ import pytest
 from blocks.settings import FleetSettings, RuntimeSettings
 from blocks.settings_doc import render
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "settings.md"
 CLASSES = (FleetSettings, RuntimeSettings)
 PRODUCT = ("flows", "tasks", "blocks")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 FLOWS = {
     "deploy": ("flows/deploy.py", "deploy"),
     "install": ("flows/install_tomcat.py", "install_tomcat"),

@@ -1,5 +1,5 @@
 """install-tomcat's input validation without a network: bad knobs name the field
-(the flow against a sandbox: tests/sandbox/test_install_flow.py)."""
+(the flow against a sandbox: tests/integration/test_install_flow.py)."""
 
 from __future__ import annotations
 

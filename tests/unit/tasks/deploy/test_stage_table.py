@@ -19,7 +19,7 @@ from tasks.deploy.models import DeployRequest
 from tasks.deploy.stages import rooms
 from tasks.deploy.stages.room import Room
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 STAGES_DIR = ROOT / "tasks" / "deploy" / "stages"
 
 

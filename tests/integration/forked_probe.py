@@ -38,5 +38,5 @@ def report(i: int, marker: str, emit: Callable[[int, str], None]) -> dict[str, A
         "pid": os.getpid(),
         "prefect_imported": any(m == "prefect" or m.startswith("prefect.") for m in sys.modules),
         "frozen": gc.get_freeze_count() > 0,
-        "preloaded": "tests.sandbox.forked_probe" in sys.modules,
+        "preloaded": "tests.integration.forked_probe" in sys.modules,
     }

@@ -1,5 +1,5 @@
 """The benchmark flow: matrix parsing and validation, statistics and /proc parsers (pure);
-its end-to-end run on a sandbox child is tests/sandbox/test_benchmark_flow.py."""
+its end-to-end run on a sandbox child is tests/integration/test_benchmark_flow.py."""
 
 from __future__ import annotations
 

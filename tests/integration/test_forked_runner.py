@@ -13,9 +13,9 @@ import time
 import uuid
 from typing import Any
 
-from tests.sandbox import forked_probe
+from tests.integration import forked_probe
 
-PRELOAD = ("tests.sandbox.forked_probe", "tasks.forked_freeze")
+PRELOAD = ("tests.integration.forked_probe", "tasks.forked_freeze")
 
 
 def _logs(run_id: str, marker: str, want: int) -> list[str]:
@@ -103,4 +103,4 @@ def test_a_killed_worker_fails_its_task_run_alone() -> None:
 
     states = three.with_options(task_runner=ForkedWorkerTaskRunner(3, PRELOAD))()
     assert states == {"a": "COMPLETED", "b": "FAILED", "c": "COMPLETED"}, states
-    assert "prefect" not in sys.modules["tests.sandbox.forked_probe"].__dict__
+    assert "prefect" not in sys.modules["tests.integration.forked_probe"].__dict__

@@ -69,9 +69,10 @@ def task_run_times(flow_run_id: Any) -> dict[int, tuple[float, float]]:
 
 
 def test_fake_stages_start_as_the_table_says(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Beanstalk (7) is slow: 9 (after 8) must not wait for it, 10 and 11 must; the spans
-    # leave room for START_LAG_S
-    seconds = {n: 0.3 for n in STAGES} | {6: 6.0, 7: 12.0, 8: 1.0, 9: 1.0}
+    # Beanstalk (7) is slow: 9 (after 8) must not wait for it, 10 and 11 must. 6, 7 and 8
+    # may start up to START_LAG_S apart, so each span is longer than that lag and the
+    # overlaps hold whatever the lag: 6 (18 s) outlasts 8 + 9's start; 7 (24 s) outlasts 9
+    seconds = {n: 0.3 for n in STAGES} | {6: 18.0, 7: 24.0, 8: 6.0, 9: 1.0}
     use_fake_stages(monkeypatch, stage_results(), seconds)
     state, report = run(
         instances=1,

@@ -1,6 +1,6 @@
 """Where the SSH key comes from when it is not a task argument: `remote_config(settings,
 None)` carries only the key's source, `with_key` reads it in the worker. No network: the
-key file case only (the Secret block case runs on Dask in tests/sandbox/test_install_flow)."""
+key file case only (the Secret block case runs on Dask in tests/integration/test_install_flow)."""
 
 from __future__ import annotations
 

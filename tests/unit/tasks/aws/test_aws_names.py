@@ -1,5 +1,5 @@
 """Names of the ALB stage's resources within AWS limits, without a network
-(the stage against a sandbox: tests/sandbox/test_stage_alb_tls.py)."""
+(the stage against a sandbox: tests/integration/test_stage_alb_tls.py)."""
 
 from __future__ import annotations
 

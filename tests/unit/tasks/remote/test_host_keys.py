@@ -1,6 +1,6 @@
 """Host keys and the install config without a network: console fingerprints, the OpenSSH
 fingerprint format, the config hiding its key, the trust-on-first-use policy under threads
-(the same module's tests against a sandbox: tests/sandbox/test_ssh_install.py)."""
+(the same module's tests against a sandbox: tests/integration/test_ssh_install.py)."""
 
 from __future__ import annotations
 

@@ -15,11 +15,11 @@ import pytest
 
 from tasks.forked_workers import WorkerDied, WorkerError, WorkerPool
 
-PRELOAD = ("tests.sandbox.forked_probe",)
+PRELOAD = ("tests.integration.forked_probe",)
 
 
 def test_calls_return_results_and_stream_lines() -> None:
-    from tests.sandbox.forked_probe import echo
+    from tests.integration.forked_probe import echo
 
     lines: list[tuple[int, str]] = []
     with WorkerPool(2, PRELOAD) as pool:
@@ -35,7 +35,7 @@ def test_calls_return_results_and_stream_lines() -> None:
 
 
 def test_an_exception_comes_back_as_worker_error() -> None:
-    from tests.sandbox.forked_probe import fail
+    from tests.integration.forked_probe import fail
 
     with WorkerPool(1, PRELOAD) as pool:
         with pytest.raises(WorkerError, match=r"ValueError: bad input 7"):
@@ -46,7 +46,7 @@ def test_an_exception_comes_back_as_worker_error() -> None:
 
 
 def test_a_killed_worker_fails_its_call_alone_and_is_replaced() -> None:
-    from tests.sandbox.forked_probe import sleep_then
+    from tests.integration.forked_probe import sleep_then
 
     with WorkerPool(3, PRELOAD) as pool:
         started: dict[str, int] = {}

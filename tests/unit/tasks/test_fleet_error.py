@@ -12,7 +12,7 @@ import pytest
 
 from tasks.errors import FleetError
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PRODUCT = ("flows", "tasks", "blocks")
 # imported for their side effects only: `python -m flows` runs the CLI; the fork server's
 # last module loads Prefect's collections and freezes the garbage collector
