@@ -159,27 +159,8 @@ def test_login_user_is_the_images(deployed: Deployed) -> None:
     finally:
         c.close()
 
-    ec2 = client(sb, "ec2")
-    res = ec2.run_instances(
-        ImageId=UBUNTU_2204_AMI,
-        MinCount=1,
-        MaxCount=1,
-        InstanceType="t3.small",
-        KeyName=al["KeyName"],
-        SecurityGroupIds=[g["GroupId"] for g in al["SecurityGroups"]],
-    )
-    iid = res["Instances"][0]["InstanceId"]
+    iid, ubuntu_ip = _launch(sb, UBUNTU_2204_AMI, al)
     try:
-        ubuntu_ip = wait_for(
-            lambda: next(
-                (
-                    h["public_ip"]
-                    for h in sb.state()["hosts"]
-                    if h["instance_id"] == iid and h["booted"]
-                ),
-                None,
-            )
-        )
         with pytest.raises(paramiko.AuthenticationException):
             ssh(ubuntu_ip, port, key, user="ec2-user")
         c = ssh(ubuntu_ip, port, key, user="ubuntu")
@@ -189,4 +170,49 @@ def test_login_user_is_the_images(deployed: Deployed) -> None:
         finally:
             c.close()
     finally:
-        ec2.terminate_instances(InstanceIds=[iid])
+        client(sb, "ec2").terminate_instances(InstanceIds=[iid])
+
+
+def _launch(sb: Sandbox, ami: str, like: dict[str, Any]) -> tuple[str, str]:
+    """One instance from `ami` with `like`'s key pair and groups, once its SSH is up."""
+    res = client(sb, "ec2").run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.small",
+        KeyName=like["KeyName"],
+        SecurityGroupIds=[g["GroupId"] for g in like["SecurityGroups"]],
+    )
+    iid = res["Instances"][0]["InstanceId"]
+    ip = wait_for(
+        lambda: next(
+            (
+                h["public_ip"]
+                for h in sb.state()["hosts"]
+                if h["instance_id"] == iid and h["booted"]
+            ),
+            None,
+        )
+    )
+    return iid, ip
+
+
+def test_tomcat10_without_its_webapps_answers_404(deployed: Deployed) -> None:
+    """As on AWS: tomcat10 alone has no ROOT webapp, so the recipe's probe fails until
+    tomcat10-webapps is installed."""
+    sb, key = deployed.sb, deployed.key_pem
+    al = next(i for i in _instances(sb) if _role(i) == "web")
+    iid, ip = _launch(sb, AL2023_AMI, al)
+    try:
+        c = ssh(ip, sb.ssh_port, key, user="ec2-user")
+        try:
+            install = "sudo dnf install -y -q tomcat10 && sudo systemctl enable --now tomcat10"
+            assert run(c, install)[0] == 0
+            status, _, err = run(c, AL2023.probe_command)
+            assert status == 22 and "404" in err, err
+            assert run(c, "sudo dnf install -y -q tomcat10-webapps")[0] == 0
+            assert run(c, AL2023.probe_command)[0] == 0
+        finally:
+            c.close()
+    finally:
+        client(sb, "ec2").terminate_instances(InstanceIds=[iid])
