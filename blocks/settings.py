@@ -15,42 +15,13 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from blocks.install_steps import InstallStep
+from blocks.recipes import DEFAULT_RECIPE, RECIPES, UBUNTU_2204, Recipe, RecipeName
 
-_TRANSIENT_APT = [
-    "Could not get lock",
-    "Unable to acquire the dpkg frontend lock",
-    "Failed to fetch",
-    "Temporary failure resolving",
-    "Unable to fetch some archives",
-]
-
-DEFAULT_INSTALL_STEPS: list[InstallStep] = [
-    InstallStep(name="cloud-init", command="cloud-init status --wait", timeout_s=900),
-    InstallStep(
-        name="apt-update",
-        command="sudo apt-get -o DPkg::Lock::Timeout=120 update -q",
-        transient_markers=_TRANSIENT_APT,
-    ),
-    InstallStep(
-        name="install",
-        command=(
-            "sudo DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 "
-            "install -y -q tomcat9"
-        ),
-        transient_markers=_TRANSIENT_APT,
-    ),
-    InstallStep(name="enable-start", command="sudo systemctl enable --now tomcat9"),
-    InstallStep(
-        name="verify",
-        command="curl -fsS -o /dev/null --max-time 10 http://localhost:8080/",
-        transient_markers=["Connection refused", "timed out"],
-    ),
-]
-
-DEFAULT_PROBE = (
-    "systemctl is-active --quiet tomcat9 && "
-    "curl -fsS -o /dev/null --max-time 5 http://localhost:8080/"
-)
+# the Ubuntu recipe's steps and probe, under their former names
+DEFAULT_INSTALL_STEPS: list[InstallStep] = list(UBUNTU_2204.install_steps)
+DEFAULT_PROBE = UBUNTU_2204.probe_command
+# settings a recipe fills in when they are not set (None or empty)
+_FROM_RECIPE = ("ssh_user", "install_steps", "probe_command")
 
 
 class FleetSettings(BaseSettings):
@@ -72,11 +43,19 @@ class FleetSettings(BaseSettings):
         description="names and tags every resource (tag tomcat-fleet:deployment); teardown "
         "deletes what carries it",
     )
+    recipe: RecipeName = Field(
+        DEFAULT_RECIPE,
+        description="the hosts' operating system and install recipe: ubuntu-22.04 (tomcat9 "
+        "from apt, user ubuntu) or al2023 (Amazon Linux 2023, tomcat10 from dnf, user "
+        "ec2-user); it sets the AMI, SSH user, install steps and probe not set here "
+        "(docs/recipes.md)",
+    )
     ami_id: str | None = Field(
         None,
-        description="AMI to launch; None: the region's current Ubuntu 22.04 from the SSM "
-        "public parameter /aws/service/canonical/ubuntu/server/22.04/stable/current/amd64/"
-        "hvm/ebs-gp2/ami-id",
+        description="AMI to launch; None: the region's current image of the recipe, from its "
+        "SSM public parameter (ubuntu-22.04: /aws/service/canonical/ubuntu/server/22.04/stable/"
+        "current/amd64/hvm/ebs-gp2/ami-id, al2023: /aws/service/ami-amazon-linux-latest/"
+        "al2023-ami-kernel-default-x86_64)",
     )
     instance_type: str = Field("t3.small", description="EC2 instance type of the web hosts")
     key_name: str = Field("", description="EC2 key pair name; default: the deployment name")
@@ -122,7 +101,9 @@ class FleetSettings(BaseSettings):
 
     # SSH
     ssh_port: int = Field(22, ge=1, le=65535, description="SSH port of the hosts")
-    ssh_user: str = Field("ubuntu", description="SSH login user of the hosts")
+    ssh_user: str = Field(
+        "", description="SSH login user of the hosts; empty: the recipe's (ubuntu, ec2-user)"
+    )
     ssh_key_file: str | None = Field(
         None, description="private key file; None: <state_dir>/<deployment>/<key_name>.pem"
     )
@@ -145,13 +126,14 @@ class FleetSettings(BaseSettings):
 
     # what runs on each host
     install_steps: Annotated[list[InstallStep], NoDecode] = Field(
-        default_factory=lambda: list(DEFAULT_INSTALL_STEPS),
+        default_factory=list,
         min_length=1,
-        description="JSON list of steps; an empty recipe would report hosts installed "
-        "without installing anything",
+        description="JSON list of steps; unset: the recipe's; an empty list would report "
+        "hosts installed without installing anything",
     )
     probe_command: str = Field(
-        DEFAULT_PROBE, description="a host answering 0 to this is already installed"
+        "",
+        description="a host answering 0 to this is already installed; empty: the recipe's",
     )
 
     # where logs go
@@ -160,10 +142,25 @@ class FleetSettings(BaseSettings):
         None, description="CA file trusted for HTTPS checks (the sandbox's CA); None: system"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe_fills_in(cls, data: Any) -> Any:
+        """What is not set comes from the recipe, once, here (an unknown recipe fails its
+        field's own check, which names the allowed ones, and nothing else)."""
+        if not isinstance(data, dict):
+            return data
+        chosen = RECIPES.get(str(data.get("recipe") or DEFAULT_RECIPE), UBUNTU_2204)
+        data = dict(data)
+        for name in _FROM_RECIPE:
+            if data.get(name) in (None, ""):
+                value = getattr(chosen, name)
+                data[name] = list(value) if isinstance(value, tuple) else value
+        return data
+
     @field_validator("install_steps", mode="before")
     @classmethod
     def _steps_json(cls, v: Any) -> Any:
-        """From the environment the recipe is JSON; a decoding error names this field
+        """From the environment the steps are JSON; a decoding error names this field
         (pydantic-settings would raise a SettingsError of its own)."""
         if isinstance(v, str | bytes):
             try:
@@ -226,6 +223,11 @@ class FleetSettings(BaseSettings):
         if self.ssh_key_file and self.ssh_key_block:
             raise ValueError("set ssh_key_file or ssh_key_block, not both")
         return self
+
+    @property
+    def os_recipe(self) -> Recipe:
+        """The recipe named by `recipe` (its AMI parameter, Tomcat service, MySQL client)."""
+        return RECIPES[self.recipe]
 
     @property
     def web_domain(self) -> str:

@@ -113,7 +113,11 @@ class SandboxConfig(BaseModel):
         "None: the real port when this process may bind it, else 8000+port",
     )
     hosted_zone: str = Field("sandbox.example.com", description="Route53 zone created at start")
-    ssh_user: str = "ubuntu"
+    ssh_user: str | None = Field(
+        None,
+        description="the one SSH login user every host accepts; None: the user of the image "
+        "it was launched from (ubuntu on Ubuntu, ec2-user on Amazon Linux 2023), as on AWS",
+    )
     enforce_iam: bool = Field(
         True,
         description="IAM access control: the env file's keys are an operator user holding "

@@ -32,8 +32,10 @@ from .faults import host_faults, jittered
 from .hoststate import HostState, HttpResult
 from .netpolicy import Rule, Source, allowed
 from .ports import lb_port_map
+from .shell import serves_root
 from .snapshot import DatabaseInfo, InstanceInfo, Snapshot
 from .sshd import CommandLog, HostSshd
+from .ssm_seed import image_of
 from .tls import LocalCA
 
 log = logging.getLogger("sandbox.fleet")
@@ -160,7 +162,10 @@ class Fleet:
         assert info.public_ip
         faults = host_faults(self.cfg.seed, info.id, self.rates)
         rng = random.Random(f"{self.cfg.seed}:{info.id}")
+        image = image_of(info.image_id)  # its system: shell, login user, Tomcat
         state = HostState(
+            os=image.os,
+            login_user=image.login_user,
             instance_id=info.id,
             public_ip=info.public_ip,
             private_ip=info.private_ip or "172.31.0.10",
@@ -191,7 +196,7 @@ class Fleet:
                 self,
                 host.host_key,
                 host.info.public_key,
-                self.cfg.ssh_user,
+                self.cfg.ssh_user or host.state.login_user,
                 self.ssh_port,
                 lambda ip: self.admits_groups(tuple(host.state.groups), 22, ip),
                 self.cfg.drop_hold_seconds,
@@ -394,7 +399,13 @@ class Fleet:
 
         async def page(req: web.BaseRequest) -> web.StreamResponse:
             host.http_requests += 1
-            return _tomcat_page(f"instance {host.instance_id}", instance_id=host.instance_id)
+            if not serves_root(host):  # tomcat10 without its ROOT webapp (tomcat10-webapps)
+                return _tomcat_404(req.path)
+            return _tomcat_page(
+                f"instance {host.instance_id}",
+                instance_id=host.instance_id,
+                version="10.1.28" if host.os == "al2023" else "9.0.58",
+            )
 
         local.tomcat = await httpnet.serve(
             host.public_ip,
@@ -422,10 +433,11 @@ class Fleet:
         fp = key.get_fingerprint("sha256")
         pub = key.export_public_key("openssh").decode().split()
         line = f"{pub[0]} {pub[1]} root@{host.hostname}"
+        kernel, cloud_init = _CONSOLE_VERSIONS.get(host.state.os, _CONSOLE_VERSIONS["ubuntu-22.04"])
         return "\n".join(
             [
-                "[    0.000000] Linux version 5.15.0-1051-aws (buildd@lcy02-amd64-011)",
-                "Cloud-init v. 23.3.3-0ubuntu0~22.04.1 running 'modules:final'",
+                f"[    0.000000] Linux version {kernel}",
+                f"Cloud-init v. {cloud_init} running 'modules:final'",
                 "ec2: #############################################################",
                 "ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----",
                 f"ec2: 256 {fp} root@{host.hostname} (ED25519)",
@@ -434,7 +446,7 @@ class Fleet:
                 "-----BEGIN SSH HOST KEY KEYS-----",
                 line,
                 "-----END SSH HOST KEY KEYS-----",
-                "Cloud-init v. 23.3.3-0ubuntu0~22.04.1 finished. Datasource DataSourceEc2Local.",
+                f"Cloud-init v. {cloud_init} finished. Datasource DataSourceEc2Local.",
                 "",
             ]
         )
@@ -457,7 +469,9 @@ class Fleet:
                     "packages": sorted(s.packages),
                     "tomcat": "running"
                     if host.tomcat is not None
-                    else ("installed" if "tomcat9" in s.packages else "absent"),
+                    else ("installed" if {"tomcat9", "tomcat10"} & s.packages else "absent"),
+                    "os": s.os,
+                    "image_id": host.info.image_id,
                     "http_requests": s.http_requests,
                 }
             )
@@ -482,10 +496,19 @@ class Fleet:
         }
 
 
-def _tomcat_page(title: str, instance_id: str | None = None) -> web.Response:
+# what the console's first lines name, per system: kernel, cloud-init version
+_CONSOLE_VERSIONS = {
+    "ubuntu-22.04": ("5.15.0-1051-aws (buildd@lcy02-amd64-011)", "23.3.3-0ubuntu0~22.04.1"),
+    "al2023": ("6.1.115-126.197.amzn2023.x86_64 (mockbuild@ip-10-0-34-61)", "22.2.2"),
+}
+
+
+def _tomcat_page(
+    title: str, instance_id: str | None = None, version: str = "9.0.58"
+) -> web.Response:
     body = (
         "<!DOCTYPE html>\n<html><head><title>Apache Tomcat</title></head><body>\n"
-        f"<h1>It works !</h1>\n<p>Apache Tomcat/9.0.58 on {title}</p>\n"
+        f"<h1>It works !</h1>\n<p>Apache Tomcat/{version} on {title}</p>\n"
         + (f'<p id="instance-id">{instance_id}</p>\n' if instance_id else "")
         + "</body></html>\n"
     ).encode()
@@ -493,6 +516,15 @@ def _tomcat_page(title: str, instance_id: str | None = None) -> web.Response:
     if instance_id:
         headers["X-Instance-Id"] = instance_id
     return httpnet.response(200, headers, body)
+
+
+def _tomcat_404(path: str) -> web.Response:
+    body = (
+        '<!doctype html><html lang="en"><head><title>HTTP Status 404 – Not Found</title>'
+        "</head><body><h1>HTTP Status 404 – Not Found</h1><p><b>Message</b> The requested "
+        f"resource [{path}] is not available</p><h3>Apache Tomcat/10.1.28</h3></body></html>"
+    ).encode()
+    return httpnet.response(404, {"Content-Type": "text/html;charset=utf-8"}, body)
 
 
 def _insecure_context() -> Any:

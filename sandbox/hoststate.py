@@ -28,11 +28,14 @@ class HostState:
     rng: random.Random
     booted_at: float  # time.monotonic() when SSH became reachable
     cloud_init_seconds: float
+    os: str = "ubuntu-22.04"  # the image's system: "ubuntu-22.04" or "al2023"
+    login_user: str = "ubuntu"  # the image's SSH login user
     apt_lists_fresh: bool = False  # set by `apt-get update`
+    dnf_metadata: bool = False  # set by dnf's first metadata download
     packages: set[str] = field(default_factory=set)  # installed packages
     enabled_units: set[str] = field(default_factory=set)
     active_units: set[str] = field(default_factory=set)
-    installing: bool = False  # an apt-get install holds the dpkg lock
+    installing: bool = False  # an apt-get (dpkg lock) or dnf install is running
     ssh_logins: int = 0
     commands_run: int = 0
     http_requests: int = 0

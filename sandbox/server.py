@@ -275,7 +275,9 @@ class Sandbox:
             return f.read()
 
     def env(self) -> dict[str, str]:
-        return {
+        # no TOMCAT_FLEET_SSH_USER unless one user is forced: the recipe's is the image's
+        forced = {"TOMCAT_FLEET_SSH_USER": self.cfg.ssh_user} if self.cfg.ssh_user else {}
+        return forced | {
             "AWS_ENDPOINT_URL": self.endpoint,
             # the flows run as the operator (docs/iam-policy.json); tests inspect as admin
             "AWS_ACCESS_KEY_ID": self.operator.access_key_id,
@@ -287,7 +289,6 @@ class Sandbox:
             "TOMCAT_FLEET_AWS_ENDPOINT_URL": self.endpoint,
             "TOMCAT_FLEET_REGION": self.cfg.region,
             "TOMCAT_FLEET_SSH_PORT": str(self.ssh_port),
-            "TOMCAT_FLEET_SSH_USER": self.cfg.ssh_user,
             "TOMCAT_FLEET_CONTROLLER_IP_URL": f"{self.endpoint}/_sandbox/checkip",
             "TOMCAT_FLEET_CA_BUNDLE": self.ca.ca_path,
             "TOMCAT_FLEET_HOSTED_ZONE": self.cfg.hosted_zone,

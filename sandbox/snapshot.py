@@ -27,6 +27,7 @@ class InstanceInfo:
     key_name: str | None
     public_key: str | None  # OpenSSH public key of the launch key pair
     groups: tuple[str, ...]
+    image_id: str | None = None  # the AMI it was launched from (sandbox.ssm_seed.IMAGES)
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ def take(region: str) -> Snapshot:
             key_name=i.key_name,
             public_key=_text(keys.get(i.key_name)) if i.key_name else None,
             groups=tuple(g.id for g in i.security_groups),
+            image_id=i.image_id,
         )
         for i in ec2.all_instances()
     ]

@@ -86,13 +86,15 @@ def client(sb: Sandbox, service: str, **kw: Any) -> Any:
     )
 
 
-def ssh(ip: str, port: int, key_pem: str, timeout: float = 5.0) -> paramiko.SSHClient:
+def ssh(
+    ip: str, port: int, key_pem: str, timeout: float = 5.0, user: str = "ubuntu"
+) -> paramiko.SSHClient:
     c = paramiko.SSHClient()
     c.set_missing_host_key_policy(paramiko.AutoAddPolicy())
     c.connect(
         ip,
         port=port,
-        username="ubuntu",
+        username=user,
         pkey=paramiko.RSAKey.from_private_key(io.StringIO(key_pem)),
         timeout=timeout,
         banner_timeout=timeout,

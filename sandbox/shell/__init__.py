@@ -10,10 +10,14 @@ that works against the sandbox handles the real thing too. Host state lives in
 `HostState`; anything beyond the host (HTTP, MySQL, Tomcat's listener) goes through
 `Network`.
 
+A host launched from the Amazon Linux 2023 image (`HostState.os`) has `dnf`, `yum` and
+`rpm` instead of `apt-get`, `apt` and `dpkg`, logs in as `ec2-user`, and its Tomcat is
+tomcat10.
+
 One module per command family: `parser` (lists, assignments, redirections, command lookup),
-`builtins`, `packages` (the archive, dpkg, java), `apt`, `systemd` (systemctl, cloud-init),
-`httpclients` (curl, wget), `mysql`; `core` holds what they share. This module maps command
-names to their handlers.
+`builtins`, `packages` (the archive, dpkg, java), `apt`, `rpms` (AL2023's repository, rpm),
+`dnf`, `systemd` (systemctl, cloud-init), `httpclients` (curl, wget), `mysql`; `core` holds
+what they share. This module maps command names to their handlers, per system.
 """
 
 from __future__ import annotations
@@ -40,10 +44,12 @@ from .builtins import (
     _whoami,
 )
 from .core import Handler, Stdin, StdinSource, _Ctx, _ShellExit
+from .dnf import _dnf
 from .httpclients import _curl, _wget
 from .mysql import _mysql
 from .packages import _dpkg, _dpkg_query, _java
 from .parser import _run_line
+from .rpms import ROOT_WEBAPP, _rpm
 from .systemd import _cloud_init, _systemctl
 
 # --------------------------------------------------------------------------------------
@@ -65,7 +71,8 @@ async def run_command(
     returning it once the client's EOF arrives); commands that read it (`mysql
     --defaults-extra-file=/dev/stdin`) consume it, the others leave it unread.
     """
-    ctx = _Ctx(host, net, dict(env), out, err, _COMMANDS, stdin=Stdin(stdin))
+    commands = _AL2023_COMMANDS if host.os == "al2023" else _COMMANDS
+    ctx = _Ctx(host, net, dict(env), out, err, commands, stdin=Stdin(stdin))
     try:
         return await _run_line(command, ctx)
     except _ShellExit as stop:
@@ -104,3 +111,17 @@ _COMMANDS: dict[str, Handler] = {
     "dpkg-query": _dpkg_query,
     "java": _java,
 }
+
+# Amazon Linux 2023: dnf/yum and rpm; no apt or dpkg (bash: apt-get: command not found)
+_AL2023_COMMANDS: dict[str, Handler] = {
+    **{k: v for k, v in _COMMANDS.items() if k not in ("apt-get", "apt", "dpkg", "dpkg-query")},
+    "dnf": _dnf,
+    "yum": _dnf,
+    "rpm": _rpm,
+}
+
+
+def serves_root(host: HostState) -> bool:
+    """Whether the host's Tomcat has a ROOT webapp (its `/` answers 200, else 404): Debian's
+    tomcat9 ships one; on Amazon Linux 2023 it comes with tomcat10-webapps."""
+    return host.os != "al2023" or ROOT_WEBAPP in host.packages

@@ -130,7 +130,7 @@ async def _sudo(args: list[str], ctx: _Ctx) -> int:
             pass
         elif flag == "-u" and args:
             user, args = args[0], args[1:]
-            if user not in ("root", "0", "#0", "ubuntu", ctx.user):
+            if user not in ("root", "0", "#0", ctx.host.login_user, ctx.user):
                 ctx.err(
                     f"sudo: unknown user {user}\nsudo: error initializing audit plugin "
                     "sudoers_audit\n"
@@ -152,7 +152,8 @@ async def _sudo(args: list[str], ctx: _Ctx) -> int:
     root = user in ("root", "0", "#0")
     name = "root" if root else user
     home = "/root" if root else f"/home/{user}"
-    env.update(USER=name, LOGNAME=name, HOME=home, SUDO_USER=ctx.env.get("USER", "ubuntu"))
+    caller = ctx.env.get("USER", ctx.host.login_user)
+    env.update(USER=name, LOGNAME=name, HOME=home, SUDO_USER=caller)
     words = list(args)
     while words and _ASSIGN.match(words[0]):
         name, _, value = words.pop(0).partition("=")

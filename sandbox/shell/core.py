@@ -60,7 +60,7 @@ class _Ctx:
 
     @property
     def user(self) -> str:
-        return "root" if self.root else self.env.get("USER", "ubuntu")
+        return "root" if self.root else self.env.get("USER", self.host.login_user)
 
 
 Handler = Callable[[list[str], _Ctx], Awaitable[int]]

@@ -127,8 +127,9 @@ _MYSQL_CLIENTS = (
     "mysql-client-core-8.0",
     "default-mysql-client",
     "mariadb-client",
+    "mariadb105",  # Amazon Linux 2023's (sandbox/shell/rpms.py)
 )
-_JAVA = ("openjdk-11-jre-headless", "openjdk-17-jre-headless")
+_JAVA = ("openjdk-11-jre-headless", "openjdk-17-jre-headless", "java-17-amazon-corretto-headless")
 _COMMAND_PACKAGES: dict[str, tuple[str, ...]] = {"mysql": _MYSQL_CLIENTS, "java": _JAVA}
 
 _MIRROR = "http://archive.ubuntu.com/ubuntu"

@@ -13,6 +13,9 @@ from ..faults import jittered
 from ..hoststate import HostState
 from .core import _Ctx, _words
 from .packages import BASE_UNITS, PACKAGES, _installed
+from .rpms import RPMS, rpm_installed
+
+TOMCAT_UNITS = frozenset({"tomcat9", "tomcat10"})
 
 # --------------------------------------------------------------------------------------
 # cloud-init
@@ -49,7 +52,13 @@ async def _cloud_init(args: list[str], ctx: _Ctx) -> int:
 def _unit_known(host: HostState, unit: str) -> bool:
     if unit in BASE_UNITS:
         return True
+    if host.os == "al2023":
+        return any(p.unit == unit and rpm_installed(host, n) for n, p in RPMS.items())
     return any(p.unit == unit and _installed(host, n) for n, p in PACKAGES.items())
+
+
+def _unit_dir(host: HostState) -> str:
+    return "/usr/lib/systemd/system" if host.os == "al2023" else "/lib/systemd/system"
 
 
 def _unit_active(host: HostState, unit: str) -> bool:
@@ -66,7 +75,7 @@ async def _start_unit(unit: str, ctx: _Ctx) -> None:
     if _unit_active(host, unit):
         return
     host.active_units.add(unit)  # Type=simple: active before the port is listening
-    if unit != "tomcat9":
+    if unit not in TOMCAT_UNITS:
         return
     try:
         await asyncio.sleep(jittered(host.install_latency * 0.2, host.latency_jitter, host.rng))
@@ -82,12 +91,13 @@ async def _stop_unit(unit: str, ctx: _Ctx) -> None:
     if unit in BASE_UNITS:
         return
     ctx.host.active_units.discard(unit)
-    if unit == "tomcat9":
+    if unit in TOMCAT_UNITS:
         await ctx.net.stop_tomcat(ctx.host)
 
 
 _UNIT_DESCRIPTIONS = {
     "tomcat9": "Apache Tomcat 9 Web Application Server",
+    "tomcat10": "Apache Tomcat Web Application Container",
     "mysql": "MySQL Community Server",
     "nginx": "A high performance web server and a reverse proxy server",
     "ssh": "OpenBSD Secure Shell server",
@@ -153,7 +163,7 @@ async def _sc_enable(unit: str, ctx: _Ctx, flags: set[str], quiet: bool) -> int:
         if not quiet:
             ctx.err(
                 f"Created symlink /etc/systemd/system/multi-user.target.wants/{unit}.service"
-                f" → /lib/systemd/system/{unit}.service.\n"
+                f" → {_unit_dir(host)}/{unit}.service.\n"
             )
     if "--now" in flags:
         await _start_unit(unit, ctx)
@@ -227,7 +237,7 @@ async def _sc_status(unit: str, ctx: _Ctx, flags: set[str], quiet: bool) -> int:
     desc = _UNIT_DESCRIPTIONS.get(unit, unit)
     lines = [
         f"{'●' if active else '○'} {unit}.service - {desc}",
-        f"     Loaded: loaded (/lib/systemd/system/{unit}.service; {enabled}; "
+        f"     Loaded: loaded ({_unit_dir(host)}/{unit}.service; {enabled}; "
         "vendor preset: enabled)",
         "     Active: active (running)" if active else "     Active: inactive (dead)",
     ]

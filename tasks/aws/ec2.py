@@ -26,7 +26,7 @@ from tasks import actions
 from tasks.aws.cleanup import TAG_KEY, StageError
 from tasks.aws.client import Aws, WaitTimeout
 from tasks.aws.retry import error_code
-from tasks.aws.ssm import ubuntu_ami
+from tasks.aws.ssm import latest_ami
 from tasks.models import Instance
 from tasks.planning import chunked
 from tasks.remote.host_keys import parse_console_fingerprints
@@ -272,7 +272,7 @@ def launch_instances(
     """RunInstances with a ClientToken: repeating the call returns the same instances."""
     ec2 = aws.client("ec2")
     res = ec2.run_instances(
-        ImageId=settings.ami_id or ubuntu_ami(aws),
+        ImageId=settings.ami_id or latest_ami(aws, settings.os_recipe.ami_parameter),
         InstanceType=settings.instance_type,
         MinCount=count,
         MaxCount=count,

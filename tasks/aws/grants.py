@@ -463,8 +463,8 @@ _scope(
     ),
 )
 _scope("S3LogObjects", [LOG_BUCKETS + "/*"], None, "s3:DeleteObject", "s3:DeleteObjectVersion")
-# the AMI lookup reads one public parameter (tasks/aws/ssm.py)
-_scope("SsmAmiParameter", ["{AMI_PARAMETER}"], None, "ssm:GetParameter")
+# the AMI lookup reads the public parameter of each recipe (blocks/recipes.py, tasks/aws/ssm.py)
+_scope("SsmAmiParameter", ["{AMI_PARAMETERS}"], None, "ssm:GetParameter")
 
 # the statements of actions AWS authorizes against no resource ("*"), by service
 READ_SIDS = {

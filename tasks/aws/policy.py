@@ -22,8 +22,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from blocks.recipes import ami_parameters
+
 from .grants import IMPLIED_ACTIONS, OPERATION_ACTIONS, READ_SIDS, SCOPES
-from .ssm import UBUNTU_2204_PARAMETER
 
 POLICY_PATH = Path(__file__).resolve().parents[2] / "docs" / "iam-policy.json"
 OPERATIONS_PATH = Path(__file__).resolve().parents[2] / "docs" / "iam-operations.json"
@@ -85,7 +86,7 @@ def policy_document(
         "P": partition,
         "EC2_PRINCIPAL": "ec2.amazonaws.com",
         "RECORD_NAMES": record_patterns(domains),
-        "AMI_PARAMETER": f"arn:{partition}:ssm:*::parameter{UBUNTU_2204_PARAMETER}",
+        "AMI_PARAMETERS": [f"arn:{partition}:ssm:*::parameter{p}" for p in ami_parameters()],
     }
     if partition == "aws-cn":  # China's EC2 service principal
         fields["EC2_PRINCIPAL"] = "ec2.amazonaws.com.cn"

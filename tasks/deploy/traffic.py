@@ -3,7 +3,8 @@ tasks/deploy/stages/): an instance of the deployment that sends real HTTP(S) req
 
 The requests leave from the generator (an EC2 instance of this deployment, role
 `traffic`), not from the controller: it runs plain `curl` over one SSH connection, so the
-same commands work on an Ubuntu AMI and on the sandbox's emulated shell. Every wait is
+same commands work on either recipe's image (Ubuntu 22.04's curl, Amazon Linux 2023's
+curl-minimal) and on the sandbox's emulated shell. Every wait is
 bounded; the SSH key only travels inside a `SecretStr`.
 """
 
@@ -71,7 +72,7 @@ def backend_of(body: str) -> str | None:
 def _curl_command(urls: list[str], marker: str, max_time: float) -> str:
     """One curl fetching `urls` in turn; after each body it prints `marker<code>marker`
     on a line of its own (000 when there was no HTTP answer). Real curl on Ubuntu and
-    the sandbox's shell both understand it."""
+    Amazon Linux 2023 and the sandbox's shell all understand it."""
     write_out = "\\n" + marker + "%{http_code}" + marker + "\\n"
     return " ".join(
         [

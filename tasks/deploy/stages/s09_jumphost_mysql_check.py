@@ -1,11 +1,12 @@
 """Stage 9, jumphost-mysql-check: one jumphost in the DB's trusted group proves the database
 answers.
 
-The jumphost admits SSH from the controller only; the stage installs the MySQL client on
-it and runs `SELECT 1` against the RDS endpoint with the master password from its Secret
-block. The password never is on the remote command line: `mysql` reads it from its
-standard input as an option file (`--defaults-extra-file=/dev/stdin`), and every text that
-could reach a log line or an exception is redacted (`tasks.remote.connection.redact`).
+The jumphost admits SSH from the controller only; the stage installs the recipe's MySQL
+client on it (mysql-client from apt, mariadb105 from dnf) and runs `SELECT 1` against the
+RDS endpoint with the master password from its Secret block. The password never is on
+the remote command line: `mysql` reads it from its standard input as an option file
+(`--defaults-extra-file=/dev/stdin`), and every text that could reach a log line or an
+exception is redacted (`tasks.remote.connection.redact`).
 """
 
 from __future__ import annotations
@@ -29,12 +30,6 @@ from tasks.remote.connection import Connection, RemoteError, Result
 
 ROW = STAGES[9]
 
-APT_UPDATE = "sudo apt-get -o DPkg::Lock::Timeout=120 update -q"
-APT_INSTALL = (
-    "sudo DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 "
-    "install -y -q mysql-client"
-)
-HAS_CLIENT = "dpkg -s mysql-client"
 CLOUD_INIT = "cloud-init status --wait"
 APT_TIMEOUT_S = 600.0
 _TAIL = 400
@@ -166,9 +161,10 @@ def jumphost_check(
     try:
         # cloud-init exits 2 when it finished with recoverable errors: the host is usable
         session.step("cloud-init", CLOUD_INIT, 900, ok=(0, 2))
-        if session.run(HAS_CLIENT, 60).status != 0:
-            session.step("apt-get update", APT_UPDATE, APT_TIMEOUT_S, apt_attempts)
-            session.step("install mysql-client", APT_INSTALL, APT_TIMEOUT_S, apt_attempts)
+        os_recipe = settings.os_recipe  # the client install is the recipe's (apt or dnf)
+        if session.run(os_recipe.mysql_client_check, 60).status != 0:
+            for name, command in os_recipe.mysql_client_steps:
+                session.step(name, command, APT_TIMEOUT_S, apt_attempts)
         try:
             stdin = mysql_stdin(password)
         except ValueError as exc:
