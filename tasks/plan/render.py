@@ -1,0 +1,50 @@
+"""A plan as the CLI's table and as the markdown of its Prefect artifact."""
+
+from __future__ import annotations
+
+from tasks.plan.models import Plan
+
+_SIGN = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
+
+
+def summary(plan: Plan) -> str:
+    """One line: `deploy plan of web1: 3 to create, 1 to update, 0 to delete, 20 unchanged`."""
+    c = plan.counts()
+    return (
+        f"{plan.command} plan of {plan.deployment_name}: {c['create']} to create, "
+        f"{c['update']} to update, {c['delete']} to delete, {c['no-op']} unchanged"
+    )
+
+
+def table(plan: Plan) -> str:
+    """One line per entry (`+` create, `~` update, `-` delete), then the summary."""
+    rows = [("", "stage", "kind", "name", "field", "reason")]
+    rows += [
+        (_SIGN[e.action], str(e.stage), e.kind, e.name, e.field, e.reason) for e in plan.entries
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:5], widths, strict=False)) + "  " + r[5]
+        for r in rows
+    ]
+    return "\n".join([*(ln.rstrip() for ln in lines), "", summary(plan)])
+
+
+def markdown(plan: Plan) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "/") or " "
+
+    head = [
+        f"# {plan.command} plan of `{plan.deployment_name}`",
+        "",
+        summary(plan) + ".",
+        "",
+        "| stage | action | kind | name | field | reason |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [
+        f"| {e.stage} | {e.action} | {cell(e.kind)} | `{cell(e.name)}` | {cell(e.field)} "
+        f"| {cell(e.reason)} |"
+        for e in plan.entries
+    ]
+    return "\n".join([*head, *rows, ""])
