@@ -38,11 +38,14 @@ from tasks.deploy.dag import KEY_MAKER, NAMES, STAGES
 from tasks.deploy.deploy_report import DeployReport, Progress, ReportPart, build_report, publish
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import DeployRequest
+from tasks.deploy.planner import plan_deploy
 from tasks.deploy.scheduler import UPSTREAM_FAILED, Schedule, drive
 from tasks.deploy.stages import rooms
 from tasks.deploy.stages.room import CLOCK, Call, Finding, recorded, ssh_key
 from tasks.forked_runner import ForkedWorkerTaskRunner
 from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
+from tasks.plan.models import Plan
+from tasks.plan.render import publish_plan, summary
 from tasks.planning import PlanError
 from tasks.reach import read_local_view
 from tasks.runtime import prefect_adjustments
@@ -233,7 +236,8 @@ def deploy(
     runner: Runner = "process",
     allow_failures: str = "0",
     settings_overrides: dict[str, Any] | None = None,
-) -> DeployReport:
+    plan: bool = False,
+) -> DeployReport | Plan:
     """Stand up (or converge) the whole estate for one deployment.
 
     Stages (tasks/deploy/dag.py; each starts when the selected stages it needs have ended):
@@ -262,6 +266,8 @@ def deploy(
         runner: Install: task runner of the chunks (process, thread or dask).
         allow_failures: Install: hosts allowed to fail, a count or a percent, e.g. 5 or 10%.
         settings_overrides: FleetSettings fields to override for this run.
+        plan: Change nothing: read what exists (Describe/List/Get calls only) and report
+            what each selected stage would create, update or leave alone (a plan artifact).
     """
     logger = get_run_logger()
     logger.info(prefect_adjustments.describe())
@@ -286,6 +292,11 @@ def deploy(
         validate_inputs(settings, instances, todo, install_knobs)
     except BlockNotFound as exc:  # the one line naming the register command, no traceback
         return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
+    if plan:  # reads only: nothing is created, no pool is started
+        found = plan_deploy(Aws(settings), settings, instances, todo)
+        publish_plan(found)
+        logger.info("%s", summary(found))
+        return found
     logger.info(
         "deployment %s: stages %s, %d instances of %s",
         settings.deployment_name,

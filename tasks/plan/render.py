@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tasks.plan.models import Plan
 
 _SIGN = {"create": "+", "update": "~", "delete": "-", "no-op": " "}
@@ -48,3 +50,18 @@ def markdown(plan: Plan) -> str:
         for e in plan.entries
     ]
     return "\n".join([*head, *rows, ""])
+
+
+def artifact_key(plan: Plan) -> str:
+    """`<deployment>-<command>-plan`, lowercase letters, digits and dashes only."""
+    raw = f"{plan.deployment_name}-{plan.command}-plan".lower()
+    return re.sub(r"[^a-z0-9-]+", "-", raw).strip("-")
+
+
+def publish_plan(plan: Plan) -> None:
+    """The plan as the run's markdown artifact (Prefect is imported here, when called)."""
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(
+        key=artifact_key(plan), markdown=markdown(plan), description=summary(plan)
+    )
