@@ -13,11 +13,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.deploy import DeployReport, deploy
 from sandbox import Sandbox, SandboxConfig
 from tasks.cli.app import main
-from tasks.plan.models import SCHEMA
+from tasks.plan.models import SCHEMA, Plan
 from tasks.runtime.outcome import outcome_of
 
 from ..support import client, make_sandbox
@@ -82,9 +84,8 @@ def cli_plan(
         )
         for e in doc["entries"]:
             if e["action"] != "no-op" and doc["changes"] < 5:
-                print(
-                    f"  {e['stage']} {e['kind']} {e['name']} {e['action']} {e['field']}: {e['reason']}"
-                )
+                print(f"  {e['stage']} {e['kind']} {e['name']} {e['action']} ", end="")
+                print(f"{e['field']}: {e['reason']}")
     return code, doc, writes
 
 
@@ -113,15 +114,34 @@ def test_plan_empty_deployed_drifted_and_teardown(
     # (b) after a real deploy of the eleven stages: nothing to do
     t0 = time.monotonic()
     ov = dict(zip(["deployment_name", "state_dir", "log_dir"], options[1::2], strict=True))
+    before = calls(sb)
     state = deploy(instances=N, runner="thread", settings_overrides=ov, return_state=True)
     report = outcome_of(state)
     assert isinstance(report, DeployReport) and state.is_completed(), state.message
+    # the count sees writes: the deploy's are there
+    assert {"ec2:RunInstances", "elasticloadbalancing:RegisterTargets"} <= set(
+        mutating(before, calls(sb))
+    )
     with capsys.disabled():
         print(f"\ndeploy of the eleven stages: {time.monotonic() - t0:.1f}s")
     code, doc, writes = cli_plan(sb, capsys, deploy_args)
     assert writes == {}, writes
     assert code == 0 and doc["changes"] == 0, changed(doc)
     assert {e["action"] for e in doc["entries"]} == {"no-op"}
+    # the flow's plan: the same, as the run's markdown artifact
+    state = deploy(
+        instances=N, runner="thread", settings_overrides=ov, plan=True, return_state=True
+    )
+    plan = outcome_of(state)
+    assert isinstance(plan, Plan) and plan.changes == 0 and state.is_completed()
+    with get_client(sync_client=True) as prefect:
+        arts = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    art = next(a for a in arts if a.key == f"{NAME}-deploy-plan")
+    assert f"| 4 | no-op | target-group | `{NAME}-tg` |" in str(art.data)
 
     # (c) one ingress rule revoked, one target deregistered, by hand: exactly those two
     ec2, elb = client(sb, "ec2"), client(sb, "elbv2")
