@@ -16,7 +16,13 @@ from typing import Any, TypeVar
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
 from tasks.aws.acm import find_certificate
-from tasks.aws.ec2 import controller_cidr, find_instances, find_security_group, has_rule
+from tasks.aws.ec2 import (
+    StageError,
+    controller_cidr,
+    find_instances,
+    find_security_group,
+    has_rule,
+)
 from tasks.aws.elbv2 import elb_name, find_by_name
 from tasks.aws.route53 import find_hosted_zone
 from tasks.deploy.inventory import read_inventory
@@ -55,8 +61,17 @@ class Survey:
     def running(self, role: str) -> list[Instance]:
         return self.once(("running", role), lambda: find_instances(self.aws, self.settings, role))
 
-    def cidr(self) -> str:
-        return self.once("cidr", lambda: controller_cidr(self.settings))
+    def cidr(self) -> str | None:
+        """The CIDR the flows open SSH and the install ports to; None when this machine
+        cannot learn its address (then a rule from any one CIDR counts as that rule)."""
+
+        def read() -> str | None:
+            try:
+                return controller_cidr(self.settings, timeout=5.0)
+            except StageError:
+                return None
+
+        return self.once("cidr", read)
 
     def inventory(self) -> dict[str, Any] | None:
         return self.once("inventory", lambda: read_inventory(self.settings))
@@ -154,12 +169,24 @@ class Survey:
             ok=f"ingress {', '.join(want)} open",
         )
 
+    def controller_ingress_entry(self, stage: int, group: str, ports: list[int]) -> PlanEntry:
+        """Group `group` admits tcp `ports` from this controller's CIDR (any one CIDR when
+        it cannot be learnt here)."""
+        cidr = self.cidr()
+        if cidr is not None:
+            return self.ingress_entry(stage, group, ports, cidr, cidr)
+        g = self.group(group)
+        perms = g.get("IpPermissions", []) if g else []
+        cidrs = {r["CidrIp"] for p in perms for r in p.get("IpRanges", [])} - {WORLD}
+        some = next((c for c in sorted(cidrs) if all(has_rule(perms, p, c) for p in ports)), None)
+        return self.ingress_entry(stage, group, ports, some, "this controller")
+
     def role_instance(self, stage: int, role: str) -> list[PlanEntry]:
         """The one instance of `role` (e.g. the jumphost, the traffic generator), its group
         and SSH from this controller (tasks.aws.ec2.ensure_role_instance)."""
         have = len(self.running(role))
         return [
             self.group_entry(stage, role),
-            self.ingress_entry(stage, role, [22], self.cidr(), self.cidr()),
+            self.controller_ingress_entry(stage, role, [22]),
             diff.count(stage, "ec2-instance", f"{self.name}-{role}", 1, min(have, 1), role),
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 from tasks.plan.models import Plan
 
@@ -65,3 +66,25 @@ def publish_plan(plan: Plan) -> None:
     create_markdown_artifact(
         key=artifact_key(plan), markdown=markdown(plan), description=summary(plan)
     )
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tasks.plan.render plan.json`: a saved `--json` plan as the table (CI
+    prints it in the job log)."""
+    import json
+    from pathlib import Path
+
+    if len(argv) != 1:
+        print("usage: python -m tasks.plan.render PLAN_JSON", file=sys.stderr)
+        return 2
+    try:
+        plan = Plan.model_validate(json.loads(Path(argv[0]).read_text()))
+    except (OSError, ValueError) as exc:
+        print(f"{argv[0]}: not a plan: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    print(table(plan))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -104,7 +104,7 @@ def plan(s: Survey) -> list[PlanEntry]:
     )
     ports = list(s.settings.ingress_ports)
     return [
-        s.ingress_entry(ROW.number, "web", ports, s.cidr(), s.cidr()),
+        s.controller_ingress_entry(ROW.number, "web", ports),
         diff.resource(
             ROW.number,
             "tomcat-install",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from tasks.plan import render
 from tasks.plan.models import SCHEMA, Plan, PlanEntry
@@ -64,3 +65,13 @@ def test_table_and_markdown_name_each_change() -> None:
     assert render.artifact_key(Plan(deployment_name="My_Dep", command="teardown")) == (
         "my-dep-teardown-plan"
     )
+
+
+def test_a_saved_json_plan_prints_as_the_table(tmp_path: Any, capsys: Any) -> None:
+    plan = Plan(deployment_name="d", entries=[entry("create", reason="HTTP:8080")])
+    path = tmp_path / "plan.json"
+    path.write_text(plan.as_json())
+    assert render.main([str(path)]) == 0
+    assert capsys.readouterr().out == render.table(plan) + "\n"
+    path.write_text("{}")
+    assert render.main([str(path)]) == 1
