@@ -23,12 +23,13 @@ if __name__ == "__main__":  # `python -m flows.deploy ...` is `tomcat-fleet depl
 import time
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks.fleet_error import BlockNotFound
+from blocks.fleet_error import BlockNotFound, FleetError
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, make_runner
 from tasks.aws import Aws
@@ -292,8 +293,16 @@ def deploy(
         validate_inputs(settings, instances, todo, install_knobs)
     except BlockNotFound as exc:  # the one line naming the register command, no traceback
         return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
+    except FleetError as exc:
+        if plan:  # a plan's error: one line, no traceback (its caller exits 1)
+            return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
+        raise
     if plan:  # reads only: nothing is created, no pool is started
-        found = plan_deploy(Aws(settings), settings, instances, todo)
+        try:
+            found = plan_deploy(Aws(settings), settings, instances, todo)
+        except (FleetError, ClientError, BotoCoreError) as exc:
+            line = f"cannot plan: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return failed_with_report(line, exc, logger)  # type: ignore[return-value]
         publish_plan(found)
         logger.info("%s", summary(found))
         return found

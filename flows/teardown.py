@@ -22,11 +22,12 @@ if __name__ == "__main__":  # `python -m flows.teardown ...` is `tomcat-fleet te
 import re
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blocks.fleet_error import BlockNotFound
+from blocks.fleet_error import BlockNotFound, FleetError
 from blocks.settings import FleetSettings
 from tasks import actions
 from tasks.aws import Aws
@@ -106,7 +107,11 @@ def teardown(
         return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
     if plan:
         block = settings.password_block if delete_secrets and secret_exists(settings) else None
-        found = plan_teardown(Aws(settings), settings, secret=block, log=logger)
+        try:
+            found = plan_teardown(Aws(settings), settings, secret=block, log=logger)
+        except (FleetError, ClientError, BotoCoreError) as exc:
+            line = f"cannot plan: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return failed_with_report(line, exc, logger)  # type: ignore[return-value]
         publish_plan(found)
         logger.info("%s", summary(found))
         return found
