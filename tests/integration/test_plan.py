@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
 from flows.deploy import DeployReport, deploy
+from flows.teardown import teardown
 from sandbox import Sandbox, SandboxConfig
 from tasks.cli.app import main
 from tasks.plan.models import SCHEMA, Plan
@@ -188,3 +189,9 @@ def test_plan_empty_deployed_drifted_and_teardown(
         kinds
     )
     assert client(sb, "ec2").describe_key_pairs(KeyNames=[NAME])["KeyPairs"]
+
+    # after the teardown itself: nothing left to delete, exit 0
+    state = teardown(deployment_name=NAME, settings_overrides=ov, return_state=True)
+    assert state.is_completed(), state.message
+    code, doc, writes = cli_plan(sb, capsys, ["teardown", "--deployment-name", NAME])
+    assert writes == {} and code == 0 and doc["entries"] == [], doc["entries"]
