@@ -23,12 +23,13 @@ if __name__ == "__main__":  # `python -m flows.deploy ...` is `tomcat-fleet depl
 import time
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks.fleet_error import BlockNotFound
+from blocks.fleet_error import BlockNotFound, FleetError
 from blocks.settings import FleetSettings
 from flows.install_tomcat import install_tomcat, make_runner
 from tasks.aws import Aws
@@ -38,11 +39,14 @@ from tasks.deploy.dag import KEY_MAKER, NAMES, STAGES
 from tasks.deploy.deploy_report import DeployReport, Progress, ReportPart, build_report, publish
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import DeployRequest
+from tasks.deploy.planner import plan_deploy
 from tasks.deploy.scheduler import UPSTREAM_FAILED, Schedule, drive
 from tasks.deploy.stages import rooms
 from tasks.deploy.stages.room import CLOCK, Call, Finding, recorded, ssh_key
 from tasks.forked_runner import ForkedWorkerTaskRunner
 from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
+from tasks.plan.models import Plan
+from tasks.plan.render import publish_plan, summary
 from tasks.planning import PlanError
 from tasks.reach import read_local_view
 from tasks.runtime import prefect_adjustments
@@ -233,7 +237,8 @@ def deploy(
     runner: Runner = "process",
     allow_failures: str = "0",
     settings_overrides: dict[str, Any] | None = None,
-) -> DeployReport:
+    plan: bool = False,
+) -> DeployReport | Plan:
     """Stand up (or converge) the whole estate for one deployment.
 
     Stages (tasks/deploy/dag.py; each starts when the selected stages it needs have ended):
@@ -262,6 +267,8 @@ def deploy(
         runner: Install: task runner of the chunks (process, thread or dask).
         allow_failures: Install: hosts allowed to fail, a count or a percent, e.g. 5 or 10%.
         settings_overrides: FleetSettings fields to override for this run.
+        plan: Change nothing: read what exists (Describe/List/Get calls only) and report
+            what each selected stage would create, update or leave alone (a plan artifact).
     """
     logger = get_run_logger()
     logger.info(prefect_adjustments.describe())
@@ -286,6 +293,19 @@ def deploy(
         validate_inputs(settings, instances, todo, install_knobs)
     except BlockNotFound as exc:  # the one line naming the register command, no traceback
         return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
+    except FleetError as exc:
+        if plan:  # a plan's error: one line, no traceback (its caller exits 1)
+            return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
+        raise
+    if plan:  # reads only: nothing is created, no pool is started
+        try:
+            found = plan_deploy(Aws(settings), settings, instances, todo)
+        except (FleetError, ClientError, BotoCoreError) as exc:
+            line = f"cannot plan: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return failed_with_report(line, exc, logger)  # type: ignore[return-value]
+        publish_plan(found)
+        logger.info("%s", summary(found))
+        return found
     logger.info(
         "deployment %s: stages %s, %d instances of %s",
         settings.deployment_name,

@@ -22,17 +22,20 @@ if __name__ == "__main__":  # `python -m flows.teardown ...` is `tomcat-fleet te
 import re
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blocks.fleet_error import BlockNotFound
+from blocks.fleet_error import BlockNotFound, FleetError
 from blocks.settings import FleetSettings
 from tasks import actions
 from tasks.aws import Aws
-from tasks.aws.teardown import TeardownReport
+from tasks.aws.teardown import TeardownReport, plan_teardown
 from tasks.aws.teardown import teardown as teardown_resources
 from tasks.deployment_files import remove_local_state
+from tasks.plan.models import Plan
+from tasks.plan.render import publish_plan, summary
 from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
@@ -78,7 +81,8 @@ def teardown(
     delete_secrets: bool = False,
     keep_local_state: bool = False,
     settings_overrides: dict[str, Any] | None = None,
-) -> TeardownReport:
+    plan: bool = False,
+) -> TeardownReport | Plan:
     """Remove every resource tagged for the deployment (the settings' one by default), then
     its local state (generated private key, known_hosts, inventory) once nothing is left
     that it describes; what is kept is in the report, with the reason.
@@ -89,6 +93,8 @@ def teardown(
         keep_local_state: Keep the local key, known_hosts and inventory (default: removed
             after a teardown that left nothing behind; kept when it left something).
         settings_overrides: FleetSettings fields to override for this run.
+        plan: Change nothing: list what would be deleted (Describe/List/Get calls only),
+            as a plan artifact.
     """
     logger = get_run_logger()
     logger.info(prefect_adjustments.describe())
@@ -99,6 +105,16 @@ def teardown(
         Aws(settings)
     except BlockNotFound as exc:
         return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
+    if plan:
+        block = settings.password_block if delete_secrets and secret_exists(settings) else None
+        try:
+            found = plan_teardown(Aws(settings), settings, secret=block, log=logger)
+        except (FleetError, ClientError, BotoCoreError) as exc:
+            line = f"cannot plan: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+            return failed_with_report(line, exc, logger)  # type: ignore[return-value]
+        publish_plan(found)
+        logger.info("%s", summary(found))
+        return found
     report = teardown_task(settings, delete_secrets, 1200.0, poll_s)
     local = remove_local_state(settings, clean=not report.errors, keep=keep_local_state)
     report.local_removed, report.local_kept = local.removed, local.kept
@@ -125,6 +141,21 @@ def teardown(
         )
         return failed_with_report(message, report, logger)  # type: ignore[return-value]
     return report
+
+
+def secret_exists(settings: FleetSettings) -> bool:
+    """The Secret block holding the RDS password exists (read by name; its value is not)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_block_document_by_name(
+                settings.password_block, block_type_slug="secret", include_secrets=False
+            )
+        except ObjectNotFound:
+            return False
+    return True
 
 
 def publish(report: TeardownReport, deployment: str) -> None:

@@ -49,6 +49,23 @@ def environment_status(c: Cleanup, env_id: str) -> str | None:
     return str(envs[0]["Status"]) if envs else None
 
 
+def deployment_applications(c: Cleanup, envs: list[dict[str, Any]]) -> list[str]:
+    """Applications tagged for this deployment, and those holding its environments `envs`."""
+    eb = c.aws.client("elasticbeanstalk")
+    apps = {e["ApplicationName"] for e in envs if e.get("ApplicationName")}
+    for app in eb.describe_applications().get("Applications", []):
+        arn = app.get("ApplicationArn")
+        if app["ApplicationName"] in apps or not arn:
+            continue
+        try:
+            tags = eb.list_tags_for_resource(ResourceArn=arn).get("ResourceTags", [])
+        except ClientError:
+            continue  # moto cannot tag applications; AWS can
+        if c.mine(tags):
+            apps.add(app["ApplicationName"])
+    return sorted(apps)
+
+
 # -- delete -----------------------------------------------------------------------------
 def _delete_application(c: Cleanup, name: str) -> None:
     eb = c.aws.client("elasticbeanstalk")
@@ -75,19 +92,7 @@ def delete_environments_and_applications(c: Cleanup) -> None:
                 f"beanstalk environment {env['EnvironmentName']} to terminate",
                 lambda i=env["EnvironmentId"]: environment_status(c, i) in (None, "Terminated"),
             )
-    # applications: those tagged for this deployment, and those holding its environments
-    apps = {e["ApplicationName"] for e in envs if e.get("ApplicationName")}
-    for app in eb.describe_applications().get("Applications", []):
-        arn = app.get("ApplicationArn")
-        if app["ApplicationName"] in apps or not arn:
-            continue
-        try:
-            tags = eb.list_tags_for_resource(ResourceArn=arn).get("ResourceTags", [])
-        except ClientError:
-            continue  # moto cannot tag applications; AWS can
-        if c.mine(tags):
-            apps.add(app["ApplicationName"])
-    for name in sorted(apps):
+    for name in deployment_applications(c, envs):
         c.attempt("beanstalk-application", name, _delete_application, c, name)
 
 
@@ -113,11 +118,16 @@ def environment_name(settings: FleetSettings) -> str:
     return f"{settings.deployment_name[:keep].rstrip('-')}-{digest}-env"
 
 
+def application_exists(aws: Aws, settings: FleetSettings) -> bool:
+    name = application_name(settings)
+    apps = aws.client("elasticbeanstalk").describe_applications(ApplicationNames=[name])
+    return any(a.get("ApplicationName") == name for a in apps["Applications"])
+
+
 def ensure_application(aws: Aws, settings: FleetSettings) -> str:
     eb = aws.client("elasticbeanstalk")
     name = application_name(settings)
-    apps = eb.describe_applications(ApplicationNames=[name])["Applications"]
-    if any(a.get("ApplicationName") == name for a in apps):
+    if application_exists(aws, settings):
         actions.found("Beanstalk application", name=name)
         return name
     try:

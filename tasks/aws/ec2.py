@@ -125,6 +125,16 @@ def new_life_id() -> str:
     return uuid.uuid4().hex[:16]
 
 
+def key_pair_exists(aws: Aws, settings: FleetSettings) -> bool:
+    """The deployment's key pair (`settings.key_name`) exists in EC2."""
+    try:
+        return bool(aws.client("ec2").describe_key_pairs(KeyNames=[settings.key_name])["KeyPairs"])
+    except ClientError as exc:
+        if error_code(exc) != "InvalidKeyPair.NotFound":
+            raise
+        return False
+
+
 def life_id(aws: Aws, settings: FleetSettings) -> str:
     """The id of the deployment's current life: created once with its key pair (stage 1)
     and deleted with it by teardown, so every deploy after a teardown gets a new one. A key
@@ -163,13 +173,25 @@ def default_vpc(aws: Aws) -> str:
     return str(vpcs[0]["VpcId"])
 
 
+def find_security_group(
+    aws: Aws, settings: FleetSettings, role: str = "web", vpc: str | None = None
+) -> dict[str, Any] | None:
+    """The deployment's group of `role` (`<deployment>-<role>`, in the default VPC), or None."""
+    name = f"{settings.deployment_name}-{role}"
+    found = aws.client("ec2").describe_security_groups(
+        Filters=[
+            {"Name": "group-name", "Values": [name]},
+            {"Name": "vpc-id", "Values": [vpc or default_vpc(aws)]},
+        ]
+    )["SecurityGroups"]
+    return dict(found[0]) if found else None
+
+
 def ensure_security_group(aws: Aws, settings: FleetSettings, role: str = "web") -> str:
     ec2 = aws.client("ec2")
     name = f"{settings.deployment_name}-{role}"
     vpc = default_vpc(aws)
-    found = ec2.describe_security_groups(
-        Filters=[{"Name": "group-name", "Values": [name]}, {"Name": "vpc-id", "Values": [vpc]}]
-    )["SecurityGroups"]
+    found = [g] if (g := find_security_group(aws, settings, role, vpc)) else []
     if found:
         group = str(found[0]["GroupId"])
         actions.found("security group", group, name, f"in {vpc}")
@@ -188,7 +210,7 @@ def ensure_security_group(aws: Aws, settings: FleetSettings, role: str = "web") 
     return group
 
 
-def _has_rule(perms: list[dict[str, Any]], port: int, source: str) -> bool:
+def has_rule(perms: list[dict[str, Any]], port: int, source: str) -> bool:
     """Some rule of `perms` admits tcp `port` from `source` (a CIDR or a group id)."""
     return any(
         p.get("IpProtocol") in ("tcp", "-1")
@@ -239,7 +261,7 @@ def authorize_ingress(
         perms = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0].get(
             "IpPermissions", []
         )
-        todo = [p for p in ports if not _has_rule(perms, p, source_for(p))]
+        todo = [p for p in ports if not has_rule(perms, p, source_for(p))]
         missing = [_permission(p, source_for(p), description) for p in todo]
         rules = ", ".join(f"tcp {p} from {source_for(p)}" for p in (todo or ports))
         if not missing:

@@ -16,22 +16,43 @@ from tasks.planning import chunked
 from tasks.waiting import WaitTimeout
 
 
+def deployment_instances(c: Cleanup) -> list[dict[str, Any]]:
+    """The deployment's instances not yet terminated, by id."""
+    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
+    pages = c.aws.client("ec2").pages(
+        "describe_instances",
+        "Reservations",
+        Filters=[
+            {"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]},
+            {"Name": "instance-state-name", "Values": live},
+        ],
+    )
+    return sorted((i for r in pages for i in r["Instances"]), key=lambda i: i["InstanceId"])
+
+
+def deployment_security_groups(c: Cleanup) -> list[dict[str, Any]]:
+    return list(
+        c.aws.client("ec2").pages(
+            "describe_security_groups",
+            "SecurityGroups",
+            Filters=[{"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]}],
+        )
+    )
+
+
+def deployment_key_pairs(c: Cleanup) -> list[dict[str, Any]]:
+    pairs = (
+        c.aws.client("ec2")
+        .describe_key_pairs(Filters=[{"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]}])
+        .get("KeyPairs", [])
+    )
+    return [kp for kp in pairs if c.mine(kp.get("Tags"))]
+
+
 def delete_instances(c: Cleanup) -> None:
     """Terminate the deployment's instances in batches of 100 and wait until terminated."""
     ec2 = c.aws.client("ec2")
-    live = ["pending", "running", "stopping", "stopped", "shutting-down"]
-    ids = sorted(
-        i["InstanceId"]
-        for r in ec2.pages(
-            "describe_instances",
-            "Reservations",
-            Filters=[
-                {"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]},
-                {"Name": "instance-state-name", "Values": live},
-            ],
-        )
-        for i in r["Instances"]
-    )
+    ids = [i["InstanceId"] for i in deployment_instances(c)]
     for batch in chunked(ids, BATCH):
         try:
             ec2.terminate_instances(InstanceIds=batch)
@@ -119,13 +140,7 @@ def delete_security_groups(c: Cleanup) -> None:
     """Cross-references revoked, then every group; DependencyViolation (an instance or ENI
     not yet gone) is waited out with back-off, bounded by 20 rounds and the deadline."""
     ec2 = c.aws.client("ec2")
-    groups = list(
-        ec2.pages(
-            "describe_security_groups",
-            "SecurityGroups",
-            Filters=[{"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]}],
-        )
-    )
+    groups = deployment_security_groups(c)
     _revoke_cross_references(c, groups)
     names = {g["GroupId"]: f"{g['GroupId']} ({g.get('GroupName')})" for g in groups}
     pending = sorted(names)
@@ -165,11 +180,6 @@ def delete_key_pairs(c: Cleanup) -> None:
     """The deployment's key pairs (and with them its life id: the next deploy starts a new
     life, with new ClientTokens)."""
     ec2 = c.aws.client("ec2")
-    pairs = ec2.describe_key_pairs(
-        Filters=[{"Name": f"tag:{TAG_KEY}", "Values": [c.deployment]}]
-    ).get("KeyPairs", [])
-    for kp in pairs:
-        if not c.mine(kp.get("Tags")):
-            continue
+    for kp in deployment_key_pairs(c):
         # by name: moto ignores KeyPairId (and deleting a missing name succeeds on AWS)
         c.attempt("key-pair", kp["KeyName"], ec2.delete_key_pair, KeyName=kp["KeyName"])

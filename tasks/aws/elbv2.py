@@ -269,13 +269,19 @@ def ensure_target_group(aws: Aws, settings: FleetSettings, vpc_id: str) -> str:
     return str(tg["TargetGroupArn"])
 
 
+def registered_targets(aws: Aws, tg_arn: str) -> set[tuple[str, int]]:
+    """(instance id, port) of every target the group lists."""
+    descs = aws.client("elbv2").describe_target_health(TargetGroupArn=tg_arn)
+    return {
+        (d["Target"]["Id"], int(d["Target"].get("Port", APP_PORT)))
+        for d in descs["TargetHealthDescriptions"]
+    }
+
+
 def register_inventory(aws: Aws, tg_arn: str, instance_ids: list[str]) -> None:
     """Register every inventory instance on 8080 and drop targets no longer in it."""
     elb = aws.client("elbv2")
-    current = {
-        (d["Target"]["Id"], int(d["Target"].get("Port", APP_PORT)))
-        for d in elb.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
-    }
+    current = registered_targets(aws, tg_arn)
     wanted = {(iid, APP_PORT) for iid in instance_ids}
     missing = sorted(wanted - current)
     stale = sorted(current - wanted)
@@ -348,17 +354,29 @@ def ensure_load_balancer(
 _LOGS_ON = "access_logs.s3.enabled"
 
 
-def enable_access_logs(aws: Aws, lb_arn: str, bucket: str) -> None:
-    elb = aws.client("elbv2")
-    wanted = {
+def access_logs_wanted(bucket: str) -> dict[str, str]:
+    """The load balancer attributes that send its access logs to `bucket`."""
+    return {
         "access_logs.s3.enabled": "true",
         "access_logs.s3.bucket": bucket,
         "access_logs.s3.prefix": LOG_PREFIX,
     }
-    have = {
+
+
+def attributes(aws: Aws, lb_arn: str) -> dict[str, str]:
+    """The load balancer's attributes, key -> value."""
+    return {
         a["Key"]: a.get("Value", "")
-        for a in elb.describe_load_balancer_attributes(LoadBalancerArn=lb_arn)["Attributes"]
+        for a in aws.client("elbv2").describe_load_balancer_attributes(LoadBalancerArn=lb_arn)[
+            "Attributes"
+        ]
     }
+
+
+def enable_access_logs(aws: Aws, lb_arn: str, bucket: str) -> None:
+    elb = aws.client("elbv2")
+    wanted = access_logs_wanted(bucket)
+    have = attributes(aws, lb_arn)
     if any(have.get(k) != v for k, v in wanted.items()):
         elb.modify_load_balancer_attributes(
             LoadBalancerArn=lb_arn, Attributes=[{"Key": k, "Value": v} for k, v in wanted.items()]

@@ -54,6 +54,31 @@ def _own(c: Cleanup, kind: str, name: str, found: dict[str, Any]) -> dict[str, A
     return found
 
 
+def deployment_iam(c: Cleanup) -> list[tuple[str, str]]:
+    """(kind, name) of the deployment's instance profile and roles that exist and are its
+    own, each read by the name the flows give it (never listed)."""
+    iam = c.aws.client("iam")
+    reads = [
+        ("instance-profile", profile_name(c.settings), "InstanceProfile"),
+        ("iam-role", role_name(c.settings), "Role"),
+        ("iam-role", service_role_name(c.settings), "Role"),
+    ]
+    out = []
+    for kind, name, key in reads:
+        try:
+            if key == "Role":
+                found = iam.get_role(RoleName=name)[key]
+            else:
+                found = iam.get_instance_profile(InstanceProfileName=name)[key]
+        except ClientError as exc:
+            if is_gone(exc):
+                continue
+            raise
+        if c.mine(found.get("Tags")):
+            out.append((kind, name))
+    return out
+
+
 def delete_profiles_and_roles(c: Cleanup) -> None:
     """The deployment's instance profile, then its two roles, each read by the name the
     flows give it (`profile_name`, `role_name`, `service_role_name`) and deleted only when
@@ -137,6 +162,33 @@ def service_role_name(settings: FleetSettings) -> str:
 
 def profile_name(settings: FleetSettings) -> str:
     return f"{settings.deployment_name}-eb-profile"
+
+
+def find_role(aws: Aws, name: str) -> tuple[dict[str, Any], set[str]] | None:
+    """(the role `name`, the ARNs of its attached policies), or None when it does not exist."""
+    iam = aws.client("iam")
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        return None
+    attached = {
+        p["PolicyArn"]
+        for p in iam.pages("list_attached_role_policies", "AttachedPolicies", RoleName=name)
+    }
+    return dict(role), attached
+
+
+def find_instance_profile(aws: Aws, settings: FleetSettings) -> dict[str, Any] | None:
+    """The deployment's instance profile (`profile_name`), or None."""
+    try:
+        got = aws.client("iam").get_instance_profile(InstanceProfileName=profile_name(settings))
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchEntity":
+            raise
+        return None
+    return dict(got["InstanceProfile"])
 
 
 def ensure_instance_role(aws: Aws, settings: FleetSettings) -> str:

@@ -17,13 +17,20 @@ from tasks.aws.retry import error_code
 from tasks.remote.connection import redact
 
 
+# -- find -------------------------------------------------------------------------------
+def deployment_db_instances(c: Cleanup) -> list[dict[str, Any]]:
+    """The DB instances tagged for this deployment."""
+    rds = c.aws.client("rds")
+    return [
+        db for db in rds.pages("describe_db_instances", "DBInstances") if c.mine(db.get("TagList"))
+    ]
+
+
 # -- delete -----------------------------------------------------------------------------
 def delete_db_instances(c: Cleanup) -> None:
     """Delete (no final snapshot) and wait until gone; one already deleting is waited for."""
     rds = c.aws.client("rds")
-    dbs = [
-        db for db in rds.pages("describe_db_instances", "DBInstances") if c.mine(db.get("TagList"))
-    ]
+    dbs = deployment_db_instances(c)
     for db in dbs:
         if db.get("DBInstanceStatus") == "deleting":  # an earlier run's: waited for below
             actions.found("rds-instance", db["DBInstanceIdentifier"], why="already deleting")

@@ -111,29 +111,40 @@ def record_matches(
     return False
 
 
-# -- delete -----------------------------------------------------------------------------
-def delete_records(c: Cleanup, validations: set[tuple[str, str]], targets: set[str]) -> None:
-    """Every record (in every zone) that is one of `validations` (name, value) or points at
-    one of `targets` (DNS names)."""
+def matching_records(
+    c: Cleanup, validations: set[tuple[str, str]], targets: set[str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(zone id, record) of every record (in every zone) that is one of `validations`
+    (name, value) or points at one of `targets` (DNS names)."""
     targets = targets - {""}
     if not validations and not targets:
-        return
+        return []
     r53 = c.aws.client("route53")
-    for zone in r53.pages("list_hosted_zones", "HostedZones"):
+    return [
+        (zone["Id"], rrset)
+        for zone in r53.pages("list_hosted_zones", "HostedZones")
         for rrset in r53.pages(
             "list_resource_record_sets", "ResourceRecordSets", HostedZoneId=zone["Id"]
-        ):
-            if record_matches(rrset, validations, targets):
-                c.attempt(
-                    "route53-record",
-                    f"{dns(rrset['Name'])} {rrset['Type']}",
-                    r53.change_resource_record_sets,
-                    HostedZoneId=zone["Id"],
-                    ChangeBatch={
-                        "Comment": f"teardown {c.deployment}",
-                        "Changes": [{"Action": "DELETE", "ResourceRecordSet": rrset}],
-                    },
-                )
+        )
+        if record_matches(rrset, validations, targets)
+    ]
+
+
+# -- delete -----------------------------------------------------------------------------
+def delete_records(c: Cleanup, validations: set[tuple[str, str]], targets: set[str]) -> None:
+    """Every record `matching_records` finds."""
+    r53 = c.aws.client("route53")
+    for zone_id, rrset in matching_records(c, validations, targets):
+        c.attempt(
+            "route53-record",
+            f"{dns(rrset['Name'])} {rrset['Type']}",
+            r53.change_resource_record_sets,
+            HostedZoneId=zone_id,
+            ChangeBatch={
+                "Comment": f"teardown {c.deployment}",
+                "Changes": [{"Action": "DELETE", "ResourceRecordSet": rrset}],
+            },
+        )
 
 
 def in_zone(name: str, zone: str) -> bool:

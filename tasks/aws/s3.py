@@ -40,8 +40,10 @@ def empty_and_delete_bucket(c: Cleanup, bucket: str) -> None:
     s3.delete_bucket(Bucket=bucket)
 
 
-def delete_buckets(c: Cleanup) -> None:
+def deployment_buckets(c: Cleanup) -> list[str]:
+    """The buckets tagged for this deployment."""
     s3 = c.aws.client("s3")
+    out = []
     for bucket in s3.list_buckets().get("Buckets", []):
         name = bucket["Name"]
         try:
@@ -49,7 +51,13 @@ def delete_buckets(c: Cleanup) -> None:
         except ClientError:
             continue  # NoSuchTagSet, another region's bucket, no access: not ours
         if c.mine(tags):
-            c.attempt("s3-bucket", name, empty_and_delete_bucket, c, name)
+            out.append(name)
+    return out
+
+
+def delete_buckets(c: Cleanup) -> None:
+    for name in deployment_buckets(c):
+        c.attempt("s3-bucket", name, empty_and_delete_bucket, c, name)
 
 
 # -- ensure -------------------------------------------------------------------------------
@@ -117,6 +125,21 @@ def _log_policy(bucket: str, account: str, partition: str, region: str) -> str:
             }
         )
     return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def find_log_bucket(aws: Aws, settings: FleetSettings) -> tuple[str, dict[str, str] | None]:
+    """(the access-log bucket's name, its tags), tags None when the bucket does not exist
+    (or is another account's: HeadBucket with the expected owner refuses it)."""
+    account = str(aws.client("sts").get_caller_identity()["Account"])
+    bucket = log_bucket_name(settings, account)
+    s3 = aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=bucket, ExpectedBucketOwner=account)
+    except ClientError as exc:
+        if error_code(exc) in ("404", "NoSuchBucket", "NotFound", "403", "AccessDenied"):
+            return bucket, None
+        raise
+    return bucket, _bucket_tags(s3, bucket)
 
 
 def ensure_log_bucket(aws: Aws, settings: FleetSettings) -> str:

@@ -37,6 +37,8 @@ from tasks import actions
 from tasks.aws import acm, beanstalk, ec2_cleanup, elbv2, iam, rds, route53, s3
 from tasks.aws.cleanup import TAG_KEY, Cleanup, Gone, dns
 from tasks.aws.client import Aws
+from tasks.plan import diff
+from tasks.plan.models import Plan
 
 # kinds in the order they are removed (the report and the artifact keep this order)
 KINDS: tuple[str, ...] = (
@@ -76,9 +78,9 @@ class TeardownReport(BaseModel):
         return {kind: len(ids) for kind, ids in self.removed.items()}
 
 
-def delete_route53_records(c: Cleanup) -> None:
-    """DNS-validation CNAMEs of this deployment's certificates, and records (alias or
-    CNAME) pointing at its load balancers or Beanstalk environments."""
+def route53_targets(c: Cleanup) -> tuple[set[tuple[str, str]], set[str]]:
+    """(validation CNAMEs only this deployment's certificates use, the DNS names of its load
+    balancers and Beanstalk environments): what its records are recognised by."""
     certs, other_certs = acm.described_certificates(c)
     # a validation record another (live) certificate also relies on is left in place
     shared = acm.validation_cnames(certs) & acm.validation_cnames(other_certs)
@@ -89,7 +91,13 @@ def delete_route53_records(c: Cleanup) -> None:
     targets |= {
         dns(env.get("CNAME")) for env in beanstalk.deployment_environments(c) if env.get("CNAME")
     }
-    route53.delete_records(c, validations, targets)
+    return validations, targets
+
+
+def delete_route53_records(c: Cleanup) -> None:
+    """DNS-validation CNAMEs of this deployment's certificates, and records (alias or
+    CNAME) pointing at its load balancers or Beanstalk environments."""
+    route53.delete_records(c, *route53_targets(c))
 
 
 def delete_password_secret(c: Cleanup) -> None:
@@ -127,6 +135,81 @@ STEPS = (
     ("iam", iam.delete_profiles_and_roles),
     ("key-pairs", ec2_cleanup.delete_key_pairs),
 )
+
+
+# the deploy stage that makes each kind (by the resource's role tag where kinds are shared)
+_STAGE_OF = {
+    "route53-record": 5,
+    "beanstalk-environment": 7,
+    "beanstalk-application": 7,
+    "listener": 4,
+    "load-balancer": 4,
+    "target-group": 4,
+    "certificate": 5,
+    "s3-bucket": 4,
+    "rds-instance": 8,
+    "instance-profile": 7,
+    "iam-role": 7,
+    "key-pair": 1,
+    "secret": 8,
+}
+_STAGE_OF_ROLE = {"web": 1, "alb": 4, "traffic": 6, "jumphost": 9, "db": 8}
+
+
+def _role_stage(tags: list[dict[str, str]] | None, default: int) -> int:
+    role = next((t.get("Value") for t in tags or [] if t.get("Key") == "tomcat-fleet:role"), "")
+    return _STAGE_OF_ROLE.get(str(role), default)
+
+
+def plan_teardown(
+    aws: Aws, settings: FleetSettings, secret: str | None = None, log: Any = None
+) -> Plan:
+    """What `teardown` would delete, found as it finds it (reads only), in its order; the
+    Secret block `secret` when it is given (it exists and `delete_secrets` is set)."""
+    c = Cleanup(aws, settings, KINDS, 60.0, 1.0, log or logging.getLogger(__name__))
+    found: list[tuple[int, str, str]] = []
+
+    def add(kind: str, name: str, stage: int | None = None) -> None:
+        found.append((stage or _STAGE_OF[kind], kind, name))
+
+    for _, rrset in route53.matching_records(c, *route53_targets(c)):
+        add("route53-record", f"{dns(rrset['Name'])} {rrset['Type']}")
+    envs = beanstalk.deployment_environments(c)
+    for env in envs:
+        if env.get("Status") not in ("Terminating", "Terminated"):
+            add("beanstalk-environment", env["EnvironmentName"])
+    for app in beanstalk.deployment_applications(c, envs):
+        add("beanstalk-application", app)
+    elb = aws.client("elbv2")
+    for lb in elbv2.deployment_load_balancers(c):
+        for li in elb.pages(
+            "describe_listeners", "Listeners", LoadBalancerArn=lb["LoadBalancerArn"]
+        ):
+            name = f"{lb['LoadBalancerName']}:{li.get('Protocol')}:{li.get('Port')}"
+            add("listener", name, 5 if li.get("Protocol") == "HTTPS" else 4)
+        add("load-balancer", lb["LoadBalancerName"])
+    for tg in elbv2.deployment_target_groups(c):
+        add("target-group", tg["TargetGroupName"])
+    for cert in acm.described_certificates(c)[0]:
+        add("certificate", f"{cert.get('DomainName')} {acm.cert_id(cert['CertificateArn'])}")
+    for bucket in s3.deployment_buckets(c):
+        add("s3-bucket", bucket)
+    for db in rds.deployment_db_instances(c):
+        add("rds-instance", db["DBInstanceIdentifier"])
+    for i in ec2_cleanup.deployment_instances(c):
+        add("ec2-instance", i["InstanceId"], _role_stage(i.get("Tags"), 7))
+    for g in ec2_cleanup.deployment_security_groups(c):
+        name = f"{g['GroupId']} ({g.get('GroupName')})"
+        add("security-group", name, _role_stage(g.get("Tags"), 7))
+    for kind, name in iam.deployment_iam(c):
+        add(kind, name)
+    for kp in ec2_cleanup.deployment_key_pairs(c):
+        add("key-pair", kp["KeyName"])
+    if secret:
+        add("secret", secret)
+    return Plan(
+        deployment_name=settings.deployment_name, command="teardown", entries=diff.deletes(found)
+    )
 
 
 def teardown(

@@ -62,6 +62,12 @@ app.command(iam_policy, name="iam-policy")
 app.command(status, name="status")
 
 
+def bad_input(tokens: list[str]) -> int:
+    """The exit status of refused input: 2, but 1 for `--plan`, whose 2 means "changes"
+    (as `terraform plan -detailed-exitcode`)."""
+    return 1 if "--plan" in tokens else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     tokens = list(sys.argv[1:] if argv is None else argv)
     if tokens and tokens[0] == "sandbox":  # every option is the sandbox's own
@@ -71,15 +77,16 @@ def main(argv: list[str] | None = None) -> int:
             url = reusable_server().plan()  # before Prefect is imported: it reads settings once
             if url:
                 flow_options.PLANNED["url"] = url
-            app[tokens[0]].default(BUILDERS[tokens[0]]())
+            if app[tokens[0]].default_command is None:  # built once per process
+                app[tokens[0]].default(BUILDERS[tokens[0]]())
         result = app(tokens, exit_on_error=False, print_error=False, result_action="return_value")
     except CycloptsError as exc:
         lines = [ln for ln in str(exc).splitlines() if ln.strip()][:2]
         print("tomcat-fleet: " + "\n".join(lines), file=sys.stderr)
-        return 2
+        return bad_input(tokens)
     except InputError as exc:
         print(f"tomcat-fleet {tokens[0]}: {exc}", file=sys.stderr)
-        return 2
+        return bad_input(tokens)
     return result if isinstance(result, int) else 0
 
 

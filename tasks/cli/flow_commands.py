@@ -8,10 +8,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from cyclopts import Parameter
 
 from tasks.cli.flow_options import (
     SETTINGS_DOC,
+    Extra,
     InputError,
     fleet_settings,
     flow_command,
@@ -36,6 +39,31 @@ FLOWS = {  # command -> its help (the commands are built on demand: `BUILDERS`)
 }
 
 
+JSON_DOC = "With --plan: print the plan as one JSON object (schema tomcat-fleet.plan/1)."
+JSON_OPTION: Extra = (
+    "json",
+    Annotated[bool, Parameter(name="--json", negative=())],
+    False,
+    JSON_DOC,
+)
+
+
+def show_plan(state: Any, command: str, as_json: bool) -> int:
+    """A plan run's outcome: the plan (table, or JSON alone on stdout), exit 0 nothing to
+    do, 2 changes; 1 with one line on stderr when the plan could not be made."""
+    from tasks.plan.models import EXIT_ERROR, Plan
+    from tasks.plan.render import table
+    from tasks.runtime.outcome import outcome_of
+
+    plan = outcome_of(state)
+    if not isinstance(plan, Plan) or not state.is_completed():
+        line = str(state.message or "").splitlines()[0] if state.message else state.type.value
+        print(f"{command} --plan: {line}", file=sys.stderr)
+        return EXIT_ERROR
+    print(plan.as_json() if as_json else table(plan))
+    return plan.exit_code
+
+
 # ---------------------------------------------------------------- deploy
 def build_deploy() -> Callable[..., int]:
     from tasks.inputs import check_deploy_request, parse_stages
@@ -44,6 +72,9 @@ def build_deploy() -> Callable[..., int]:
     def run(kw: dict[str, Any]) -> int:
         sb = pop_sandbox(kw)
         ov = pop_overrides(kw, ("deployment_name", "state_dir", "log_dir"))
+        as_json = kw.pop("json")
+        if as_json and not kw["plan"]:
+            raise InputError("--json goes with --plan (a deploy prints its JSON line anyway)")
         try:
             check_deploy_request(
                 kw["instances"], kw["stages"], kw, kw["allow_failures"], kw["runner"]
@@ -54,8 +85,13 @@ def build_deploy() -> Callable[..., int]:
         except PlanError as exc:
             raise InputError(str(exc)) from None
         t0 = time.monotonic()
-        pool = kw["runner"] == "process" and 2 in parse_stages(kw["stages"])
+        pool = kw["runner"] == "process" and 2 in parse_stages(kw["stages"]) and not kw["plan"]
         started = start_run("deploy", sb, pool)
+        if kw["plan"]:
+            with side_by_side(prefect_server(), maybe_sandbox(sb, started)):
+                deploy = flow_module("deploy").deploy
+                state = deploy(**kw, settings_overrides=ov, return_state=True)
+                return show_plan(state, "deploy", as_json)
         with side_by_side(prefect_server(), maybe_sandbox(sb, started)):
             from tasks.deploy.deploy_report import DeployReport
             from tasks.runtime.cli_support import deploy_json
@@ -70,7 +106,8 @@ def build_deploy() -> Callable[..., int]:
         return 0 if state.is_completed() else 1
 
     settings = settings_extras("deployment_name", "state_dir", "log_dir")
-    return flow_command(("flows/deploy.py", "deploy"), run, extra=[*settings, *sandbox_extras()])
+    extra = [*settings, JSON_OPTION, *sandbox_extras()]
+    return flow_command(("flows/deploy.py", "deploy"), run, extra=extra)
 
 
 # ---------------------------------------------------------------- install
@@ -178,7 +215,15 @@ def build_install() -> Callable[..., int]:
 def build_teardown() -> Callable[..., int]:
     def run(kw: dict[str, Any]) -> int:
         name = kw.pop("deployment_name")
+        as_json = kw.pop("json")
+        if as_json and not kw["plan"]:
+            raise InputError("--json goes with --plan (a teardown prints its JSON line anyway)")
         deployment = fleet_settings({"deployment_name": name} if name else {}).deployment_name
+        if kw["plan"]:
+            with prefect_server():
+                teardown = flow_module("teardown").teardown
+                state = teardown(deployment_name=deployment, **kw, return_state=True)
+                return show_plan(state, "teardown", as_json)
         with prefect_server():
             import json
 
@@ -198,7 +243,7 @@ def build_teardown() -> Callable[..., int]:
         print(json.dumps({**counts, "errors": len(report.errors), **local}))
         return 0 if state.is_completed() else 1
 
-    return flow_command(("flows/teardown.py", "teardown"), run)
+    return flow_command(("flows/teardown.py", "teardown"), run, extra=[JSON_OPTION])
 
 
 # ---------------------------------------------------------------- benchmark

@@ -125,6 +125,17 @@ def test_gitlab_ci_validates_against_gitlab_schema() -> None:
     assert "--overwrite" not in deploy_script  # the pool is created only when missing
     assert all(r.get("when") == "manual" for r in ci["prefect-deploy"]["rules"])
     assert any("schedule" in r["if"] for r in ci["benchmark"]["rules"])
+    # merge requests get the deploy's plan (reads only), kept as plan.json; the deploy job
+    # shows the plan it applies before it deploys
+    plan = ci["plan"]
+    assert plan["rules"] == [{"if": '$CI_PIPELINE_SOURCE == "merge_request_event"'}]
+    plan_script = " ".join(plan["script"])
+    assert "deploy --plan --json" in plan_script and "> plan.json" in plan_script
+    assert "python -m tasks.plan.render plan.json" in plan_script  # the summary in the log
+    assert "plan.json" in plan["artifacts"]["paths"]
+    assert ci["prefect-deploy"]["script"][0] == plan["script"][0]
+    assert deploy_script.index("deploy --plan") < deploy_script.index("prefect deployment run")
+    assert ci["stages"].index("plan") < ci["stages"].index("deploy")
     assert {"out/", "logs/"} <= set(ci["benchmark"]["artifacts"]["paths"])
 
 

@@ -1,7 +1,8 @@
 """What every stage room is made of: its Prefect task, built from its row of the stage table
 (`stage_task`); the clock of the stages' start and end, and their one-line summaries; what a
-stage is given when it starts (`Call`) and what a finder is given (`Finding`); the `Room`
-each stage module exposes as `ROOM`; and the SSH key, which the SSH stages read themselves
+stage is given when it starts (`Call`), what a finder is given (`Finding`) and what a
+planner is given (`Survey`, tasks/deploy/survey.py); the `Room` each stage module exposes
+as `ROOM`; and the SSH key, which the SSH stages read themselves
 (never a task argument).
 
 A stage runs inside `recorded`: every line `tasks.actions` writes while it runs (resources
@@ -31,6 +32,8 @@ from tasks.aws.ec2 import StageError
 from tasks.deploy.dag import Stage
 from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.models import DeployRequest
+from tasks.deploy.survey import Survey
+from tasks.plan.models import PlanEntry
 from tasks.remote.key_source import KeyUnavailable, read_key
 
 T = TypeVar("T")
@@ -152,7 +155,8 @@ class Room:
     """One stage: its row, and either its `task` (submitted with the settings, then
     `parameters(request)`, then the results of its `needs` in the table's order) or `run`
     (called in the flow body with a `Call`); `find`, its result when it is not run; `report`,
-    what its result adds to the deploy report."""
+    what its result adds to the deploy report; `plan`, what it would create, update or
+    leave alone, read without changing anything (`deploy --plan`)."""
 
     stage: Stage
     task: Any = None
@@ -160,6 +164,7 @@ class Room:
     run: Callable[[Call], Any] | None = None
     find: Callable[[Finding], Any] | None = None
     report: Callable[[Any, FleetSettings], ReportPart] | None = None
+    plan: Callable[[Survey], list[PlanEntry]] | None = None
 
 
 # -- the SSH key ----------------------------------------------------------------------------

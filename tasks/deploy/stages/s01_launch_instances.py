@@ -18,6 +18,7 @@ from tasks.aws.ec2 import (
     ensure_key_pair,
     ensure_security_group,
     find_instances,
+    key_pair_exists,
     launch_instances,
     life_id,
     wait_running,
@@ -27,6 +28,9 @@ from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import DeployRequest, LaunchResult
 from tasks.deploy.stages.room import Finding, Room, stage_task
+from tasks.deploy.survey import Survey
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[1]
 
@@ -104,4 +108,21 @@ def _count(request: DeployRequest) -> tuple[int]:
     return (request.instances,)
 
 
-ROOM = Room(ROW, task=launch_stage, parameters=_count, find=find, report=report)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The key pair, the web group and the instance count."""
+    have = len(existing_instance_ids(s.aws, s.settings, "web"))
+    key = s.settings.key_name
+    return [
+        diff.resource(
+            ROW.number,
+            "key-pair",
+            key,
+            exists=key_pair_exists(s.aws, s.settings),
+            create=f"private key kept at {s.settings.key_file_path()}",
+        ),
+        s.group_entry(ROW.number, "web"),
+        diff.count(ROW.number, "ec2-instance", f"{s.name}-web", s.instances, have, "web instances"),
+    ]
+
+
+ROOM = Room(ROW, task=launch_stage, parameters=_count, find=find, report=report, plan=plan)

@@ -16,7 +16,10 @@ from tasks.deploy.found import MissingStage
 from tasks.deploy.inventory import INSTALLED, inventory_path, read_inventory
 from tasks.deploy.models import LaunchResult, SavedInstall
 from tasks.deploy.stages.room import Call, Finding, Room
+from tasks.deploy.survey import Survey
 from tasks.models import HostResult, InstallSummary
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 from tasks.runtime.outcome import outcome_of
 
 ROW = STAGES[2]
@@ -88,4 +91,30 @@ def report(result: InstallSummary | SavedInstall, _: FleetSettings) -> ReportPar
     )
 
 
-ROOM = Room(ROW, run=run, find=find, report=report)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The install's ingress from this controller, and Tomcat on every web host (installed
+    ones are known from the saved inventory; the install itself skips hosts that serve)."""
+    hosts = sorted(i.instance_id for i in s.running("web"))[: s.instances]
+    launched = max(0, s.instances - len(hosts))
+    installed = set(s.installed() or []) & set(hosts)
+    todo = [h for h in hosts if h not in installed]
+    more = f" and the {launched} stage 1 launches" if launched else ""
+    drift = (
+        [("installed hosts", f"install on {diff.shown(todo)}{more}")] if todo or launched else []
+    )
+    ports = list(s.settings.ingress_ports)
+    return [
+        s.controller_ingress_entry(ROW.number, "web", ports),
+        diff.resource(
+            ROW.number,
+            "tomcat-install",
+            f"{s.name}-web",
+            exists=bool(installed),
+            create=f"install Tomcat on {s.instances} hosts",
+            drift=drift,
+            ok=f"Tomcat installed on all {len(hosts)} hosts (saved inventory)",
+        ),
+    ]
+
+
+ROOM = Room(ROW, run=run, find=find, report=report, plan=plan)

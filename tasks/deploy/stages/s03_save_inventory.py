@@ -10,10 +10,13 @@ from blocks.settings import FleetSettings
 from tasks import actions
 from tasks.deploy.dag import STAGES
 from tasks.deploy.found import MissingStage
-from tasks.deploy.inventory import load_inventory, write_inventory
+from tasks.deploy.inventory import inventory_path, load_inventory, write_inventory
 from tasks.deploy.models import InventoryResult, LaunchResult, SavedInstall
 from tasks.deploy.stages.room import Finding, Room, stage_task
+from tasks.deploy.survey import Survey
 from tasks.models import InstallSummary, Instance
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[3]
 
@@ -60,4 +63,26 @@ def find(q: Finding) -> InventoryResult:
     return inv
 
 
-ROOM = Room(ROW, task=inventory_stage, find=find)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The inventory file lists every running web host."""
+    inv = s.inventory()
+    listed = [row["instance_id"] for row in (inv or {}).get("instances", [])]
+    hosts = sorted(i.instance_id for i in s.running("web"))[: s.instances]
+    launched = max(0, s.instances - len(hosts))
+    drift = diff.members("hosts", hosts, listed, add="list", remove="drop")
+    if launched:
+        drift.append(("hosts", f"list the {launched} hosts stage 1 launches"))
+    return [
+        diff.resource(
+            ROW.number,
+            "inventory-file",
+            str(inventory_path(s.settings)),
+            exists=inv is not None,
+            create=f"{s.instances} hosts with their install status",
+            drift=drift,
+            ok=f"lists the {len(listed)} hosts",
+        )
+    ]
+
+
+ROOM = Room(ROW, task=inventory_stage, find=find, plan=plan)

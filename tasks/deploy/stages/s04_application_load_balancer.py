@@ -25,7 +25,11 @@ from tasks.aws.ec2 import (
     ensure_security_group,
 )
 from tasks.aws.elbv2 import (
+    _HEALTH,
     APP_PORT,
+    access_logs_wanted,
+    arn_name,
+    attributes,
     elb_name,
     enable_access_logs,
     ensure_http_listener,
@@ -33,16 +37,21 @@ from tasks.aws.elbv2 import (
     ensure_target_group,
     find_by_name,
     find_listener,
+    forwards_to,
     register_inventory,
+    registered_targets,
     wait_active,
     wait_healthy,
 )
-from tasks.aws.s3 import ensure_log_bucket
+from tasks.aws.s3 import ensure_log_bucket, find_log_bucket
 from tasks.deploy.dag import STAGES
 from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import AlbResult, InventoryResult
 from tasks.deploy.stages.room import Finding, Room, stage_task
+from tasks.deploy.survey import WORLD, Survey
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[4]
 
@@ -139,4 +148,95 @@ def report(result: AlbResult, _: FleetSettings) -> ReportPart:
     )
 
 
-ROOM = Room(ROW, task=alb_stage, find=find, report=report)
+def _targets(s: Survey) -> tuple[list[str], str]:
+    """The instances the target group should hold (the saved inventory's installed hosts,
+    else the running web hosts) and what stage 1 is still to launch."""
+    installed = s.installed()
+    want = installed if installed is not None else sorted(i.instance_id for i in s.running("web"))
+    launched = max(0, s.instances - len(s.running("web")))
+    return want, f"the {launched} hosts stage 1 launches" if launched else ""
+
+
+def plan(s: Survey) -> list[PlanEntry]:
+    """Its groups and their rules, the log bucket, the target group and its members, the
+    ALB (security group, access logs) and its HTTP listener."""
+    n = ROW.number
+    alb_sg = s.group("alb")
+    alb_sg_id = str(alb_sg["GroupId"]) if alb_sg else None
+    bucket, tags = find_log_bucket(s.aws, s.settings)
+    tg, lb = s.target_group(), s.alb()
+    want, launching = _targets(s)
+
+    tg_drift: list[diff.Drift] = []
+    if tg is not None:
+        have = sorted(i for i, port in registered_targets(s.aws, tg["TargetGroupArn"]))
+        tg_drift = diff.members(
+            "target group membership", want, have, add="register", remove="deregister"
+        )
+        if launching:
+            tg_drift.append(("target group membership", f"register {launching}"))
+        health = (tg.get("HealthCheckPath"), tg.get("HealthCheckIntervalSeconds"))
+        tg_drift += diff.value(
+            "health check",
+            f"{_HEALTH['HealthCheckPath']} every {_HEALTH['HealthCheckIntervalSeconds']}s",
+            f"{health[0]} every {health[1]}s",
+        )
+    lb_drift: list[diff.Drift] = []
+    http: dict[str, object] | None = None
+    if lb is not None:
+        had = lb.get("SecurityGroups") or []
+        if alb_sg_id is None or alb_sg_id not in had:
+            lb_drift.append(("security groups", f"security group {s.name}-alb"))
+        logs = attributes(s.aws, lb["LoadBalancerArn"])
+        if any(logs.get(k) != v for k, v in access_logs_wanted(bucket).items()):
+            lb_drift.append(("access logs", f"access logs to s3://{bucket}/"))
+        http = find_listener(s.aws, lb["LoadBalancerArn"], 80)
+    tg_name = elb_name(s.settings, "tg")
+    lb_name = elb_name(s.settings, "alb")
+    http_drift: list[diff.Drift] = []
+    if http is not None and (tg is None or not forwards_to(http, str(tg["TargetGroupArn"]))):
+        http_drift.append(("default action", f"forward to {tg_name}"))
+    return [
+        s.group_entry(n, "alb"),
+        s.ingress_entry(n, "alb", [80, 443], WORLD, WORLD),
+        s.ingress_entry(n, "web", [APP_PORT], alb_sg_id, f"{s.name}-alb"),
+        diff.resource(
+            n,
+            "s3-bucket",
+            bucket,
+            exists=tags is not None,
+            create="private, encrypted ALB access-log bucket",
+            ok="ALB access logs (its settings are put again)",
+        ),
+        diff.resource(
+            n,
+            "target-group",
+            tg_name,
+            exists=tg is not None,
+            create=f"HTTP:{APP_PORT}, registering {len(want)} instances"
+            + (f" and {launching}" if launching else ""),
+            drift=tg_drift,
+            ok=f"all {len(want)} instances registered",
+        ),
+        diff.resource(
+            n,
+            "load-balancer",
+            lb_name,
+            exists=lb is not None,
+            create="internet-facing ALB with access logs",
+            drift=lb_drift,
+            ok=str(lb.get("DNSName", "")) if lb else "",
+        ),
+        diff.resource(
+            n,
+            "listener",
+            f"{lb_name}:HTTP:80",
+            exists=http is not None,
+            create=f"forwarding to {tg_name}",
+            drift=http_drift,
+            ok=f"forwarding to {arn_name(str(tg['TargetGroupArn'])) if tg else tg_name}",
+        ),
+    ]
+
+
+ROOM = Room(ROW, task=alb_stage, find=find, report=report, plan=plan)

@@ -27,14 +27,24 @@ from tasks.aws.acm import (
     wait_issued,
 )
 from tasks.aws.ec2 import StageError, deployment_tags
-from tasks.aws.elbv2 import HTTPS_PORT, ensure_https_listener, find_listener
+from tasks.aws.elbv2 import (
+    HTTPS_PORT,
+    SSL_POLICY,
+    elb_name,
+    ensure_https_listener,
+    find_listener,
+    forwards_to,
+)
 from tasks.aws.retry import error_code
-from tasks.aws.route53 import find_hosted_zone, in_zone, upsert_records
+from tasks.aws.route53 import existing_record, find_hosted_zone, fqdn, in_zone, upsert_records
 from tasks.deploy.dag import STAGES
 from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import AlbResult, TlsResult
 from tasks.deploy.stages.room import Finding, Room, stage_task
+from tasks.deploy.survey import Survey
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[5]
 
@@ -166,4 +176,91 @@ def report(result: TlsResult, _: FleetSettings) -> ReportPart:
     )
 
 
-ROOM = Room(ROW, task=tls_stage, find=find, report=report)
+def https_listener_drift(
+    listener: dict[str, Any], cert_arn: str | None, forward_to: str | None = None
+) -> list[diff.Drift]:
+    """What `ensure_https_listener` would change on a found port-443 listener."""
+    certs = [c.get("CertificateArn") for c in listener.get("Certificates") or []]
+    out = diff.value("protocol", "HTTPS", listener.get("Protocol"))
+    if cert_arn is None or certs[:1] != [cert_arn]:
+        have = certs[0] if certs else "none"
+        out.append(("listener certificate", f"certificate {cert_arn or 'new'} (was {have})"))
+    out += diff.value("ssl policy", SSL_POLICY, listener.get("SslPolicy"))
+    if forward_to is not None and not forwards_to(listener, forward_to):
+        out.append(("default action", f"forward to {forward_to.rsplit('/', 2)[-2]}"))
+    return out
+
+
+def _record_drift(have: dict[str, Any] | None, value: str, field: str) -> list[diff.Drift]:
+    if have is None:
+        return []
+    alias = (have.get("AliasTarget") or {}).get("DNSName")
+    values = [alias] if alias else [r.get("Value") for r in have.get("ResourceRecords", [])]
+    if [fqdn(str(v)) for v in values] == [fqdn(value)]:
+        return []
+    return [(field, f"{field} {', '.join(map(str, values)) or 'none'} -> {value}")]
+
+
+def plan(s: Survey) -> list[PlanEntry]:
+    """The certificate (ISSUED) and its validation records, the ALB's HTTPS listener on
+    it, and the web name's alias to the ALB."""
+    n = ROW.number
+    cert, zone_id, domain = s.certificate(), s.zone_id(), s.settings.web_domain
+    lb, tg = s.alb(), s.target_group()
+    cert_arn = str(cert["CertificateArn"]) if cert else None
+    status = str(cert.get("Status")) if cert else ""
+    entries = [
+        diff.resource(
+            n,
+            "certificate",
+            domain,
+            exists=cert is not None,
+            create=f"DNS-validated, for {', '.join(s.domains())}",
+            drift=[("status", f"wait for ISSUED (now {status})")] if status != "ISSUED" else [],
+            ok="ISSUED",
+        )
+    ]
+    records = [
+        opt["ResourceRecord"]
+        for opt in (cert or {}).get("DomainValidationOptions", [])
+        if opt.get("ResourceRecord")
+    ]
+    for rr in records or [{"Name": f"validation of {d}", "Value": ""} for d in s.domains()]:
+        have = existing_record(s.aws, zone_id, rr["Name"], "CNAME") if cert else None
+        entries.append(
+            diff.resource(
+                n,
+                "route53-record",
+                f"{rr['Name'].rstrip('.')} CNAME",
+                exists=have is not None,
+                create="the certificate's DNS validation record",
+                drift=_record_drift(have, rr["Value"], "record value"),
+            )
+        )
+    listener = find_listener(s.aws, lb["LoadBalancerArn"], HTTPS_PORT) if lb else None
+    tg_arn = str(tg["TargetGroupArn"]) if tg else None
+    alias = existing_record(s.aws, zone_id, domain, "A")
+    entries += [
+        diff.resource(
+            n,
+            "listener",
+            f"{elb_name(s.settings, 'alb')}:HTTPS:{HTTPS_PORT}",
+            exists=listener is not None,
+            create=f"HTTPS with the certificate for {domain}",
+            drift=https_listener_drift(listener, cert_arn, tg_arn) if listener else [],
+            ok=f"certificate {cert_arn}",
+        ),
+        diff.resource(
+            n,
+            "route53-record",
+            f"{domain} A",
+            exists=alias is not None,
+            create="alias to the ALB",
+            drift=_record_drift(alias, str(lb["DNSName"]), "alias target") if lb else [],
+            ok="alias to the ALB",
+        ),
+    ]
+    return entries
+
+
+ROOM = Room(ROW, task=tls_stage, find=find, report=report, plan=plan)

@@ -10,7 +10,9 @@ from tasks.deploy.dag import STAGES
 from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.models import AlbResult, TlsResult, TrafficResult
 from tasks.deploy.stages.room import Room, ssh_key, stage_task
+from tasks.deploy.survey import Survey
 from tasks.deploy.traffic import traffic_check
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[6]
 
@@ -37,4 +39,9 @@ def report(result: TrafficResult, _: FleetSettings) -> ReportPart:
     return ReportPart(resources={"alb_traffic": result.model_dump(exclude={"target"})})
 
 
-ROOM = Room(ROW, task=alb_traffic_stage, report=report)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The traffic generator, its group and SSH from here; the requests change nothing."""
+    return s.role_instance(ROW.number, "traffic")
+
+
+ROOM = Room(ROW, task=alb_traffic_stage, report=report, plan=plan)

@@ -13,6 +13,7 @@ from blocks.settings import FleetSettings
 from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.beanstalk import (
+    application_exists,
     application_name,
     create_environment,
     ensure_application,
@@ -24,17 +25,26 @@ from tasks.aws.beanstalk import (
 from tasks.aws.cleanup import not_ours, owned
 from tasks.aws.ec2 import StageError
 from tasks.aws.iam import (
+    EB_POLICIES,
+    EB_SERVICE_POLICIES,
     ensure_instance_profile,
     ensure_instance_role,
     ensure_service_role,
+    find_instance_profile,
+    find_role,
+    policy_arns,
     profile_name,
     role_name,
+    service_role_name,
 )
 from tasks.deploy.dag import STAGES
 from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import BeanstalkResult
 from tasks.deploy.stages.room import Finding, Room, stage_task
+from tasks.deploy.survey import Survey
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[7]
 
@@ -113,4 +123,54 @@ def report(result: BeanstalkResult, _: FleetSettings) -> ReportPart:
     )
 
 
-ROOM = Room(ROW, task=beanstalk_stage, find=find, report=report)
+def _role_entry(s: Survey, name: str, policies: tuple[str, ...]) -> PlanEntry:
+    found = find_role(s.aws, name)
+    want = [a.rsplit("/", 1)[-1] for a in policy_arns(s.aws, policies)]
+    have = [a.rsplit("/", 1)[-1] for a in (found[1] if found else set())]
+    return diff.resource(
+        ROW.number,
+        "iam-role",
+        name,
+        exists=found is not None,
+        create=f"holding {', '.join(want)}",
+        drift=diff.members("attached policies", want, have, add="attach", remove=None),
+    )
+
+
+def plan(s: Survey) -> list[PlanEntry]:
+    """The two roles and their policies, the instance profile holding the instances' role,
+    the application and a Ready environment."""
+    n = ROW.number
+    profile = find_instance_profile(s.aws, s.settings)
+    role = role_name(s.settings)
+    held = [r["RoleName"] for r in (profile or {}).get("Roles", [])]
+    app, name = application_name(s.settings), environment_name(s.settings)
+    env = find_environment(s.aws, app, name)
+    status = str(env.get("Status")) if env else ""
+    return [
+        _role_entry(s, role, EB_POLICIES),
+        diff.resource(
+            n,
+            "instance-profile",
+            profile_name(s.settings),
+            exists=profile is not None,
+            create=f"holding {role}",
+            drift=diff.members("role", [role], held, add="add role", remove=None),
+        ),
+        _role_entry(s, service_role_name(s.settings), EB_SERVICE_POLICIES),
+        diff.resource(
+            n, "beanstalk-application", app, exists=application_exists(s.aws, s.settings)
+        ),
+        diff.resource(
+            n,
+            "beanstalk-environment",
+            name,
+            exists=env is not None,
+            create="load-balanced Tomcat environment, waited until Ready",
+            drift=[("status", f"wait for Ready (now {status})")] if status != "Ready" else [],
+            ok=f"Ready at {env.get('CNAME')}" if env else "",
+        ),
+    ]
+
+
+ROOM = Room(ROW, task=beanstalk_stage, find=find, report=report, plan=plan)

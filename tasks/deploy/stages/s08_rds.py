@@ -35,6 +35,9 @@ from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.found import MissingStage
 from tasks.deploy.models import RdsResult
 from tasks.deploy.stages.room import Finding, Room, stage_task
+from tasks.deploy.survey import Survey
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[8]
 
@@ -183,4 +186,42 @@ def report(result: RdsResult, _: FleetSettings) -> ReportPart:
     return ReportPart(resources={"rds_endpoint": f"{result.endpoint}:{result.port}"})
 
 
-ROOM = Room(ROW, task=rds_stage, find=find, report=report)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The jumphost and DB groups, 3306 from the jumphost only, the DB instance (available)
+    and the Secret block of its password (read for existence; its value is not read out)."""
+    n = ROW.number
+    jump = s.group("jumphost")
+    ident = db_instance_id(s.settings)
+    db = describe_db(s.aws, ident)
+    status = str(db.get("DBInstanceStatus")) if db else ""
+    block = s.settings.password_block
+    secret = _load_secret(block) is not None
+    return [
+        s.group_entry(n, "jumphost"),
+        s.group_entry(n, "db"),
+        s.ingress_entry(
+            n, "db", [DB_PORT], str(jump["GroupId"]) if jump else None, f"{s.name}-jumphost"
+        ),
+        diff.resource(
+            n,
+            "secret-block",
+            block,
+            exists=secret,
+            create="the RDS master password, generated",
+            ok="the RDS master password",
+        ),
+        diff.resource(
+            n,
+            "rds-instance",
+            ident,
+            exists=db is not None,
+            create="private, encrypted MySQL, waited until available",
+            drift=[("status", f"wait for available (now {status})")]
+            if status != "available"
+            else [],
+            ok=f"available at {(db or {}).get('Endpoint', {}).get('Address')}",
+        ),
+    ]
+
+
+ROOM = Room(ROW, task=rds_stage, find=find, report=report, plan=plan)

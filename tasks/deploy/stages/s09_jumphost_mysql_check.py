@@ -24,7 +24,9 @@ from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.models import JumphostResult, RdsResult
 from tasks.deploy.stages.room import Room, ssh_key, stage_task
 from tasks.deploy.stages.s08_rds import load_db_password
+from tasks.deploy.survey import Survey
 from tasks.models import Instance
+from tasks.plan.models import PlanEntry
 from tasks.remote.config import HostInstallConfig, remote_config
 from tasks.remote.connection import Connection, RemoteError, Result
 
@@ -199,4 +201,9 @@ def report(result: JumphostResult, _: FleetSettings) -> ReportPart:
     return ReportPart(resources={"jumphost": result.instance_id, "select_1": result.select_1})
 
 
-ROOM = Room(ROW, task=jumphost_stage, report=report)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The jumphost, its group and SSH from here; SELECT 1 changes nothing."""
+    return s.role_instance(ROW.number, "jumphost")
+
+
+ROOM = Room(ROW, task=jumphost_stage, report=report, plan=plan)

@@ -8,7 +8,9 @@ from tasks.aws import Aws
 from tasks.deploy.dag import STAGES
 from tasks.deploy.models import BeanstalkResult, TrafficResult
 from tasks.deploy.stages.room import Room, ssh_key, stage_task
+from tasks.deploy.survey import Survey
 from tasks.deploy.traffic import traffic_check
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[10]
 
@@ -29,4 +31,9 @@ def eb_http_stage(settings: FleetSettings, eb: BeanstalkResult) -> TrafficResult
     return beanstalk_http(Aws(settings), settings, ssh_key(settings), eb)
 
 
-ROOM = Room(ROW, task=eb_http_stage)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The traffic generator, its group and SSH from here; the requests change nothing."""
+    return s.role_instance(ROW.number, "traffic")
+
+
+ROOM = Room(ROW, task=eb_http_stage, plan=plan)

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 from blocks.settings import FleetSettings
 from tasks.aws import Aws
+from tasks.aws.beanstalk import (
+    application_name,
+    environment_load_balancer,
+    environment_name,
+    find_environment,
+)
 from tasks.aws.ec2 import StageError, authorize_ingress, deployment_tags
 from tasks.aws.elbv2 import HTTPS_PORT, ensure_https_listener, find_listener
-from tasks.aws.route53 import upsert_records
+from tasks.aws.route53 import existing_record, fqdn, upsert_records
 from tasks.deploy.dag import STAGES
 from tasks.deploy.deploy_report import ReportPart
 from tasks.deploy.models import BeanstalkResult, TlsResult, TrafficResult
 from tasks.deploy.stages.room import Room, ssh_key, stage_task
+from tasks.deploy.stages.s05_tls_listener import https_listener_drift
+from tasks.deploy.survey import WORLD, Survey
 from tasks.deploy.traffic import traffic_check
+from tasks.plan import diff
+from tasks.plan.models import PlanEntry
 
 ROW = STAGES[11]
 
@@ -84,4 +94,59 @@ def report(_: TrafficResult, settings: FleetSettings) -> ReportPart:
     return ReportPart(urls={"beanstalk_https": f"https://{settings.beanstalk_domain}/"})
 
 
-ROOM = Room(ROW, task=eb_https_stage, report=report)
+def plan(s: Survey) -> list[PlanEntry]:
+    """The Beanstalk name's CNAME, the HTTPS listener on the environment's balancer (stage
+    5's certificate), 443 open on the balancer's groups, and the traffic generator."""
+    n = ROW.number
+    domain = s.settings.beanstalk_domain
+    env = find_environment(s.aws, application_name(s.settings), environment_name(s.settings))
+    lb_arn = environment_load_balancer(s.aws, str(env["EnvironmentId"])) if env else None
+    cname = existing_record(s.aws, s.zone_id(), domain, "CNAME")
+    values = [fqdn(r.get("Value", "")) for r in (cname or {}).get("ResourceRecords", [])]
+    want = fqdn(str(env.get("CNAME") or "")) if env else ""
+    cert = s.certificate()
+    listener = find_listener(s.aws, lb_arn, HTTPS_PORT) if lb_arn else None
+    lb_name = lb_arn.rsplit("/", 2)[-2] if lb_arn else "the environment's balancer"
+    entries = [
+        diff.resource(
+            n,
+            "route53-record",
+            f"{domain} CNAME",
+            exists=cname is not None,
+            create="CNAME to the Beanstalk environment",
+            drift=[("record value", f"record value -> {want}")] if env and values != [want] else [],
+        ),
+        diff.resource(
+            n,
+            "listener",
+            f"{lb_name}:HTTPS:{HTTPS_PORT}",
+            exists=listener is not None,
+            create=f"HTTPS with the certificate for {domain}",
+            drift=https_listener_drift(listener, str(cert["CertificateArn"]) if cert else None)
+            if listener
+            else [],
+        ),
+    ]
+    groups = []
+    if lb_arn:
+        lb = s.aws.client("elbv2").describe_load_balancers(LoadBalancerArns=[lb_arn])
+        groups = lb["LoadBalancers"][0].get("SecurityGroups", [])
+    found = s.aws.client("ec2").describe_security_groups(GroupIds=groups) if groups else None
+    for g in (found or {}).get("SecurityGroups", []):
+        entries.append(
+            s.ingress_entry(n, str(g["GroupId"]), [HTTPS_PORT], WORLD, WORLD, found=dict(g))
+        )
+    if not groups:
+        entries.append(
+            diff.resource(
+                n,
+                "security-group",
+                f"{lb_name} groups",
+                exists=False,
+                create=f"ingress tcp {HTTPS_PORT} from {WORLD} (Beanstalk makes the group)",
+            )
+        )
+    return entries + s.role_instance(n, "traffic")
+
+
+ROOM = Room(ROW, task=eb_https_stage, report=report, plan=plan)

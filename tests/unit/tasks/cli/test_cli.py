@@ -74,6 +74,32 @@ def test_bad_input_refused_fast_without_server(args: list[str], tmp_path: Path) 
 
 
 @pytest.mark.parametrize(
+    "args",
+    [
+        ["deploy", "--plan", "--instances", "0"],
+        ["deploy", "--plan", "--stages", "99", "--json"],
+        ["deploy", "--plan", "--no-such-option", "1"],
+        ["teardown", "--plan", "--deployment-name", "Not_Valid!"],
+    ],
+)
+def test_bad_input_to_a_plan_exits_1(args: list[str], tmp_path: Path) -> None:
+    """A plan's exit 2 means "changes" (`terraform plan -detailed-exitcode`): refused input
+    is 1 there, still one line and no traceback."""
+    proc = cli(args, tmp_path)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 1, proc.stderr
+    assert 1 <= len(lines) <= 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert not proc.stdout.strip()
+
+
+@pytest.mark.parametrize("command", ["deploy", "teardown"])
+def test_json_without_plan_is_refused(command: str, tmp_path: Path) -> None:
+    proc = cli([command, "--json"], tmp_path)
+    assert proc.returncode == 2 and "--json goes with --plan" in proc.stderr, proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) == 1
+
+
+@pytest.mark.parametrize(
     ("args", "env"),
     [
         (["server", "status"], {"TOMCAT_FLEET_POOL_START_METHOD": "bogus"}),
