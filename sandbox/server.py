@@ -257,6 +257,10 @@ class Sandbox:
             return "initial", "Elb.RegistrationInProgress", ""
         return self.fleet.balancers.lookup(tg_arn, target_id, port)
 
+    def target_changed(self, tg_arn: str, target_id: str, port: int, what: str) -> None:
+        if self.fleet is not None:
+            self.fleet.balancers.target_changed(tg_arn, target_id, port, what)
+
     def eb_resources(self, env: Any) -> dict[str, Any]:
         return self.fleet.eb_resources(env) if self.fleet else {}
 

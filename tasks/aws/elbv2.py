@@ -269,6 +269,30 @@ def ensure_target_group(aws: Aws, settings: FleetSettings, vpc_id: str) -> str:
     return str(tg["TargetGroupArn"])
 
 
+DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+
+
+def deregistration_delay(aws: Aws, tg_arn: str) -> int:
+    """The target group's deregistration delay (seconds a deregistered target drains)."""
+    attrs = aws.client("elbv2").describe_target_group_attributes(TargetGroupArn=tg_arn)
+    have = {a["Key"]: a.get("Value", "") for a in attrs["Attributes"]}
+    return int(have.get(DEREGISTRATION_DELAY) or 300)
+
+
+def ensure_deregistration_delay(aws: Aws, tg_arn: str, seconds: int) -> None:
+    """The target group drains deregistered targets for `seconds` (the setting
+    `deregistration_delay_s`; AWS's default is 300)."""
+    was = deregistration_delay(aws, tg_arn)
+    if was == seconds:
+        return
+    aws.client("elbv2").modify_target_group_attributes(
+        TargetGroupArn=tg_arn, Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": str(seconds)}]
+    )
+    actions.changed(
+        "target group", tg_arn, arn_name(tg_arn), f"deregistration delay {seconds}s (was {was}s)"
+    )
+
+
 def register_inventory(aws: Aws, tg_arn: str, instance_ids: list[str]) -> None:
     """Register every inventory instance on 8080 and drop targets no longer in it."""
     elb = aws.client("elbv2")
