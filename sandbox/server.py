@@ -334,6 +334,18 @@ class Sandbox:
             **fleet_state,
         }
 
+    def break_installs(self, instance_ids: list[str], broken: bool = True) -> None:
+        """Fault injection at run time: on these hosts every package fetch fails (apt-get
+        install exits 100, `Failed to fetch`), until called again with `broken=False`."""
+        assert self.fleet is not None
+        fleet = self.fleet
+
+        async def apply() -> None:
+            for iid in instance_ids:
+                fleet.hosts[iid].state.faults.broken_mirror = broken
+
+        self._call(apply())
+
     async def _fleet_state(self) -> dict[str, Any]:
         assert self.fleet is not None
         return self.fleet.state()
