@@ -127,6 +127,18 @@ def test_twelve_hosts_in_waves_under_traffic_fail_no_request(estate: Any) -> Non
     from tasks.deploy.inventory import read_versions
 
     assert read_versions(saved) == dict.fromkeys(before, report.version)
+    # the artifacts: a table per wave, the progress and the report
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    keys = [f"rollouttest-rollout-wave-{n}" for n in range(1, 6)]
+    keys += ["rollouttest-rollout-progress", "rollouttest-rollout-report"]
+    with get_client(sync_client=True) as api:
+        for key in keys:
+            found = api.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
+            assert found, key
 
 
 def test_a_failing_wave_stops_the_rollout_and_later_hosts_stay_untouched(estate: Any) -> None:

@@ -384,6 +384,8 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "log_dir": str(base / "logs"),
         "deployment_name": DEPLOYMENT,
         "traffic_requests": 10,
+        # not AWS's 300: stage 4 sets the target group's delay (ModifyTargetGroupAttributes)
+        "deregistration_delay_s": 30,
     }
     cfg = SandboxConfig(
         controller_cidr=CONTROLLER_CIDR,
