@@ -108,6 +108,8 @@ def rollout(
         logger.warning("not healthy at the start: %s", fleet.not_healthy)
     load_key(settings)  # fail before any host leaves service when the key cannot be read
     checked = install_checks(settings, fleet.hosts)
+    for text in checked.lines:
+        logger.info(text)
     cfg = remote_config(settings, None, expected_fingerprints=checked.expected)
     log_dir = str(Path(settings.log_dir) / f"rollout-{int(time.time())}-{os.getpid()}")
     progress: UUID = create_progress_artifact(  # type: ignore[assignment]

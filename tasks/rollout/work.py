@@ -10,8 +10,8 @@ A wave, on AWS as on the sandbox (the same calls):
    run on a host that serves already, then the probe must answer);
 4. register the hosts that installed, and wait until they are `healthy` (boto3's
    `target_in_service` waiter, `tasks.aws.elbv2.wait_healthy`).
-A host failing any step ends the wave `failed` with the reason; it is not registered
-again (a host whose install failed does not serve).
+A host failing any step ends the wave `failed` with the reason, out of the target group
+(a host whose install failed, or that is not healthy in time, does not serve).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def put_back(
         return {}
     except StageError:
         descs = describe_health(aws, fleet.target_group_arn, ids)
-        return {
+        bad = {
             d["Target"]["Id"]: (
                 f"{d['TargetHealth']['State']} after {timeout_s:.0f}s "
                 f"({d['TargetHealth'].get('Reason') or 'no reason'})"
@@ -141,6 +141,10 @@ def put_back(
             for d in descs
             if d["TargetHealth"]["State"] != "healthy"
         }
+        # a host that is not healthy leaves the group again, as a failed install does
+        for batch in _batches(sorted(bad)):
+            elb.deregister_targets(TargetGroupArn=fleet.target_group_arn, Targets=_targets(batch))
+        return bad
 
 
 def run_wave(
