@@ -65,7 +65,9 @@ def install(notify: Notify | None) -> None:
 
     def deregister(self: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
         current = {t["Id"]: dict(self.targets[t["Id"]]) for t in targets if t["Id"] in self.targets}
-        orig_deregister(self, targets)
+        # a target already draining is accepted and keeps its drain; an unknown one is not
+        held = _draining(self)
+        orig_deregister(self, [t for t in targets if t["Id"] not in held or t["Id"] in current])
         until = time.monotonic() + _delay(self)
         table = _draining(self)
         for tid, t in current.items():

@@ -294,11 +294,13 @@ def ensure_deregistration_delay(aws: Aws, tg_arn: str, seconds: int) -> None:
 
 
 def register_inventory(aws: Aws, tg_arn: str, instance_ids: list[str]) -> None:
-    """Register every inventory instance on 8080 and drop targets no longer in it."""
+    """Register every inventory instance on 8080 and drop targets no longer in it (a
+    draining target is on its way out: registered again if wanted, else left to drain)."""
     elb = aws.client("elbv2")
     current = {
         (d["Target"]["Id"], int(d["Target"].get("Port", APP_PORT)))
         for d in elb.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
+        if d["TargetHealth"]["State"] != "draining"
     }
     wanted = {(iid, APP_PORT) for iid in instance_ids}
     missing = sorted(wanted - current)

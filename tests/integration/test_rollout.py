@@ -149,6 +149,8 @@ def test_a_failing_wave_stops_the_rollout_and_later_hosts_stay_untouched(estate:
     sb.break_installs(second)
     commands_before = {h["instance_id"]: h["commands_run"] for h in sb.state()["hosts"]}
     overrides = {**ov, "install_steps": recipe("b"), "host_attempts": 1}
+    transitions = sb.fleet.balancers.transitions  # type: ignore[union-attr]
+    t0 = time.monotonic()
     try:
         with Traffic(address, lb_port(sb, 80), name, workers=2, max_s=85) as traffic:
             state = rollout(
@@ -161,6 +163,7 @@ def test_a_failing_wave_stops_the_rollout_and_later_hosts_stay_untouched(estate:
             )
     finally:
         sb.break_installs(second, broken=False)
+    worst = max_out_of_service(transitions, tg, set(ids), t0, time.monotonic())
     report = outcome_of(state)
     assert state.is_failed(), state.message
     assert "stopped after wave 2" in str(state.message)
@@ -171,8 +174,10 @@ def test_a_failing_wave_stops_the_rollout_and_later_hosts_stay_untouched(estate:
     assert untouched == ids[4:]
     print(
         f"\nrollout (b): upgraded {report.by_state('upgraded')}, failed {second}, "
-        f"untouched {len(untouched)}; traffic {traffic.sent} sent, {traffic.failed} failed"
+        f"untouched {len(untouched)}; traffic {traffic.sent} sent, {traffic.failed} failed, "
+        f"max out of service {worst}"
     )
+    assert worst <= 3
     assert all("Failed to fetch" in report.hosts[i].reason for i in second)
     # the later waves' hosts: never logged into, still healthy and serving
     after = {h["instance_id"]: h["commands_run"] for h in sb.state()["hosts"]}
