@@ -187,3 +187,27 @@ def test_a_failing_wave_stops_the_rollout_and_later_hosts_stay_untouched(estate:
     assert all(i not in now for i in second)  # failed hosts stay out of the target group
     assert traffic.failed == 0, traffic.errors
     assert set(traffic.backends) >= set(untouched)
+
+
+def test_the_command_rolls_out_the_hosts_in_the_target_group(
+    estate: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tomcat-fleet rollout` with the recipe from the environment: the fleet is what the
+    target group holds (the hosts test (b) failed stay out of it), one JSON line out."""
+    import json
+
+    from tasks.cli.app import main
+
+    sb, ov = estate
+    _, _, tg = alb(sb)
+    serving = sorted(i for i, s in health(sb, tg).items() if s == "healthy")
+    monkeypatch.setenv("TOMCAT_FLEET_INSTALL_STEPS", json.dumps(recipe("c")))
+    monkeypatch.setenv("TOMCAT_FLEET_SSH_WAIT_S", "60")
+    args = ["rollout", "--waves", "50%", "--poll-s", "0.2", "--health-timeout-s", "30"]
+    args += ["--deployment-name", ov["deployment_name"], "--state-dir", ov["state_dir"]]
+    rc = main([*args, "--log-dir", ov["log_dir"]])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0, line
+    assert (line["upgraded"], line["failed"], line["untouched"]) == (len(serving), 0, 0)
+    assert line["waves"] == line["planned_waves"] == 3 and line["stopped_at"] is None
+    assert sorted(i for i, s in health(sb, tg).items() if s == "healthy") == serving
