@@ -94,11 +94,16 @@ def _batches(ids: list[str]) -> list[list[str]]:
     return [ids[i : i + 100] for i in range(0, len(ids), 100)]
 
 
-def take_out(aws: Aws, fleet: Fleet, ids: list[str], poll_s: float, slack_s: float) -> list[str]:
+def take_out(
+    aws: Aws, fleet: Fleet, ids: list[str], poll_s: float, slack_s: float, log: Log | None = None
+) -> list[str]:
     """Deregister `ids` and wait until drained; the ids still draining at the deadline."""
     elb = aws.client("elbv2")
     for batch in _batches(ids):
         elb.deregister_targets(TargetGroupArn=fleet.target_group_arn, Targets=_targets(batch))
+        for iid in batch:
+            if log is not None:
+                log(logging.INFO, f"{iid}: deregistered, draining (delay {fleet.delay_s}s)")
     stuck: list[str] = []
     deadline = time.monotonic() + fleet.delay_s + slack_s
     for batch in _batches(ids):
@@ -163,13 +168,13 @@ def run_wave(
     out = WaveResult()
     ids = [h.instance_id for h in hosts]
     started = time.monotonic()
-    stuck = take_out(aws, fleet, ids, poll_s, slack_s=health_timeout_s)
+    stuck = take_out(aws, fleet, ids, poll_s, slack_s=health_timeout_s, log=log)
     for iid in ids:
         if iid in stuck:
             out.failed[iid] = f"still draining {fleet.delay_s + health_timeout_s:.0f}s after"
             log(logging.ERROR, f"{iid}: {out.failed[iid]} deregistration; not reinstalled")
         else:
-            log(logging.INFO, f"{iid}: deregistered and drained; reinstalling")
+            log(logging.INFO, f"{iid}: drained; reinstalling")
     todo = [h for h in hosts if h.instance_id not in stuck]
     installed: list[str] = []
     if todo:
