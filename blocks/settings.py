@@ -95,6 +95,13 @@ class FleetSettings(BaseSettings):
         "<deployment>-rds-password (created with a generated password if missing)",
     )
     eb_solution_stack: str | None = Field(None, description="None: newest Tomcat stack")
+    deregistration_delay_s: int = Field(
+        300,
+        ge=0,
+        le=3600,
+        description="seconds a target deregistered from the ALB's target group drains before "
+        "it is gone (the group's deregistration delay; a rollout waits for it per wave)",
+    )
     traffic_requests: int = Field(
         60, ge=1, le=10000, description="requests per traffic check (stages 6, 10, 11)"
     )

@@ -2,7 +2,8 @@
 
 Each load balancer gets an address from the service range. A listener forwards requests
 round-robin to the healthy targets of its target groups (502 when a target fails, 503 when
-none is healthy). HTTPS listeners terminate TLS with a certificate the local CA issues for
+none is healthy); a deregistered target drains (`sandbox/draining.py`): no new requests, the
+ones in flight finish. HTTPS listeners terminate TLS with a certificate the local CA issues for
 the ACM certificate's domains, and only while that certificate is ISSUED: an HTTPS
 listener without an issued certificate does not listen. Health checks are real HTTP GETs
 from the balancer's address, so target security groups apply to them as to any other traffic.
@@ -14,6 +15,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +44,8 @@ class TargetHealth:
     fail_streak: int = 0
 
     def record(self, ok: bool, reason: str, description: str) -> None:
+        if self.state == "draining":  # no health checks while it drains
+            return
         if ok:
             self.ok_streak, self.fail_streak = self.ok_streak + 1, 0
             if self.ok_streak >= HEALTHY_THRESHOLD:
@@ -84,6 +89,25 @@ class Balancers:
         self.health: dict[tuple[str, str, int], TargetHealth] = {}
         self.certificates: dict[str, list[str]] = {}
         self.rr = itertools.count()
+        # (monotonic time, target group arn, target id, new state): every change of a
+        # target's state, "gone" once it left the group (tests measure service from it)
+        self.transitions: deque[tuple[float, str, str, str]] = deque(maxlen=100_000)
+
+    def _note(self, key: tuple[str, str, int], state: str) -> None:
+        self.transitions.append((time.monotonic(), key[0], key[1], state))
+
+    def target_changed(self, tg_arn: str, target_id: str, port: int, what: str) -> None:
+        """Deregistered (`draining`: no new requests from now on, not from the next
+        snapshot) or registered again (`initial`). Called from the API's threads: the
+        entry is replaced, never changed, so a health check in flight writes to the old
+        one."""
+        key = (tg_arn, target_id, port)
+        h = TargetHealth()
+        if what == "draining":
+            h.state, h.reason = "draining", "Target.DeregistrationInProgress"
+            h.description = "Target deregistration is in progress"
+        self.health[key] = h
+        self._note(key, h.state)
 
     # -- reconciliation -------------------------------------------------------------
     async def apply(
@@ -125,6 +149,7 @@ class Balancers:
         for key in list(self.health):
             if key not in live:
                 del self.health[key]
+                self._note(key, "gone")
 
     def _tls_names(self, li: ListenerInfo) -> tuple[str, ...]:
         """The names of the listener's ISSUED certificates (none for HTTP)."""
@@ -211,16 +236,30 @@ class Balancers:
         for tg in list(self.target_groups.values()):
             source = self._source_for(tg.arn)
             for tid, port in tg.targets:
-                h = self.health.setdefault((tg.arn, tid, port), TargetHealth())
+                key = (tg.arn, tid, port)
+                if key not in self.health:
+                    self.health[key] = TargetHealth()
+                    self._note(key, "initial")
+                h = self.health[key]
+                if h.state == "draining":
+                    continue
                 if source is None:
                     h.state, h.reason = "unused", "Target.NotInUse"
                     h.description = (
                         "Target group is not configured to receive traffic from the load balancer"
                     )
                     continue
-                jobs.append(self._check(tg, tid, port, source, h, timeout))
+                jobs.append(self._checked(key, self._check(tg, tid, port, source, h, timeout)))
         if jobs:
             await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _checked(self, key: tuple[str, str, int], check: Any) -> None:
+        """`check`, noting the target's new state if it changed (and is still current)."""
+        h = self.health.get(key)
+        before = h.state if h else None
+        await check
+        if h is not None and self.health.get(key) is h and h.state != before:
+            self._note(key, h.state)
 
     async def _check(
         self,

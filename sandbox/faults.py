@@ -20,9 +20,10 @@ class HostFaults:
     slow_factor: float
     rng: random.Random = field(repr=False)
     rates: FaultRates = field(repr=False)
+    broken_mirror: bool = False  # injected at run time: every package fetch fails
 
     def install_fails(self) -> bool:
-        return self.rng.random() < self.rates.install_failure
+        return self.broken_mirror or self.rng.random() < self.rates.install_failure
 
     def drops_connection(self) -> bool:
         return self.rng.random() < self.rates.ssh_drop

@@ -5,7 +5,8 @@ consult one registered `Hooks` object (the running sandbox):
 - RunInstances honours ClientToken (same token, same reservation) as EC2 does;
 - EC2 public IPs are allocated from the sandbox's loopback range;
 - GetConsoleOutput prints the host's real SSH host key fingerprints the way cloud-init does;
-- ELBv2 target health is the result of the sandbox's real health checks;
+- ELBv2 target health is the result of the sandbox's real health checks, and a
+  deregistered target drains for the group's deregistration delay (`sandbox/draining.py`);
 - an ACM DNS certificate is ISSUED only once its validation CNAME, name and value, is in a
   Route53 zone; ELB refuses an HTTPS listener whose certificate is not ISSUED
   (`UnsupportedCertificate`), on CreateListener and ModifyListener;
@@ -41,6 +42,7 @@ from moto.elbv2.models import ELBv2Backend, FakeHealthStatus, FakeTargetGroup
 from moto.rds.models import DBInstance, rds_backends
 from moto.route53.responses import Route53
 
+from .draining import install as install_draining
 from .eb_names import environment_id
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
@@ -53,6 +55,10 @@ class Hooks(Protocol):
 
     def target_health(self, tg_arn: str, target_id: str, port: int) -> tuple[str, str, str]:
         """(state, reason code, description); reason may be ''."""
+        ...
+
+    def target_changed(self, tg_arn: str, target_id: str, port: int, what: str) -> None:
+        """A target was deregistered (`draining`) or registered (`registered`)."""
         ...
 
     def eb_resources(self, env: Any) -> dict[str, Any]: ...
@@ -91,6 +97,12 @@ def register(hooks: Hooks, public_cidr: str, elastic_cidr: str) -> None:
     if not _State.installed:
         _install()
         _State.installed = True
+    install_draining(_target_changed)
+
+
+def _target_changed(tg_arn: str, target_id: str, port: int, what: str) -> None:
+    if _State.hooks is not None:
+        _State.hooks.target_changed(tg_arn, target_id, port, what)
 
 
 def unregister() -> None:

@@ -257,6 +257,10 @@ class Sandbox:
             return "initial", "Elb.RegistrationInProgress", ""
         return self.fleet.balancers.lookup(tg_arn, target_id, port)
 
+    def target_changed(self, tg_arn: str, target_id: str, port: int, what: str) -> None:
+        if self.fleet is not None:
+            self.fleet.balancers.target_changed(tg_arn, target_id, port, what)
+
     def eb_resources(self, env: Any) -> dict[str, Any]:
         return self.fleet.eb_resources(env) if self.fleet else {}
 
@@ -330,6 +334,18 @@ class Sandbox:
             "api": self.api.counters(),
             **fleet_state,
         }
+
+    def break_installs(self, instance_ids: list[str], broken: bool = True) -> None:
+        """Fault injection at run time: on these hosts every package fetch fails (apt-get
+        install exits 100, `Failed to fetch`), until called again with `broken=False`."""
+        assert self.fleet is not None
+        fleet = self.fleet
+
+        async def apply() -> None:
+            for iid in instance_ids:
+                fleet.hosts[iid].state.faults.broken_mirror = broken
+
+        self._call(apply())
 
     async def _fleet_state(self) -> dict[str, Any]:
         assert self.fleet is not None

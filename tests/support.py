@@ -146,3 +146,96 @@ def lb_port(sb: Sandbox, port: int) -> int:
     """Where a balancer's listener `port` (80, 443) really listens on loopback: the port
     itself, or its high fallback (8080, 8443) when the sandbox may not bind low ports."""
     return int(sb.state()["lb_ports"][str(port)])
+
+
+class Traffic:
+    """A continuous, bounded traffic generator: `workers` threads each send GET requests
+    one after another (a new connection each) to `address:port` with `Host: host` until
+    `stop()` or `max_s` seconds, and count 2xx answers, other answers and connection
+    errors. Used as a context manager around what must not fail a request."""
+
+    def __init__(
+        self, address: str, port: int, host: str, *, workers: int = 4, max_s: float = 120.0
+    ) -> None:
+        import threading
+        from collections import Counter
+
+        self.address, self.port, self.host = address, port, host
+        self.max_s = max_s
+        self.counts: Counter[str] = Counter()
+        self.backends: Counter[str] = Counter()
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [
+            threading.Thread(target=self._run, name=f"traffic-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        self.started = self.ended = 0.0
+
+    def _one(self) -> tuple[str, str | None]:
+        import http.client
+
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=10)
+        try:
+            conn.request("GET", "/", headers={"Host": self.host, "Connection": "close"})
+            resp = conn.getresponse()
+            resp.read()
+            kind = "2xx" if 200 <= resp.status < 300 else f"http_{resp.status}"
+            return kind, resp.getheader("X-Instance-Id")
+        except OSError as exc:
+            return "connection_error", repr(exc)
+        finally:
+            conn.close()
+
+    def _run(self) -> None:
+        deadline = self.started + self.max_s
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            kind, detail = self._one()
+            with self.lock:
+                self.counts[kind] += 1
+                if kind == "2xx" and detail:
+                    self.backends[detail] += 1
+                elif kind != "2xx" and len(self.errors) < 20:
+                    self.errors.append(f"{kind} {detail or ''}".strip())
+
+    @property
+    def sent(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def failed(self) -> int:
+        return self.sent - self.counts["2xx"]
+
+    def __enter__(self) -> Traffic:
+        self.started = time.monotonic()
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for t in self.threads:
+            t.join(timeout=15)
+        self.ended = time.monotonic()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def max_out_of_service(
+    transitions: Any, tg_arn: str, hosts: set[str], since: float, until: float
+) -> int:
+    """From the sandbox balancers' record of target states (`Balancers.transitions`): the
+    most of `hosts` at once that were not `healthy` in target group `tg_arn` between
+    `since` and `until` (monotonic), counting each host healthy at `since` unless a
+    transition before it says otherwise."""
+    state = dict.fromkeys(hosts, "healthy")
+    worst = 0
+    for at, arn, tid, new in list(transitions):
+        if arn != tg_arn or tid not in hosts or at > until:
+            continue
+        state[tid] = new
+        if at >= since:
+            worst = max(worst, sum(s != "healthy" for s in state.values()))
+    return worst

@@ -23,7 +23,7 @@ from .packages import (
     _size,
     _wrap,
 )
-from .systemd import _start_unit
+from .systemd import _start_unit, _stop_unit
 
 # --------------------------------------------------------------------------------------
 # apt-get / apt
@@ -34,6 +34,7 @@ class _AptArgs:
     op: str | None = None
     names: list[str] = field(default_factory=list)
     yes: bool = False
+    reinstall: bool = False
     quiet: int = 0
     options: dict[str, str] = field(default_factory=dict)  # -o Name=value, names lowercased
 
@@ -72,6 +73,8 @@ def _parse_apt(args: list[str]) -> _AptArgs | str:
             parsed.quiet += 1
         elif arg in _APT_YES:
             parsed.yes = True
+        elif arg == "--reinstall":
+            parsed.reinstall = True
         elif arg.startswith("--"):
             if arg not in _APT_NOOP:
                 return arg
@@ -281,6 +284,16 @@ async def _apt_install(a: _AptArgs, ctx: _Ctx, prog: str) -> int:
         return 100
 
     loud = a.quiet < 2
+    again = [n for n in wanted if a.reinstall and _installed(host, n)]
+    if again:
+        host.installing = True
+        try:
+            status = await _reinstall(again, a, ctx)
+        finally:
+            host.installing = False
+        wanted = [n for n in wanted if n not in again]
+        if status or not wanted:
+            return status
     for name in wanted:
         if _installed(host, name) and loud:
             ctx.out(f"{name} is already the newest version ({PACKAGES[name].version}).\n")
@@ -385,4 +398,39 @@ async def _install_new(new: list[str], wanted: list[str], a: _AptArgs, ctx: _Ctx
             "No user sessions are running outdated binaries.\n\n"
             "No VM guests are running outdated hypervisor (qemu) binaries on this host.\n"
         )
+    return 0
+
+
+async def _reinstall(names: list[str], a: _AptArgs, ctx: _Ctx) -> int:
+    """`--reinstall` of installed packages: fetch them, then (dpkg) the old package's
+    prerm stops its service, the files are unpacked over it, and the postinst starts the
+    service again if it is enabled. Between the two, the service's port refuses."""
+    host = ctx.host
+    loud = a.quiet < 2
+    if loud:
+        ctx.out(f"0 upgraded, 0 newly installed, {len(names)} reinstalled, 0 to remove and ")
+        ctx.out("0 not upgraded.\n")
+    await asyncio.sleep(jittered(host.install_latency * 0.4, host.latency_jitter, host.rng))
+    if host.faults.install_fails():
+        pkg = PACKAGES[names[0]]
+        ctx.err(
+            f"E: Failed to fetch {_MIRROR}/{pkg.pool_path(names[0])}  Connection failed "
+            f"[IP: {_MIRROR_IP} 80]\n"
+        )
+        return 100
+    units = []
+    for k, name in enumerate(names):
+        pkg = PACKAGES[name]
+        ctx.out(f"Preparing to unpack .../{k:02d}-{name}_{pkg.file_version}_{pkg.arch}.deb ...\n")
+        if pkg.unit and pkg.unit in host.active_units:
+            await _stop_unit(pkg.unit, ctx)  # the old package's prerm
+        ctx.out(f"Unpacking {name} ({pkg.version}) over ({pkg.version}) ...\n")
+        if pkg.unit:
+            units.append(pkg.unit)
+    await asyncio.sleep(jittered(host.install_latency * 0.4, host.latency_jitter, host.rng))
+    for name in names:
+        ctx.out(f"Setting up {name} ({PACKAGES[name].version}) ...\n")
+    for unit in units:
+        if unit in host.enabled_units:  # the postinst starts an enabled service
+            await _start_unit(unit, ctx)
     return 0

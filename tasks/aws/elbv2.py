@@ -270,16 +270,43 @@ def ensure_target_group(aws: Aws, settings: FleetSettings, vpc_id: str) -> str:
 
 
 def registered_targets(aws: Aws, tg_arn: str) -> set[tuple[str, int]]:
-    """(instance id, port) of every target the group lists."""
+    """(instance id, port) of every target the group lists, draining ones left out (a
+    draining target is on its way out)."""
     descs = aws.client("elbv2").describe_target_health(TargetGroupArn=tg_arn)
     return {
         (d["Target"]["Id"], int(d["Target"].get("Port", APP_PORT)))
         for d in descs["TargetHealthDescriptions"]
+        if d["TargetHealth"]["State"] != "draining"
     }
 
 
+DEREGISTRATION_DELAY = "deregistration_delay.timeout_seconds"
+
+
+def deregistration_delay(aws: Aws, tg_arn: str) -> int:
+    """The target group's deregistration delay (seconds a deregistered target drains)."""
+    attrs = aws.client("elbv2").describe_target_group_attributes(TargetGroupArn=tg_arn)
+    have = {a["Key"]: a.get("Value", "") for a in attrs["Attributes"]}
+    return int(have.get(DEREGISTRATION_DELAY) or 300)
+
+
+def ensure_deregistration_delay(aws: Aws, tg_arn: str, seconds: int) -> None:
+    """The target group drains deregistered targets for `seconds` (the setting
+    `deregistration_delay_s`; AWS's default is 300)."""
+    was = deregistration_delay(aws, tg_arn)
+    if was == seconds:
+        return
+    aws.client("elbv2").modify_target_group_attributes(
+        TargetGroupArn=tg_arn, Attributes=[{"Key": DEREGISTRATION_DELAY, "Value": str(seconds)}]
+    )
+    actions.changed(
+        "target group", tg_arn, arn_name(tg_arn), f"deregistration delay {seconds}s (was {was}s)"
+    )
+
+
 def register_inventory(aws: Aws, tg_arn: str, instance_ids: list[str]) -> None:
-    """Register every inventory instance on 8080 and drop targets no longer in it."""
+    """Register every inventory instance on 8080 and drop targets no longer in it (a
+    draining target is on its way out: registered again if wanted, else left to drain)."""
     elb = aws.client("elbv2")
     current = registered_targets(aws, tg_arn)
     wanted = {(iid, APP_PORT) for iid in instance_ids}

@@ -256,6 +256,7 @@ _scope(
             "ModifyListener",
             "ModifyLoadBalancerAttributes",
             "ModifyTargetGroup",
+            "ModifyTargetGroupAttributes",
             "RegisterTargets",
             "SetSecurityGroups",
         )

@@ -1,4 +1,4 @@
-"""The flow commands: deploy, install, teardown, benchmark. Each is built on demand (its
+"""The flow commands: deploy, install, teardown, benchmark, rollout. Each is built on demand (its
 options read from the flow's source), validates its input before Prefect is contacted, runs
 the flow (`flow_options.flow_module`) and prints one JSON line."""
 
@@ -36,6 +36,8 @@ FLOWS = {  # command -> its help (the commands are built on demand: `BUILDERS`)
     "install": "Run the install-tomcat flow on new (--instances) or listed (--inventory) hosts.",
     "teardown": "Run the teardown flow: remove every resource tagged for a deployment.",
     "benchmark": "Run the benchmark flow (or serve its nightly deployment).",
+    "rollout": "Run the rollout flow: reinstall Tomcat on the serving fleet in waves behind "
+    "its load balancer.",
 }
 
 
@@ -314,9 +316,59 @@ def build_benchmark() -> Callable[..., int]:
     )
 
 
+# ---------------------------------------------------------------- rollout
+def build_rollout() -> Callable[..., int]:
+    from tasks.planning import PlanError
+    from tasks.rollout.plan import check_request
+
+    def run(kw: dict[str, Any]) -> int:
+        ov = pop_overrides(kw, ("deployment_name", "state_dir", "log_dir"))
+        try:
+            check_request(
+                kw["waves"],
+                kw["max_errors"],
+                kw["canary_wait"],
+                kw["poll_s"],
+                kw["health_timeout_s"],
+            )
+        except PlanError as exc:
+            raise InputError(str(exc)) from None
+        fleet_settings(ov)
+        with prefect_server():
+            import json
+
+            from tasks.rollout.plan import RolloutState
+            from tasks.runtime.outcome import outcome_of
+
+            state = flow_module("rollout").rollout(**kw, settings_overrides=ov, return_state=True)
+            report = outcome_of(state)
+        if not isinstance(report, RolloutState):
+            print(f"rollout: flow ended {state.type.value}: {state.message}", file=sys.stderr)
+            return 2 if isinstance(report, PlanError) else 1
+        if not state.is_completed():
+            print(f"rollout: {state.message}", file=sys.stderr)
+        line = {
+            "version": report.version,
+            **report.counts(),
+            "waves": len(report.waves),
+            "planned_waves": len(report.planned_waves),
+            "stopped_at": report.stopped_at,
+            "seconds": report.seconds,
+        }
+        print(json.dumps(line))
+        return 0 if state.is_completed() else 1
+
+    return flow_command(
+        ("flows/rollout.py", "rollout"),
+        run,
+        extra=settings_extras("deployment_name", "state_dir", "log_dir"),
+    )
+
+
 BUILDERS = {
     "deploy": build_deploy,
     "install": build_install,
     "teardown": build_teardown,
     "benchmark": build_benchmark,
+    "rollout": build_rollout,
 }

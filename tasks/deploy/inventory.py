@@ -68,6 +68,7 @@ def write_inventory(
                 "installed": [i.instance_id for i in keep],
                 "security_group_ids": groups,
                 "failed": failed,
+                "versions": read_versions(settings),  # kept across stage 3 runs
             },
             indent=1,
         )
@@ -120,3 +121,22 @@ def update_inventory(settings: FleetSettings, results: list[HostResult]) -> None
     }
     old.update({r.instance_id: r for r in results})
     write_inventory(settings, instances, list(old.values()))
+
+
+def read_versions(settings: FleetSettings) -> dict[str, str]:
+    """instance id -> the recipe version a rollout last installed on it (none known: {})."""
+    data = read_inventory(settings)
+    return dict((data or {}).get("versions") or {})
+
+
+def record_versions(settings: FleetSettings, versions: dict[str, str]) -> bool:
+    """The saved inventory takes these hosts' recipe versions (False: there is none)."""
+    path = inventory_path(settings)
+    if not path.is_file():
+        return False
+    data = json.loads(path.read_text())
+    data["versions"] = {**(data.get("versions") or {}), **versions}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+    return True

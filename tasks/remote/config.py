@@ -37,6 +37,8 @@ class HostInstallConfig(BaseModel):
     host_attempts: int = Field(3, ge=1)
     steps: list[InstallStep] = Field(default_factory=list)
     probe_command: str = "true"
+    # a rollout: run the steps even on a host that answers the probe, then probe it
+    reinstall: bool = False
     backoff_base_s: float = Field(0.5, ge=0)
     backoff_cap_s: float = Field(10.0, ge=0)
 

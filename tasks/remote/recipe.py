@@ -90,6 +90,18 @@ class _HostInstall:
         )
         return res
 
+    def probe_after(self) -> tuple[str, str]:
+        """After a reinstall: the probe must answer 0 (raises `_Stop` when it answers
+        otherwise); ("probe", error) when the connection failed (transient)."""
+        res = self.timed(PROBE_NAME, self.cfg.probe_command, PROBE_TIMEOUT_S)
+        if res.status is None:
+            return PROBE_NAME, res.error
+        if res.status != 0:
+            raise _Stop(
+                f"probe after the install exited {res.status}: {_last_line(res.stderr, res.stdout)}"
+            )
+        return "", ""
+
     # -- the whole host ------------------------------------------------------------------
     def run(self) -> tuple[str, str | None, bool]:
         """(status, reason, already_installed); raises `_Stop` for terminal failures."""
@@ -106,6 +118,8 @@ class _HostInstall:
             failing, error, exit_code = "", "", None
             self.connect()
             try:
+                if not probed and cfg.reinstall:
+                    probed = True  # a rollout runs the steps whatever the host serves now
                 if not probed:
                     res = self.timed(PROBE_NAME, cfg.probe_command, PROBE_TIMEOUT_S)
                     if res.status == 0:
@@ -132,6 +146,8 @@ class _HostInstall:
                             f"step {step.name} exited {res.status}: "
                             f"{_last_line(res.stderr, res.stdout)}"
                         )
+                if not failing and cfg.reinstall:
+                    failing, error = self.probe_after()
                 if not failing:
                     return "installed", None, False
             finally:

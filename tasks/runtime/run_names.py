@@ -54,3 +54,10 @@ def benchmark_run_name() -> str:
     m = p.get("matrix", "nightly")
     matrix = Path(m).stem if isinstance(m, str) else f"{len(m)}-scenarios"
     return f"benchmark-{matrix}-{p.get('target', 'sandbox')}"
+
+
+def rollout_run_name() -> str:
+    """`rollout-<deployment>-waves-<spec>` (the waves' sizes, dashes for commas and %)."""
+    p = _params()
+    waves = str(p.get("waves", "")).replace(",", "-").replace("%", "pc").replace(" ", "")
+    return f"rollout-{_deployment(p)}-waves-{waves or 'default'}"

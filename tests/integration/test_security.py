@@ -338,7 +338,14 @@ def read_drift(sb: Sandbox, report: DeployReport, drift: dict[str, Any]) -> dict
     client(sb, "ec2").delete_security_group(GroupId=drift["stray_group"])
     return {
         "health_path": group["HealthCheckPath"],
-        "targets": sorted(t["Target"]["Id"] for t in targets),
+        # a deregistered target drains (listed, `draining`) before it is gone, as on AWS
+        "targets": sorted(
+            t["Target"]["Id"] for t in targets if t["TargetHealth"]["State"] != "draining"
+        ),
+        "draining": sorted(
+            t["Target"]["Id"] for t in targets if t["TargetHealth"]["State"] == "draining"
+        ),
+        "stale": drift["stale"],
         "groups": balancer["SecurityGroups"],
         "stray_group": drift["stray_group"],
         "listener_actions": listener["DefaultActions"],
@@ -384,6 +391,8 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         "log_dir": str(base / "logs"),
         "deployment_name": DEPLOYMENT,
         "traffic_requests": 10,
+        # not AWS's 300: stage 4 sets the target group's delay (ModifyTargetGroupAttributes)
+        "deregistration_delay_s": 30,
     }
     cfg = SandboxConfig(
         controller_cidr=CONTROLLER_CIDR,
@@ -516,6 +525,7 @@ def test_rerun_repaired_the_drift(run: Run) -> None:
     r = run.repaired
     assert r["health_path"] == "/"
     assert sorted(run.report.resources["instances"]) == r["targets"]
+    assert r["draining"] in ([], [r["stale"]])  # the stale target left (still draining)
     assert r["stray_group"] not in r["groups"] and r["groups"]
     assert [a["Type"] for a in r["listener_actions"]] == ["forward"]
     assert r["listener_actions"][0]["TargetGroupArn"] == run.report.resources["target_group"]

@@ -23,6 +23,7 @@ REQUIRED = {
     "install-tomcat/default",
     "teardown/default",
     "status/default",
+    "rollout/default",
     "benchmark/nightly",
 }
 FLOW_OF = {  # entrypoint -> the flow name it must define
@@ -30,6 +31,7 @@ FLOW_OF = {  # entrypoint -> the flow name it must define
     "flows/install_tomcat.py:install_tomcat": "install-tomcat",
     "flows/teardown.py:teardown": "teardown",
     "flows/status.py:status": "status",
+    "flows/rollout.py:rollout": "rollout",
     "flows/benchmark.py:benchmark": "benchmark",
 }
 BEING_WRITTEN = {"flows/benchmark.py:benchmark"}  # may not exist yet: skipped, not failed

@@ -2,12 +2,12 @@
 
 `create_alb` finds or creates, in order: the ALB security group (80/443 from anywhere) and
 the rule letting it reach the instances on 8080, the access-log bucket (private, public
-access blocked, SSE-S3, writable by ELB log delivery only), the target group with every
-inventory instance registered, the load balancer with access logs on, and its HTTP
-listener. Then it waits until the balancer is active and every registered target is
-healthy. Every resource is found by name and checked for the deployment tag before
-anything is created, so a second call creates nothing and returns the same ids. Not run,
-the ALB, its target group and HTTP listener are found by name (`find`).
+access blocked, SSE-S3, writable by ELB log delivery only), the target group (draining for
+`deregistration_delay_s`) with every inventory instance registered, the load balancer with
+access logs on, and its HTTP listener. Then it waits until the balancer is active and every
+registered target is healthy. Every resource is found by name and checked for the
+deployment tag before anything is created, so a second call creates nothing and returns the
+same ids. Not run, the ALB, its target group and HTTP listener are found by name (`find`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from tasks.aws.elbv2 import (
     attributes,
     elb_name,
     enable_access_logs,
+    ensure_deregistration_delay,
     ensure_http_listener,
     ensure_load_balancer,
     ensure_target_group,
@@ -79,6 +80,7 @@ def create_alb(
 
     bucket = ensure_log_bucket(aws, settings)
     tg_arn = ensure_target_group(aws, settings, vpc)
+    ensure_deregistration_delay(aws, tg_arn, settings.deregistration_delay_s)
     register_inventory(aws, tg_arn, instance_ids)
     lb = ensure_load_balancer(aws, settings, subnets, alb_sg)
     lb_arn = str(lb["LoadBalancerArn"])

@@ -21,6 +21,7 @@ LOCAL_DEPLOYMENTS = [
     "install-tomcat/default",
     "teardown/default",
     "status/default",
+    "rollout/default",
     "benchmark/nightly",
 ]
 OPTIONAL_ENTRYPOINTS = {"benchmark/nightly": "flows/benchmark.py"}

@@ -20,6 +20,7 @@ FLOWS = {
     "install": ("flows/install_tomcat.py", "install_tomcat"),
     "teardown": ("flows/teardown.py", "teardown"),
     "benchmark": ("flows/benchmark.py", "benchmark"),
+    "rollout": ("flows/rollout.py", "rollout"),
 }
 
 
@@ -57,6 +58,9 @@ def cli(args: list[str], tmp: Path, **env: str) -> subprocess.CompletedProcess[s
         ["benchmark", "--fault-profile", "nasty"],
         ["benchmark", "--repeat", "0"],
         ["benchmark", "--matrix", "no-such-matrix"],
+        ["rollout", "--waves", "0"],
+        ["rollout", "--max-errors", "120%"],
+        ["rollout", "--waves", "1,x%"],
         ["deploy", "--no-such-option", "1"],
     ],
 )
@@ -142,6 +146,7 @@ def _flows() -> dict[str, Any]:
     from flows.benchmark import benchmark
     from flows.deploy import deploy
     from flows.install_tomcat import install_tomcat
+    from flows.rollout import rollout
     from flows.teardown import teardown
 
     return {
@@ -149,6 +154,7 @@ def _flows() -> dict[str, Any]:
         "install": install_tomcat,
         "teardown": teardown,
         "benchmark": benchmark,
+        "rollout": rollout,
     }
 
 
