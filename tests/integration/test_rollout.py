@@ -29,7 +29,8 @@ CFG = SandboxConfig(
     install_latency=0.3,
     boot_delay=0.2,
     cloud_init_seconds=0.2,
-    health_check_interval=0.5,  # its checks time out after min(2, interval) s
+    health_check_interval=1.0,  # its checks time out after min(2, interval) s: a loaded
+    # box may be slow to answer one, and two in a row would count a serving host as out
     drop_hold_seconds=2.0,
 )
 
