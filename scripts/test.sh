@@ -20,4 +20,21 @@ fi
 ruff check .
 ruff format --check .
 mypy
-python -m pytest -q "$@"
+if [ $# -gt 0 ]; then  # what you name, in one run
+  exec python -m pytest -q "$@"
+fi
+# The end-to-end tests (their own servers, sandboxes and workers, across processes) mostly
+# wait on them: they run beside the other tests, each run on its own Prefect server and
+# half of the sandboxes' loopback pool, and print once both have ended.
+e2e_log=$(mktemp)
+TESTS_LOOPBACK_SLICE=1 python -m pytest -q -p no:cacheprovider tests/e2e >"$e2e_log" 2>&1 &
+e2e=$!
+rc=0
+TESTS_LOOPBACK_SLICE=0 python -m pytest -q tests/unit tests/integration || rc=$?
+e2e_rc=0
+wait "$e2e" || e2e_rc=$?
+echo "---- tests/e2e (run beside the tests above): exit $e2e_rc ----"
+cat "$e2e_log"
+rm -f "$e2e_log"
+[ "$rc" -eq 0 ] && exit "$e2e_rc"
+exit "$rc"

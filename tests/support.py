@@ -20,20 +20,22 @@ from sandbox import Sandbox, SandboxConfig
 # Sandboxes made here take their loopback ranges from 127.192.0.0/10 (outside the ranges
 # pinned elsewhere: 127.100-102 defaults, 127.140/141 benchmark, 127.170/171 reliability):
 # a pair of adjacent /20s (4,000 host addresses each) per sandbox, a new pair for every
-# sandbox of this session, starting at an offset taken from the pid so that test runs in
-# parallel processes do not bind the same addresses.
+# sandbox of this session. scripts/test.sh runs tests/e2e beside the other tests: each of
+# the two runs takes its own half of the pool (TESTS_LOOPBACK_SLICE 0 or 1), and within it
+# starts at an offset taken from the pid, so that other runs in parallel rarely meet.
 _POOL = ipaddress.ip_network("127.192.0.0/10")
 _PAIR_PREFIX = 20
 _PAIRS = 2 ** (_PAIR_PREFIX - _POOL.prefixlen - 1)
-_next_pair = itertools.count((os.getpid() * 37) % _PAIRS)
+_HALF = _PAIRS // 2
+_SLICE = int(os.environ.get("TESTS_LOOPBACK_SLICE", "0")) % 2
+_next_pair = itertools.count((os.getpid() * 37) % _HALF)
 
 
 def loopback_pair() -> tuple[str, str]:
     """A (public, service) pair of loopback CIDRs no other sandbox of this session uses."""
     size = 2 ** (32 - _PAIR_PREFIX + 1)
-    pair = ipaddress.ip_network(
-        (int(_POOL.network_address) + (next(_next_pair) % _PAIRS) * size, _PAIR_PREFIX - 1)
-    )
+    index = _SLICE * _HALF + next(_next_pair) % _HALF
+    pair = ipaddress.ip_network((int(_POOL.network_address) + index * size, _PAIR_PREFIX - 1))
     first, second = pair.subnets()
     return str(first), str(second)
 
