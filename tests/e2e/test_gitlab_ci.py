@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,10 @@ def test_pipeline_deploy_job_deploys_through_a_worker(sb: Sandbox, tmp_path: Pat
     assert "Flow run finished successfully in 'Completed'" in text, (
         text[-6000:] + "\n--- worker ---\n" + worker_log[-6000:]
     )
+    # the job showed the plan it applies before applying it: a fresh account, all to create
+    shown = text.find("deploy --plan: exit 2 (0 nothing to do, 2 changes)")
+    assert 0 <= shown < text.index("Flow run finished successfully"), text[-6000:]
+    assert re.search(r"deploy plan of \S+: [1-9]\d* to create, 0 to update, 0 to delete", text)
 
     pool = api(api_url, f"/work_pools/{POOL}")
     assert pool["type"] == "process"
