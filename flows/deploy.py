@@ -23,7 +23,6 @@ if __name__ == "__main__":  # `python -m flows.deploy ...` is `tomcat-fleet depl
 import time
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
@@ -46,7 +45,7 @@ from tasks.deploy.stages.room import CLOCK, Call, Finding, recorded, ssh_key
 from tasks.forked_runner import ForkedWorkerTaskRunner
 from tasks.inputs import Runner, check_deploy_request, check_shape, resolve_shape
 from tasks.plan.models import Plan
-from tasks.plan.render import publish_plan, summary
+from tasks.plan.render import plan_run
 from tasks.planning import PlanError
 from tasks.reach import read_local_view
 from tasks.runtime import prefect_adjustments
@@ -298,14 +297,7 @@ def deploy(
             return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
         raise
     if plan:  # reads only: nothing is created, no pool is started
-        try:
-            found = plan_deploy(Aws(settings), settings, instances, todo)
-        except (FleetError, ClientError, BotoCoreError) as exc:
-            line = f"cannot plan: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            return failed_with_report(line, exc, logger)  # type: ignore[return-value]
-        publish_plan(found)
-        logger.info("%s", summary(found))
-        return found
+        return plan_run(lambda: plan_deploy(Aws(settings), settings, instances, todo), logger)
     logger.info(
         "deployment %s: stages %s, %d instances of %s",
         settings.deployment_name,

@@ -22,12 +22,11 @@ if __name__ == "__main__":  # `python -m flows.teardown ...` is `tomcat-fleet te
 import re
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blocks.fleet_error import BlockNotFound, FleetError
+from blocks.fleet_error import BlockNotFound
 from blocks.settings import FleetSettings
 from tasks import actions
 from tasks.aws import Aws
@@ -35,7 +34,7 @@ from tasks.aws.teardown import TeardownReport, plan_teardown
 from tasks.aws.teardown import teardown as teardown_resources
 from tasks.deployment_files import remove_local_state
 from tasks.plan.models import Plan
-from tasks.plan.render import publish_plan, summary
+from tasks.plan.render import plan_run
 from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
@@ -107,14 +106,9 @@ def teardown(
         return failed_with_report(str(exc), exc, logger)  # type: ignore[return-value]
     if plan:
         block = settings.password_block if delete_secrets and secret_exists(settings) else None
-        try:
-            found = plan_teardown(Aws(settings), settings, secret=block, log=logger)
-        except (FleetError, ClientError, BotoCoreError) as exc:
-            line = f"cannot plan: {type(exc).__name__}: {str(exc).splitlines()[0]}"
-            return failed_with_report(line, exc, logger)  # type: ignore[return-value]
-        publish_plan(found)
-        logger.info("%s", summary(found))
-        return found
+        return plan_run(
+            lambda: plan_teardown(Aws(settings), settings, secret=block, log=logger), logger
+        )
     report = teardown_task(settings, delete_secrets, 1200.0, poll_s)
     local = remove_local_state(settings, clean=not report.errors, keep=keep_local_state)
     report.local_removed, report.local_kept = local.removed, local.kept

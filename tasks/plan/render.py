@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from tasks.plan.models import Plan
 
@@ -66,6 +68,25 @@ def publish_plan(plan: Plan) -> None:
     create_markdown_artifact(
         key=artifact_key(plan), markdown=markdown(plan), description=summary(plan)
     )
+
+
+def plan_run(make: Callable[[], Plan], logger: Any) -> Any:
+    """How a flow ends a plan run: the plan `make()` reads, published and summarised in the
+    run's log and returned; or, when reading fails, the Failed state with one line (no
+    traceback; the CLI exits 1)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from tasks.errors import FleetError
+    from tasks.runtime.outcome import failed_with_report
+
+    try:
+        found = make()
+    except (FleetError, ClientError, BotoCoreError) as exc:
+        line = f"cannot plan: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        return failed_with_report(line, exc, logger)
+    publish_plan(found)
+    logger.info("%s", summary(found))
+    return found
 
 
 def main(argv: list[str]) -> int:
