@@ -1,7 +1,8 @@
 """Flow `teardown`: delete everything a deployment created, found by its tag.
 
-One task (`teardown-resources`) runs `tasks.aws.teardown.teardown`, whose every resource
-(deleted, already gone, kept, failed) and every wait gets one line in the task's log
+One task (`teardown-resources`, tasks/teardown_resources.py) runs
+`tasks.aws.teardown.teardown`, whose every resource (deleted, already gone, kept, failed)
+and every wait gets one line in the task's log
 (`tasks.actions`); the flow logs what was removed per kind and the one-line summary,
 writes a markdown artifact (`<deployment>-teardown`: kind, count, ids, errors) and fails,
 with the report as its data, when any resource could not be removed.
@@ -22,22 +23,20 @@ if __name__ == "__main__":  # `python -m flows.teardown ...` is `tomcat-fleet te
 import re
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 
 from blocks.fleet_error import BlockNotFound
 from blocks.settings import FleetSettings
-from tasks import actions
 from tasks.aws import Aws
 from tasks.aws.teardown import TeardownReport, plan_teardown
-from tasks.aws.teardown import teardown as teardown_resources
 from tasks.deployment_files import remove_local_state
 from tasks.plan.models import Plan
 from tasks.plan.render import plan_run
 from tasks.runtime import prefect_adjustments
 from tasks.runtime.outcome import failed_with_report
 from tasks.runtime.run_names import teardown_run_name
+from tasks.teardown_resources import teardown_resources
 
 prefect_adjustments.install()  # every entry path: the flow engine imports this module first
 
@@ -56,22 +55,6 @@ def teardown_settings(
 def artifact_key(deployment: str) -> str:
     """`<deployment>-teardown`, lowercase letters, digits and dashes only."""
     return re.sub(r"[^a-z0-9-]+", "-", f"{deployment}-teardown".lower()).strip("-")
-
-
-@task(name="teardown-resources", tags=["teardown"], cache_policy=NO_CACHE)
-def teardown_task(
-    settings: FleetSettings, delete_secrets: bool, timeout_s: float, poll_s: float
-) -> TeardownReport:
-    log = get_run_logger()
-    with actions.recording(log):  # each resource's and each wait's line to this task's log
-        return teardown_resources(
-            Aws(settings),
-            settings,
-            timeout_s=timeout_s,
-            poll_s=poll_s,
-            delete_secrets=delete_secrets,
-            log=log,
-        )
 
 
 @flow(name="teardown", flow_run_name=teardown_run_name, log_prints=False)
@@ -109,7 +92,7 @@ def teardown(
         return plan_run(
             lambda: plan_teardown(Aws(settings), settings, secret=block, log=logger), logger
         )
-    report = teardown_task(settings, delete_secrets, 1200.0, poll_s)
+    report = teardown_resources(settings, delete_secrets, 1200.0, poll_s)
     local = remove_local_state(settings, clean=not report.errors, keep=keep_local_state)
     report.local_removed, report.local_kept = local.removed, local.kept
     for path in local.removed:
