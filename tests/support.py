@@ -40,6 +40,24 @@ def loopback_pair() -> tuple[str, str]:
     return str(first), str(second)
 
 
+# A sandbox that gets all eleven stages done in seconds: installs, boots, cloud-init, RDS,
+# Beanstalk and health checks compressed (the whole-deploy tests share it).
+FAST_ALL_STAGES: dict[str, Any] = {
+    "install_latency": 0.05,
+    "boot_delay": 0.2,
+    "cloud_init_seconds": 0.1,
+    "rds_create_seconds": 0.3,
+    "eb_launch_seconds": 0.5,
+    "health_check_interval": 0.3,
+    "drop_hold_seconds": 3.0,
+}
+
+
+def fast_all_stages(**overrides: Any) -> SandboxConfig:
+    """`SandboxConfig` of `FAST_ALL_STAGES`, with `overrides` on top."""
+    return SandboxConfig(**{**FAST_ALL_STAGES, **overrides})
+
+
 @contextlib.contextmanager
 def make_sandbox(cfg: SandboxConfig | None = None, *, env: bool = False) -> Iterator[Sandbox]:
     """Start a `Sandbox(cfg)` on a loopback range of its own (unless `cfg` sets

@@ -21,14 +21,14 @@ from botocore.exceptions import ClientError
 
 from flows.deploy import DeployReport, deploy
 from flows.teardown import teardown
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from sandbox.accounts import OTHER, SECOND_ZONE, SSO_PATH, SSO_ROLES
 from sandbox.authz.slr import ROLES as SERVICE_LINKED_ROLES
 from tasks.aws.ec2 import TAG_KEY
 from tasks.aws.teardown import TeardownReport
 from tasks.runtime.outcome import outcome_of
 
-from ..support import client, make_sandbox
+from ..support import client, fast_all_stages, make_sandbox
 
 N = 4
 DEPLOYMENT = "busytest"
@@ -272,16 +272,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "deployment_name": DEPLOYMENT,
         "traffic_requests": 10,
     }
-    cfg = SandboxConfig(
-        account_profile="busy",
-        install_latency=0.05,
-        boot_delay=0.2,
-        cloud_init_seconds=0.1,
-        rds_create_seconds=0.3,
-        eb_launch_seconds=0.5,
-        health_check_interval=0.3,
-        drop_hold_seconds=3.0,
-    )
+    cfg = fast_all_stages(account_profile="busy")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         with make_sandbox(cfg, env=True) as sb:

@@ -19,11 +19,11 @@ import pytest
 
 from blocks.recipes import AL2023
 from flows.deploy import DeployReport, deploy
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from sandbox.ssm_seed import AL2023_AMI, UBUNTU_2204_AMI
 from tasks.aws.ec2 import TAG_KEY
 
-from ..support import client, lb_port, make_sandbox, run, ssh, wait_for
+from ..support import client, fast_all_stages, lb_port, make_sandbox, run, ssh, wait_for
 
 N = 3
 DEPLOYMENT = "al2023test"
@@ -47,15 +47,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Any:
         "traffic_requests": 10,
         "recipe": "al2023",
     }
-    cfg = SandboxConfig(
-        install_latency=0.05,
-        boot_delay=0.2,
-        cloud_init_seconds=0.1,
-        rds_create_seconds=0.3,
-        eb_launch_seconds=0.5,
-        health_check_interval=0.3,
-        drop_hold_seconds=3.0,
-    )
+    cfg = fast_all_stages()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
         with make_sandbox(cfg, env=True) as sb:

@@ -34,7 +34,7 @@ import pytest
 from blocks.settings import FleetSettings
 from flows.deploy import DeployReport, deploy
 from flows.teardown import teardown
-from sandbox import Sandbox, SandboxConfig
+from sandbox import Sandbox
 from tasks.aws.client import recorded_operations, reset_operations
 from tasks.aws.ec2 import TAG_KEY
 from tasks.aws.grants import IAM_PROFILES, IAM_ROLES, LINKED_SERVICES, SCOPES
@@ -48,7 +48,7 @@ from tasks.aws.policy import (
 )
 from tasks.aws.teardown import TeardownReport
 
-from ..support import client, make_sandbox
+from ..support import client, fast_all_stages, make_sandbox
 
 N = 4
 DEPLOYMENT = "sectest"
@@ -394,16 +394,7 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         # not AWS's 300: stage 4 sets the target group's delay (ModifyTargetGroupAttributes)
         "deregistration_delay_s": 30,
     }
-    cfg = SandboxConfig(
-        controller_cidr=CONTROLLER_CIDR,
-        install_latency=0.05,
-        boot_delay=0.2,
-        cloud_init_seconds=0.1,
-        rds_create_seconds=0.3,
-        eb_launch_seconds=0.5,
-        health_check_interval=0.3,
-        drop_hold_seconds=3.0,
-    )
+    cfg = fast_all_stages(controller_cidr=CONTROLLER_CIDR)
     capman = request.config.pluginmanager.getplugin("capturemanager")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
