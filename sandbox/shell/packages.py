@@ -5,6 +5,7 @@ report on what is installed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..hoststate import HostState
@@ -141,20 +142,28 @@ def _installed(host: HostState, name: str) -> bool:
     return name in host.packages or name in BASE_PACKAGES
 
 
-def _closure(host: HostState, names: list[str]) -> list[str]:
-    """`names` plus their not-yet-installed dependencies, dependencies first."""
+def closure(
+    names: list[str], requires: Callable[[str], str], installed: Callable[[str], bool]
+) -> list[str]:
+    """`names` plus what they require (`requires(name)`: space-separated names) that is not
+    `installed` yet, requirements first: the order apt and dnf install them in."""
     seen: list[str] = []
 
     def visit(name: str) -> None:
-        if name in seen or _installed(host, name):
+        if name in seen or installed(name):
             return
-        for dep in PACKAGES[name].depends.split():
+        for dep in requires(name).split():
             visit(dep)
         seen.append(name)
 
     for name in names:
         visit(name)
     return seen
+
+
+def _closure(host: HostState, names: list[str]) -> list[str]:
+    """`names` plus their not-yet-installed dependencies, dependencies first."""
+    return closure(names, lambda n: PACKAGES[n].depends, lambda n: _installed(host, n))
 
 
 def _wrap(names: list[str]) -> str:

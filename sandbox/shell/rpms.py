@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from ..hoststate import HostState
 from .core import _Ctx
+from .packages import closure
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,7 @@ def rpm_installed(host: HostState, name: str) -> bool:
 
 def rpm_closure(host: HostState, names: list[str]) -> list[str]:
     """`names` plus what they require and the host lacks, requirements first."""
-    seen: list[str] = []
-
-    def visit(name: str) -> None:
-        if name in seen or rpm_installed(host, name):
-            return
-        for dep in RPMS[name].requires.split():
-            visit(dep)
-        seen.append(name)
-
-    for name in names:
-        visit(name)
-    return seen
+    return closure(names, lambda n: RPMS[n].requires, lambda n: rpm_installed(host, n))
 
 
 def rpm_size(kb: float) -> str:
