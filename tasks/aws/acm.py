@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -158,7 +157,7 @@ def validation_records(
         cert = acm.wait(
             "certificate_validation_records",
             what=f"DNS validation records of certificate {cert_id(arn)}",
-            timeout_s=max(0.0, deadline - time.monotonic()),
+            deadline=deadline,
             delay_s=poll_s,
             CertificateArn=arn,
         )["Certificate"]
@@ -200,7 +199,7 @@ def wait_issued(
         acm.wait(
             "certificate_issued",
             what=f"certificate {cert_id(arn)} to be issued",
-            timeout_s=max(0.0, deadline - time.monotonic()),
+            deadline=deadline,
             delay_s=poll_s,
             CertificateArn=arn,
         )

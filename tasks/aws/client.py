@@ -172,12 +172,24 @@ class RetryingClient:
             yield from page.get(key, [])
 
     def wait(
-        self, name: str, *, what: str, timeout_s: float, delay_s: float = 2.0, **kwargs: Any
+        self,
+        name: str,
+        *,
+        what: str,
+        timeout_s: float | None = None,
+        deadline: float | None = None,
+        delay_s: float = 2.0,
+        **kwargs: Any,
     ) -> dict[str, Any]:
         """Run waiter `name` with our deadline: polls every `delay_s` for at most
-        `timeout_s`; returns the response that matched the success state. Raises
-        `WaitTimeout` naming `what`, and the deadline (`not done within`) or the failure
-        state or error the waiter stopped on (`failed`)."""
+        `timeout_s`, or until `deadline` (a `time.monotonic()` value: what is left of a
+        budget several waits share); returns the response that matched the success state.
+        Raises `WaitTimeout` naming `what`, and the deadline (`not done within`) or the
+        failure state or error the waiter stopped on (`failed`)."""
+        if deadline is not None:
+            timeout_s = max(0.0, deadline - time.monotonic())
+        if timeout_s is None:
+            raise TypeError("wait() needs timeout_s or deadline")
         delay = max(0.01, delay_s)
         attempts = max(1, math.ceil(timeout_s / delay) + 1)
         waiter = self.get_waiter(name)

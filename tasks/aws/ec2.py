@@ -347,7 +347,7 @@ def wait_running(
                 ec2.wait(
                     waiter,
                     what=f"{len(batch)} instance(s) running with {check} status ok",
-                    timeout_s=max(0.0, deadline - time.monotonic()),
+                    deadline=deadline,
                     delay_s=poll_s,
                     InstanceIds=batch,
                     IncludeAllInstances=True,

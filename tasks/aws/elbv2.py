@@ -4,7 +4,6 @@ Each one found, created, changed or deleted gets one line (`tasks.actions`)."""
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import Counter
 from typing import Any
 
@@ -446,7 +445,7 @@ def wait_active(aws: Aws, lb_arn: str, deadline: float, timeout_s: float, poll_s
         elb.wait(
             "load_balancer_available",
             what=f"load balancer {arn_name(lb_arn)} to be active",
-            timeout_s=max(0.0, deadline - time.monotonic()),
+            deadline=deadline,
             delay_s=poll_s,
             LoadBalancerArns=[lb_arn],
         )
@@ -508,7 +507,7 @@ def wait_healthy(
                 "target_in_service",
                 what=f"{len(instance_ids[i : i + 100])} target(s) of {arn_name(tg_arn)} "
                 "to be healthy",
-                timeout_s=max(0.0, deadline - time.monotonic()),
+                deadline=deadline,
                 delay_s=poll_s,
                 TargetGroupArn=tg_arn,
                 Targets=[{"Id": iid, "Port": APP_PORT} for iid in instance_ids[i : i + 100]],

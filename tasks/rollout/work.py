@@ -111,7 +111,7 @@ def take_out(
             elb.wait(
                 "target_deregistered",
                 what=f"{len(batch)} target(s) to drain",
-                timeout_s=max(0.0, deadline - time.monotonic()),
+                deadline=deadline,
                 delay_s=poll_s,
                 TargetGroupArn=fleet.target_group_arn,
                 Targets=_targets(batch),

@@ -3,6 +3,7 @@ against botocore's Stubber: which answers succeed, fail at once or are polled ag
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -109,6 +110,23 @@ def test_validation_records_times_out_while_a_record_is_missing() -> None:
         )
     with stub, pytest.raises(WaitTimeout, match=r"^the thing: not done within 0s"):
         wait(client, "certificate_validation_records", timeout_s=0.02, CertificateArn=ARN)
+
+
+def test_a_passed_deadline_polls_once_and_times_out() -> None:
+    # a shared budget already spent: one look, then the timeout (no wait past the deadline)
+    client, stub = stubbed("acm")
+    stub.add_response(
+        "describe_certificate", cert("PENDING_VALIDATION", option("a.example.com", record=False))
+    )
+    with stub, pytest.raises(WaitTimeout, match=r"^the thing: not done within 0s"):
+        client.wait(
+            "certificate_validation_records",
+            what="the thing",
+            deadline=time.monotonic() - 1.0,
+            delay_s=0.01,
+            CertificateArn=ARN,
+        )
+    stub.assert_no_pending_responses()
 
 
 # -- ACM: issued ----------------------------------------------------------------------------
