@@ -84,13 +84,13 @@ def rollout(
     """
     logger = get_run_logger()
     t0 = time.monotonic()
-    check_request(waves, max_errors, canary_wait, poll_s, health_timeout_s)
+    request = check_request(waves, max_errors, canary_wait, poll_s, health_timeout_s)
     settings = FleetSettings(**(settings_overrides or {}))
     deployment = settings.deployment_name
     aws = Aws(settings)
     fleet = find_fleet(aws, settings)
     ids = [h.instance_id for h in fleet.hosts]
-    plan = plan_waves(ids, waves)
+    plan = plan_waves(ids, request.waves)
     version = recipe_version(settings.install_steps)
     state = RolloutState.start(plan, version, read_versions(settings))
     logger.info(
@@ -146,7 +146,7 @@ def rollout(
             hosts=wave_ids,
             upgraded=len(result.ok),
             failed=len(wave_ids) - len(result.ok),
-            allowed=errors_allowed(max_errors, len(wave_ids)),
+            allowed=errors_allowed(request.max_errors, len(wave_ids)),
             seconds=round(time.monotonic() - w0, 2),
         )
         state.waves.append(wave)

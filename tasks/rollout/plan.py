@@ -69,9 +69,9 @@ def wave_size(size: Size, hosts: int) -> int:
     return max(1, int(hosts * value / 100))
 
 
-def plan_waves(hosts: Sequence[str], spec: str | Sequence[str | int]) -> list[list[str]]:
-    """`hosts` (in order) split into waves; the last size repeats until all are placed."""
-    sizes = parse_waves(spec)
+def plan_waves(hosts: Sequence[str], sizes: Sequence[Size]) -> list[list[str]]:
+    """`hosts` (in order) split into waves of `sizes` (parsed: `parse_waves`); the last size
+    repeats until all are placed."""
     n = len(hosts)
     out: list[list[str]] = []
     at = 0
@@ -99,9 +99,10 @@ def parse_max_errors(spec: str | int) -> Size:
     raise PlanError("max_errors", f"max_errors={text[:40]!r} is not valid; {fix}")
 
 
-def errors_allowed(spec: str | int, wave_hosts: int) -> int:
-    """Failures a wave of `wave_hosts` may have before the rollout stops."""
-    kind, value = parse_max_errors(spec)
+def errors_allowed(limit: Size, wave_hosts: int) -> int:
+    """Failures a wave of `wave_hosts` may have before the rollout stops (`limit`, parsed:
+    `parse_max_errors`)."""
+    kind, value = limit
     return int(value) if kind == "count" else int(wave_hosts * value / 100)
 
 
@@ -178,16 +179,23 @@ class RolloutState(BaseModel):
         return out
 
 
+class RolloutRequest(BaseModel):
+    """The rollout's inputs, parsed once at the flow's door."""
+
+    waves: list[Size]
+    max_errors: Size
+
+
 def check_request(
     waves: str | Sequence[str | int],
     max_errors: str | int,
     canary_wait: float,
     poll_s: float,
     health_timeout_s: float,
-) -> None:
-    """Every rollout input, before anything changes: PlanError naming the field."""
-    parse_waves(waves)
-    parse_max_errors(max_errors)
+) -> RolloutRequest:
+    """Every rollout input, before anything changes: the parsed sizes, or PlanError naming
+    the field."""
+    request = RolloutRequest(waves=parse_waves(waves), max_errors=parse_max_errors(max_errors))
     for name, value, low in (
         ("canary_wait", canary_wait, 0.0),
         ("poll_s", poll_s, 0.01),
@@ -197,3 +205,4 @@ def check_request(
             raise PlanError(name, f"{name}={value!r} is not a number of seconds")
         if not low <= float(value) <= 86400:
             raise PlanError(name, f"{name}={value!r} must be between {low:g} and 86400 seconds")
+    return request

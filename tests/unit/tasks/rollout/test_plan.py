@@ -12,6 +12,8 @@ from tasks.rollout.plan import (
     RolloutState,
     check_request,
     errors_allowed,
+    parse_max_errors,
+    parse_waves,
     plan_waves,
     recipe_version,
     wave_size,
@@ -22,7 +24,7 @@ HOSTS = [f"i-{n:02d}" for n in range(12)]
 
 
 def sizes(n: int, spec: object) -> list[int]:
-    return [len(w) for w in plan_waves([f"i-{k}" for k in range(n)], spec)]  # type: ignore[arg-type]
+    return [len(w) for w in plan_waves([f"i-{k}" for k in range(n)], parse_waves(spec))]  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -44,7 +46,7 @@ def test_waves_follow_ansible_serial(n: int, spec: object, want: list[int]) -> N
 
 
 def test_waves_keep_the_hosts_order_and_place_each_once() -> None:
-    waves = plan_waves(HOSTS, [1, "25%"])
+    waves = plan_waves(HOSTS, parse_waves([1, "25%"]))
     assert [h for w in waves for h in w] == HOSTS
 
 
@@ -59,7 +61,7 @@ def test_wave_size_percent_is_floored_to_at_least_one() -> None:
     [("0", 5, 0), (2, 5, 2), ("10%", 12, 1), ("10%", 5, 0), ("50%", 3, 1), ("100%", 3, 3)],
 )
 def test_max_errors_per_wave(spec: object, wave: int, allowed: int) -> None:
-    assert errors_allowed(spec, wave) == allowed  # type: ignore[arg-type]
+    assert errors_allowed(parse_max_errors(spec), wave) == allowed  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -102,7 +104,7 @@ def test_recipe_version_changes_with_any_step() -> None:
 
 
 def test_state_and_report_say_which_host_is_on_which_version() -> None:
-    waves = plan_waves(HOSTS[:4], [1, 2])
+    waves = plan_waves(HOSTS[:4], parse_waves([1, 2]))
     state = RolloutState.start(waves, "new", {"i-03": "old"})
     state.hosts["i-00"].state, state.hosts["i-00"].version = "upgraded", "new"
     state.hosts["i-01"].state, state.hosts["i-01"].reason = "failed", "step install exited 100"
