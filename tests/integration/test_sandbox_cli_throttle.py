@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from typing import Any
 
@@ -133,15 +134,23 @@ def default_sb() -> Any:
 def test_default_buckets_throttle_a_burst_like_aws(default_sb: Sandbox) -> None:
     ec2, elb = client(default_sb, "ec2"), client(default_sb, "elbv2")
     codes: list[tuple[str, int]] = []
-    for _ in range(130):  # the describe bucket holds 100, refilling 20/s
+    served, t0 = 0, time.monotonic()
+    # the describe bucket holds 100, refilling 20/s: a burst runs it dry however slowly this
+    # machine sends it (a fixed count of calls did not on a loaded one), and no more is
+    # served than the bucket and its refill allow
+    for _ in range(1000):
         try:
             ec2.describe_vpcs()
+            served += 1
         except botocore.exceptions.ClientError as exc:
             codes.append(
                 (exc.response["Error"]["Code"], exc.response["ResponseMetadata"]["HTTPStatusCode"])
             )
+            if len(codes) >= 10:
+                break
+    elapsed = time.monotonic() - t0
     assert codes and set(codes) == {("RequestLimitExceeded", 503)}
-    assert len(codes) < 40
+    assert served <= 100 + 20 * elapsed + 1, (served, elapsed)
     elb_codes = set()
     for _ in range(60):  # ELB's describe bucket holds 40, refilling 10/s
         try:
